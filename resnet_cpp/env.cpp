@@ -1,0 +1,119 @@
+#include "env.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <dlfcn.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace resx {
+namespace {
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      return colon == std::string::npos ? "" : line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+// Device name through the CUDA driver API, so that the runtime needs no CUDA headers to build.
+std::string cuda_device_name() {
+  void* lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (lib == nullptr) return "";
+  using InitFn = int (*)(unsigned);
+  using GetFn = int (*)(int*, int);
+  using NameFn = int (*)(char*, int, int);
+  auto init = reinterpret_cast<InitFn>(dlsym(lib, "cuInit"));
+  auto get = reinterpret_cast<GetFn>(dlsym(lib, "cuDeviceGet"));
+  auto name = reinterpret_cast<NameFn>(dlsym(lib, "cuDeviceGetName"));
+  char buf[256] = {0};
+  int device = 0;
+  if (init == nullptr || get == nullptr || name == nullptr || init(0) != 0 || get(&device, 0) != 0 ||
+      name(buf, sizeof buf, device) != 0) {
+    return "";
+  }
+  return buf;
+}
+
+std::string load_average() {
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) != 3) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", load[0], load[1], load[2]);
+  return buf;
+}
+
+const char* yes_no(bool value) { return value ? "yes" : "no"; }
+
+}  // namespace
+
+EnvReport env_report() {
+  const bool cuda = torch::cuda::is_available();
+  return {
+      {"torch_version", TORCH_VERSION},
+      {"build_config", at::show_config()},
+      {"intra_op_threads", std::to_string(at::get_num_threads())},
+      {"inter_op_threads", std::to_string(at::get_num_interop_threads())},
+      {"mkldnn", yes_no(at::hasMKLDNN())},
+      {"openmp", yes_no(AT_PARALLEL_OPENMP == 1)},
+      {"cuda_available", yes_no(cuda)},
+      {"cuda_device_count", std::to_string(cuda ? torch::cuda::device_count() : 0)},
+      {"cuda_device", cuda ? cuda_device_name() : ""},
+      {"cpu_model", cpu_model()},
+      {"cpu_cores", std::to_string(std::thread::hardware_concurrency())},
+      {"load_average", load_average()},
+  };
+}
+
+void set_num_threads(int intra_op, int inter_op) {
+  if (intra_op > 0) at::set_num_threads(intra_op);
+  // Inter-op threads can be set once per process, before any inter-op work; LibTorch throws after.
+  if (inter_op > 0 && inter_op != at::get_num_interop_threads()) at::set_num_interop_threads(inter_op);
+}
+
+std::string to_json(const EnvReport& report) {
+  auto quote = [](const std::string& s) {
+    std::ostringstream out;
+    out << '"';
+    for (unsigned char c : s) {
+      switch (c) {
+        case '"': out << "\\\""; break;
+        case '\\': out << "\\\\"; break;
+        case '\n': out << "\\n"; break;
+        case '\t': out << "\\t"; break;
+        default:
+          if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out << buf;
+          } else {
+            out << c;
+          }
+      }
+    }
+    out << '"';
+    return out.str();
+  };
+  std::ostringstream out;
+  out << '{';
+  const char* sep = "";
+  for (const auto& [key, value] : report) {
+    out << sep << quote(key) << ": " << quote(value);
+    sep = ", ";
+  }
+  out << '}';
+  return out.str();
+}
+
+}  // namespace resx

@@ -1,0 +1,18 @@
+// What the C++ runtime sees of LibTorch and the machine: the C++ half of `resx env`.
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace resx {
+
+// Keys mirror resx.envinfo.python_env(); values are strings so both sides compare as text.
+using EnvReport = std::map<std::string, std::string>;
+
+EnvReport env_report();
+
+void set_num_threads(int intra_op, int inter_op);
+
+std::string to_json(const EnvReport& report);
+
+}  // namespace resx

@@ -1,0 +1,85 @@
+"""`resx env`: what each runtime reports of LibTorch and the machine, side by side.
+
+The Python side reads torch's Python API, the C++ side asks LibTorch from C++ (in this process through
+the extension, and in a process with no Python through resx-cpp). Keys mirror resnet_cpp/env.cpp.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+import torch
+
+# Keys that describe the machine now, not the runtime: shown, never a parity failure.
+INFORMATIONAL = frozenset({"load_average"})
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return ""
+
+
+def python_env() -> dict[str, str]:
+    cuda = torch.cuda.is_available()
+    return {
+        "torch_version": torch.__version__.split("+")[0],
+        "build_config": torch.__config__.show(),
+        "intra_op_threads": str(torch.get_num_threads()),
+        "inter_op_threads": str(torch.get_num_interop_threads()),
+        "mkldnn": "yes" if torch.backends.mkldnn.is_available() else "no",
+        "openmp": "yes" if torch.backends.openmp.is_available() else "no",
+        "cuda_available": "yes" if cuda else "no",
+        "cuda_device_count": str(torch.cuda.device_count() if cuda else 0),
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else "",
+        "cpu_model": cpu_model(),
+        "cpu_cores": str(os.cpu_count()),
+        "load_average": load_average(),
+    }
+
+
+@dataclass(frozen=True)
+class EnvRow:
+    key: str
+    values: dict[str, str]  # runtime name -> value
+
+    @property
+    def differs(self) -> bool:
+        return self.key not in INFORMATIONAL and len(set(self.values.values())) > 1
+
+
+def collect(threads: int | None = None, executable: bool = True) -> dict[str, dict[str, str]]:
+    """Reports per runtime: 'python', 'cpp' (extension, same process), 'cpp-exe' (no Python)."""
+    from resx import cpp
+
+    if threads:
+        torch.set_num_threads(threads)
+    reports = {"python": python_env(), "cpp": cpp._cpp.env()}
+    if executable:
+        reports["cpp-exe"] = cpp.executable_env(threads)
+    return reports
+
+
+def compare(reports: dict[str, dict[str, str]]) -> list[EnvRow]:
+    keys = list(next(iter(reports.values())))
+    for report in reports.values():
+        keys += [k for k in report if k not in keys]
+    return [EnvRow(k, {name: r.get(k, "<missing>") for name, r in reports.items()}) for k in keys]
+
+
+def differing(reports: dict[str, dict[str, str]]) -> list[str]:
+    return [row.key for row in compare(reports) if row.differs]
