@@ -1,17 +1,87 @@
-// resx._cpp: the C++ runtime as a Python module. Long calls release the GIL.
+// resx._cpp: the C++ runtime as a Python module. Tensors cross by DLPack (no copies); long calls
+// release the GIL.
+#include <ATen/DLConvertor.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include "env.h"
+#include "model.h"
 
 namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+// torch.Tensor -> at::Tensor sharing its memory, through the tensor's own __dlpack__ capsule.
+at::Tensor from_torch(nb::handle tensor) {
+  nb::capsule capsule = nb::borrow<nb::capsule>(tensor.attr("__dlpack__")());
+  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+  if (managed == nullptr) throw nb::python_error();
+  PyCapsule_SetName(capsule.ptr(), "used_dltensor");  // ownership moves to the at::Tensor
+  return at::fromDLPack(managed);
+}
+
+// at::Tensor -> torch.Tensor sharing its memory.
+nb::object to_torch(const at::Tensor& tensor) {
+  DLManagedTensor* managed = at::toDLPack(tensor);
+  // A raw capsule: its destructor must free the tensor only if torch did not consume it (the
+  // consumer renames it to "used_dltensor"), which nb::capsule's cleanup cannot tell.
+  auto destructor = [](PyObject* cap) {
+    if (PyCapsule_IsValid(cap, "dltensor")) {
+      auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
+      if (m->deleter != nullptr) m->deleter(m);
+    }
+  };
+  auto capsule = nb::steal<nb::capsule>(PyCapsule_New(managed, "dltensor", destructor));
+  return nb::module_::import_("torch").attr("from_dlpack")(capsule);
+}
+
+nb::list named_tensors(const std::vector<std::pair<std::string, at::Tensor>>& items) {
+  nb::list out;
+  for (const auto& [name, t] : items) out.append(nb::make_tuple(name, to_torch(t.detach())));
+  return out;
+}
+
+}  // namespace
 
 NB_MODULE(_cpp, m) {
   m.doc() = "resx C++ runtime (LibTorch), the same code as the resx-cpp executable";
 
   m.def("env", &resx::env_report, nb::call_guard<nb::gil_scoped_release>(),
         "What LibTorch reports from C++: version, build config, threads, CUDA, CPU, load.");
-  m.def("set_num_threads", &resx::set_num_threads, nb::arg("intra_op"), nb::arg("inter_op") = 0,
+  m.def("set_num_threads", &resx::set_num_threads, "intra_op"_a, "inter_op"_a = 0,
         "Set LibTorch's intra-op (and, once per process, inter-op) thread counts from C++.");
+
+  nb::class_<resx::Model>(m, "Model", "A resx export loaded with torch::jit::load.")
+      .def(nb::init<const std::string&, const std::string&>(), "path"_a, "device"_a = "cpu",
+           nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("path", &resx::Model::path)
+      .def_prop_ro("manifest_json", &resx::Model::manifest_json)
+      .def_prop_ro("has_manifest", &resx::Model::has_manifest)
+      .def("fingerprint", &resx::Model::fingerprint, nb::call_guard<nb::gil_scoped_release>())
+      .def("weights_hash", &resx::Model::weights_hash, nb::call_guard<nb::gil_scoped_release>())
+      .def("canonical_form", &resx::Model::canonical_form, nb::call_guard<nb::gil_scoped_release>())
+      .def("parameter_count", &resx::Model::parameter_count)
+      .def("named_parameters", [](const resx::Model& self) { return named_tensors(self.named_parameters()); })
+      .def("named_buffers", [](const resx::Model& self) { return named_tensors(self.named_buffers()); })
+      .def("train", &resx::Model::train, "on"_a = true)
+      .def("eval", [](resx::Model& self) { self.train(false); })
+      .def_prop_ro("training", &resx::Model::is_training)
+      .def(
+          "forward",
+          [](resx::Model& self, nb::handle input) {
+            at::Tensor x = from_torch(input);
+            at::Tensor y;
+            {
+              nb::gil_scoped_release release;
+              torch::NoGradGuard no_grad;
+              y = self.forward(x);
+            }
+            return to_torch(y);
+          },
+          "input"_a, "Forward on a torch.Tensor, without copies and with the GIL released.")
+      .def("__call__", [](nb::handle self, nb::handle input) { return self.attr("forward")(input); });
 }

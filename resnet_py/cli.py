@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -83,6 +84,77 @@ def env(
         console.print(f"[bold red]{len(diff)} line(s) differ between runtimes:[/] {', '.join(diff)}")
     else:
         console.print("[green]All runtimes agree.[/]")
+
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[str, typer.Argument(help="resnet18, resnet34, resnet50, resnet101 or resnet152.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="TorchScript file to write.")],
+    num_classes: Annotated[int, typer.Option(help="Classes of the linear head.")] = 10,
+    stem: Annotated[str, typer.Option(help="cifar (3x3 conv) or imagenet (7x7/2 conv + max-pool).")] = "cifar",
+    layers: Annotated[
+        Optional[str], typer.Option(help="Blocks per stage, e.g. 3,3,3,3 (default: the depth's own).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
+    weights: Annotated[Optional[Path], typer.Option(help="Weights to put in (export, checkpoint or state dict).")] = None,
+) -> None:
+    """Script a resx ResNet to a TorchScript file with its manifest (what the C++ runtime loads)."""
+    from resx.export import ExportError, export
+    from resx.models import ModelConfig
+
+    try:
+        block_layers = [int(n) for n in layers.split(",")] if layers else None
+    except ValueError:
+        raise fail(f"--layers '{layers}': give four block counts such as 2,2,2,2")
+    try:
+        config = ModelConfig(model, num_classes, stem, block_layers)
+        manifest = export(config, output, seed=seed, weights=weights)
+    except (ValueError, ExportError) as e:
+        raise fail(str(e))
+    flops = manifest["flops_per_image"]
+    console.print(
+        f"wrote {output}: {model} ({config.stem} stem, layers {config.block_layers}), "
+        f"{manifest['parameters']:,} parameters, {flops['forward'] / 1e9:.3f} GFLOP/img forward, "
+        f"fingerprint {manifest['fingerprint'][:12]}",
+        highlight=False,
+    )
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="A TorchScript file written by resx export.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print manifest and checks as JSON.")] = False,
+) -> None:
+    """Print a file's manifest and re-verify it in Python and in C++."""
+    from resx.export import ExportError, inspect as inspect_file
+
+    try:
+        result = inspect_file(file)
+    except (ExportError, RuntimeError) as e:
+        raise fail(str(e))
+    if as_json:
+        print(json.dumps({"manifest": result.manifest, "checks": result.checks,
+                          "failures": result.failures, "foreign": result.foreign}, indent=2))
+    else:
+        if result.manifest is not None:
+            table = Table(title=f"{file}: resx manifest", show_header=False)
+            for key, value in result.manifest.items():
+                table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+            console.print(table)
+        checks = Table(title="re-verified")
+        checks.add_column("")
+        sources = list(next(iter(result.checks.values())))
+        for source in sources:
+            checks.add_column(source)
+        checks.add_column("")
+        for what, values in result.checks.items():
+            ok = what not in result.failures
+            checks.add_row(what, *(v[:16] for v in values.values()), "[green]agree[/]" if ok else "[bold red]MISMATCH[/]")
+        console.print(checks)
+    if result.foreign:
+        raise fail(f"{file}: a TorchScript file without a resx manifest (foreign); export it with `resx export`")
+    if result.failures:
+        raise fail(f"{file}: {', '.join(result.failures)} do not match the manifest; re-export the file")
 
 
 def main() -> None:

@@ -1,0 +1,227 @@
+"""TorchScript export of resx models: the file both runtimes load, with a JSON manifest inside.
+
+The fingerprint is computed on the module as *loaded from the file* (what LibTorch sees), so that the
+C++ runtime can recompute the same text with torch::jit::load and compare (resnet_cpp/model.cpp).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import resx
+from resx.data import AUGMENT, IMAGE_SHAPE
+from resx.models import ModelConfig, build, parameter_count
+
+MANIFEST_NAME = "resx_manifest.json"  # mirrors resx::kManifestName
+FORMAT = "resx-export/1"
+
+_SOURCE_RANGE = re.compile(r"\s*# \S+:\d+:\d+$", re.M)
+_MANGLE = re.compile(r"___torch_mangle_\d+\.")
+_jit_noted = False
+
+
+class ExportError(Exception):
+    """A resx export cannot be made or read; the message names the file and the fix."""
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """torch 2.14 deprecates TorchScript with a FutureWarning per call. resx needs TorchScript
+    (it is what LibTorch loads), so it says so once per process instead of on every call."""
+    global _jit_noted
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*TorchScript.*")
+        yield
+    if not _jit_noted and os.environ.get("RESX_QUIET_JIT") != "1":
+        _jit_noted = True
+        print("note: torch 2.14 deprecates TorchScript; resx uses it on purpose, as the format LibTorch "
+              "C++ loads (set RESX_QUIET_JIT=1 to hide this line)", file=sys.stderr)
+
+
+def canonical_form(module: torch.jit.ScriptModule) -> str:
+    """Inlined forward graph without source ranges or mangling, then every parameter's and buffer's
+    name, shape and dtype. Mirrors resx::canonical_form."""
+    graph = module.forward.graph.copy()
+    torch._C._jit_pass_inline(graph)
+    text = _MANGLE.sub("", _SOURCE_RANGE.sub("", graph.str(False)))
+    lines = [text if text.endswith("\n") else text + "\n"]
+    for kind, items in (("param", module.named_parameters()), ("buffer", module.named_buffers())):
+        for name, t in items:
+            lines.append(f"{kind} {name} {list(t.shape)} {str(t.dtype).removeprefix('torch.')}\n")
+    return "".join(lines)
+
+
+def fingerprint(module: torch.jit.ScriptModule) -> str:
+    """What defines the computation, independent of the weight values."""
+    return hashlib.sha1(canonical_form(module).encode()).hexdigest()
+
+
+def weights_hash(module: nn.Module) -> str:
+    """SHA-1 over every parameter's and buffer's name and bytes, in module order."""
+    h = hashlib.sha1()
+    for items in (module.named_parameters(), module.named_buffers()):
+        for name, t in items:
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def flops_per_image(model: nn.Module, shape: tuple[int, ...] = IMAGE_SHAPE) -> dict[str, int]:
+    """Forward and training (forward + backward) FLOPs of one image, by torch's FlopCounterMode."""
+    model = copy.deepcopy(model)  # a training step would move the caller's BN running stats
+    x = torch.zeros(2, *shape)  # two images: BN in training mode needs more than one value per channel
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as forward:
+        model(x)
+    model.train()
+    with FlopCounterMode(display=False) as training:
+        model(x).sum().backward()
+    return {"forward": forward.get_total_flops() // 2, "training": training.get_total_flops() // 2}
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a resx export, a resx checkpoint or a plain state dict (never unpickling
+    arbitrary objects: weights_only=True)."""
+    if not path.is_file():
+        raise ExportError(f"{path}: no such weights file")
+    with contextlib.suppress(RuntimeError, ValueError), quiet_jit():
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (torch raises many kinds here)
+        raise ExportError(f"{path}: not a weights file ({type(e).__name__}); give a resx export or checkpoint")
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ExportError(f"{path}: holds no state dict of tensors")
+    return obj
+
+
+def _atomic_save(module: torch.jit.ScriptModule, path: Path, extra: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with quiet_jit():
+            torch.jit.save(module, tmp, _extra_files=extra)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def export(config: ModelConfig, path: Path, seed: int = 0, weights: Optional[Path] = None) -> dict:
+    """Script the model and save it with its manifest; returns the manifest."""
+    model = build(config, seed=seed)
+    if weights is not None:
+        state = load_weights(weights)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()
+            raise ExportError(f"{weights}: weights do not fit {config.name} ({first[1].strip() if len(first) > 1 else first[0]})")
+    flops = flops_per_image(model)
+    model.eval()
+    with quiet_jit():
+        scripted = torch.jit.script(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.pt"
+        with quiet_jit():
+            torch.jit.save(scripted, str(raw))
+            loaded = torch.jit.load(str(raw))
+    manifest = {
+        "format": FORMAT,
+        "model": config.to_dict(),
+        "parameters": parameter_count(model),
+        "flops_per_image": flops,
+        "input": {"shape": [1, *IMAGE_SHAPE], "dtype": "uint8 image -> float32 normalised"},
+        "normalization": {"mean": list(AUGMENT.mean), "std": list(AUGMENT.std)},
+        "augmentation": AUGMENT.to_dict(),
+        "fingerprint": fingerprint(loaded),
+        "weights_hash": weights_hash(loaded),
+        "seed": seed,
+        "weights_from": str(weights) if weights else None,
+        "torch_version": torch.__version__,
+        "resx_version": resx.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    text = json.dumps(manifest, indent=2)
+    _atomic_save(loaded, Path(path), {MANIFEST_NAME: text})
+    return json.loads(text)  # as stored: tuples become lists
+
+
+def load(path: Path) -> tuple[torch.jit.ScriptModule, Optional[dict]]:
+    """The scripted module and its manifest (None for a foreign TorchScript file)."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"{path}: no such file (make one with `resx export resnet18 -o {path}`)")
+    if not zipfile.is_zipfile(path):
+        raise ExportError(f"{path}: not a TorchScript file (not a zip archive; truncated or another format)")
+    extra = {MANIFEST_NAME: ""}
+    try:
+        with quiet_jit():
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as e:  # noqa: BLE001
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{path}: not a loadable TorchScript file ({reason})")
+    raw = extra[MANIFEST_NAME]
+    if not raw:
+        return module, None
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{path}: its resx manifest is not valid JSON ({e})")
+    return module, manifest
+
+
+@dataclass
+class Inspection:
+    path: Path
+    manifest: Optional[dict]
+    checks: dict[str, dict[str, str]] = field(default_factory=dict)  # what -> {source: value}
+
+    @property
+    def foreign(self) -> bool:
+        return self.manifest is None
+
+    @property
+    def failures(self) -> list[str]:
+        return [what for what, values in self.checks.items() if len(set(values.values())) > 1]
+
+
+def inspect(path: Path, cpp: bool = True) -> Inspection:
+    """Re-verify a file: fingerprint and weights hash recomputed in Python and in C++."""
+    module, manifest = load(path)
+    result = Inspection(Path(path), manifest)
+    fp = {"python": fingerprint(module)}
+    wh = {"python": weights_hash(module)}
+    params = {"python": str(sum(p.numel() for p in module.parameters()))}
+    if cpp:
+        from resx import _cpp
+
+        m = _cpp.Model(str(path))
+        fp["c++"], wh["c++"], params["c++"] = m.fingerprint(), m.weights_hash(), str(m.parameter_count())
+    if manifest is not None:
+        fp["manifest"] = manifest.get("fingerprint", "<missing>")
+        wh["manifest"] = manifest.get("weights_hash", "<missing>")
+        params["manifest"] = str(manifest.get("parameters", "<missing>"))
+    result.checks = {"fingerprint": fp, "weights_hash": wh, "parameters": params}
+    return result
