@@ -2,11 +2,14 @@
 // release the GIL.
 #include <ATen/DLConvertor.h>
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/array.h>
 #include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "data.h"
 #include "env.h"
 #include "model.h"
 
@@ -38,6 +41,14 @@ nb::object to_torch(const at::Tensor& tensor) {
   auto capsule = nb::steal<nb::capsule>(PyCapsule_New(managed, "dltensor", destructor));
   return nb::module_::import_("torch").attr("from_dlpack")(capsule);
 }
+
+nb::object maybe_torch(const at::Tensor& t) { return t.defined() ? to_torch(t) : nb::none(); }
+
+nb::tuple batch_tuple(const resx::Batch& b) {
+  return nb::make_tuple(to_torch(b.images), to_torch(b.inputs), to_torch(b.labels));
+}
+
+at::Tensor optional_tensor(nb::handle h) { return h.is_none() ? at::Tensor() : from_torch(h); }
 
 nb::list named_tensors(const std::vector<std::pair<std::string, at::Tensor>>& items) {
   nb::list out;
@@ -84,4 +95,60 @@ NB_MODULE(_cpp, m) {
           },
           "input"_a, "Forward on a torch.Tensor, without copies and with the GIL released.")
       .def("__call__", [](nb::handle self, nb::handle input) { return self.attr("forward")(input); });
+
+  // ---- data (mirrors resx.data)
+  nb::class_<resx::AugmentSpec>(m, "AugmentSpec", "Built from resx.data.AUGMENT; never defaulted in C++.")
+      .def(nb::init<int64_t, int64_t, double, std::array<double, 3>, std::array<double, 3>>(), "crop"_a,
+           "padding"_a, "flip_p"_a, "mean"_a, "std"_a)
+      .def_rw("crop", &resx::AugmentSpec::crop)
+      .def_rw("padding", &resx::AugmentSpec::padding)
+      .def_rw("flip_p", &resx::AugmentSpec::flip_p)
+      .def_rw("mean", &resx::AugmentSpec::mean)
+      .def_rw("std", &resx::AugmentSpec::std);
+
+  m.def("read_binary", [](const std::string& path) {
+    std::pair<at::Tensor, at::Tensor> r;
+    {
+      nb::gil_scoped_release release;
+      r = resx::read_binary(path);
+    }
+    return nb::make_tuple(to_torch(r.first), to_torch(r.second));
+  }, "path"_a);
+  m.def("load_split", [](const std::string& dir, const std::string& split) {
+    std::pair<at::Tensor, at::Tensor> r;
+    {
+      nb::gil_scoped_release release;
+      r = resx::load_split(dir, split);
+    }
+    return nb::make_tuple(to_torch(r.first), to_torch(r.second));
+  }, "data_dir"_a, "split"_a);
+  m.def("epoch_seed", &resx::epoch_seed, "seed"_a, "epoch"_a);
+  m.def("draw_epoch_plan", [](uint64_t seed, uint64_t epoch, int64_t n, const resx::AugmentSpec& spec) {
+    auto plan = resx::EpochPlan::draw(seed, epoch, n, spec);
+    return nb::make_tuple(to_torch(plan.order), to_torch(plan.offsets), to_torch(plan.flips));
+  }, "seed"_a, "epoch"_a, "n"_a, "spec"_a);
+  m.def("augment_batch", [](nb::handle images, nb::handle offsets, nb::handle flips, const resx::AugmentSpec& spec) {
+    return to_torch(resx::augment_batch(from_torch(images), from_torch(offsets), from_torch(flips), spec));
+  }, "images"_a, "offsets"_a, "flips"_a, "spec"_a);
+  m.def("normalize", [](nb::handle images, const resx::AugmentSpec& spec) {
+    return to_torch(resx::normalize(from_torch(images), spec));
+  }, "images"_a, "spec"_a);
+
+  nb::class_<resx::CifarLoader>(m, "CifarLoader", "Mirrors resx.data.CifarLoader; optional prefetch thread.")
+      .def("__init__", [](resx::CifarLoader* self, nb::handle images, nb::handle labels, int64_t batch_size,
+                          bool train, uint64_t seed, bool drop_last, const resx::AugmentSpec& spec, bool prefetch) {
+             new (self) resx::CifarLoader(from_torch(images), from_torch(labels), batch_size, train, seed,
+                                          drop_last, spec, prefetch);
+           }, "images"_a, "labels"_a, "batch_size"_a, "train"_a, "seed"_a, "drop_last"_a, "spec"_a,
+           "prefetch"_a = true)
+      .def("__len__", &resx::CifarLoader::size)
+      .def("start_epoch", &resx::CifarLoader::start_epoch, "epoch"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def("next", [](resx::CifarLoader& self) -> nb::object {
+        std::optional<resx::Batch> batch;
+        {
+          nb::gil_scoped_release release;
+          batch = self.next();
+        }
+        return batch ? nb::object(batch_tuple(*batch)) : nb::none();
+      }, "(images uint8, inputs float32, labels int64), or None at the end of the epoch");
 }

@@ -157,5 +157,77 @@ def inspect(
         raise fail(f"{file}: {', '.join(result.failures)} do not match the manifest; re-export the file")
 
 
+data_app = typer.Typer(help="CIFAR-10: download, check, convert.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _data_dir(value: Optional[Path]) -> Path:
+    from resx.data import default_data_dir
+
+    return value if value is not None else default_data_dir()
+
+
+@data_app.command("fetch")
+def data_fetch(
+    directory: Annotated[Optional[Path], typer.Argument(help="Where to put it (default: $RESX_DATA or ~/.cache/resx/cifar10).")] = None,
+) -> None:
+    """Download the official CIFAR-10 binary release (md5-checked, resumable, atomic)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from resx.data import URL, DataError, fetch
+
+    dest = _data_dir(directory)
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task(f"CIFAR-10 from {URL}", total=None)
+        try:
+            path = fetch(dest, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        except DataError as e:
+            raise fail(str(e))
+    console.print(f"CIFAR-10 ready in {path}")
+
+
+@data_app.command("check")
+def data_check(
+    directory: Annotated[Optional[Path], typer.Argument(help="A CIFAR-10 directory (default: the cache).")] = None,
+) -> None:
+    """Validate a CIFAR-10 directory: file sizes, labels, images per class."""
+    from resx.data import DataError, check, class_names
+
+    directory = _data_dir(directory)
+    try:
+        report = check(directory)
+        names = class_names(directory)
+    except DataError as e:
+        raise fail(str(e))
+    table = Table(title=f"{report.layout} layout: {report.directory}")
+    table.add_column("class")
+    for split in report.counts:
+        table.add_column(split, justify="right")
+    for i, name in enumerate(names):
+        table.add_row(name, *(str(c[i]) for c in report.counts.values()))
+    console.print(table)
+    for problem in report.problems:
+        err_console.print(f"[bold red]problem:[/] {problem}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise fail(f"{directory}: {len(report.problems)} problem(s), see above")
+    console.print("[green]CIFAR-10 is complete and valid.[/]")
+
+
+@data_app.command("convert")
+def data_convert(
+    source: Annotated[Path, typer.Argument(help="A directory with the pickled layout (cifar-10-batches-py).")],
+    dest: Annotated[Path, typer.Argument(help="Where to write cifar-10-batches-bin/.")],
+) -> None:
+    """Write the binary layout from the pickled one, for the C++ runtime's reader."""
+    from resx.data import DataError, convert_pickled_to_binary
+
+    try:
+        out = convert_pickled_to_binary(source, dest)
+    except DataError as e:
+        raise fail(str(e))
+    console.print(f"wrote {out}")
+
+
 def main() -> None:
     app()
