@@ -7,11 +7,13 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include "data.h"
 #include "env.h"
 #include "model.h"
+#include "train.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -151,4 +153,43 @@ NB_MODULE(_cpp, m) {
         }
         return batch ? nb::object(batch_tuple(*batch)) : nb::none();
       }, "(images uint8, inputs float32, labels int64), or None at the end of the epoch");
+
+  // ---- training (mirrors resx.train)
+  nb::class_<resx::Progress>(m, "Progress")
+      .def_ro("phase", &resx::Progress::phase)
+      .def_ro("epoch", &resx::Progress::epoch)
+      .def_ro("epochs", &resx::Progress::epochs)
+      .def_ro("step", &resx::Progress::step)
+      .def_ro("steps", &resx::Progress::steps)
+      .def_ro("loss", &resx::Progress::loss)
+      .def_ro("images_per_s", &resx::Progress::images_per_s);
+
+  nb::class_<resx::Trainer>(m, "Trainer", "The C++ training loop, configured by a resx-config/1 file.")
+      .def("__init__", [](resx::Trainer* self, const std::string& config_path, const std::string& runtime) {
+             auto config = resx::TrainConfig::read(config_path);
+             config.runtime = runtime;
+             nb::gil_scoped_release release;
+             new (self) resx::Trainer(std::move(config));
+           }, "config_path"_a, "runtime"_a = "cpp")
+      .def("run", &resx::Trainer::run, nb::call_guard<nb::gil_scoped_release>(),
+           "Train (GIL released); False when stopped by request_stop().")
+      .def("request_stop", &resx::Trainer::request_stop, "Stop after the current step.")
+      .def("progress", &resx::Trainer::progress)
+      .def("losses", &resx::Trainer::losses);
+
+  m.def("evaluate", [](const std::string& model_file, const std::string& checkpoint, const std::string& data_dir,
+                       int64_t batch_size, int64_t test_subset, const resx::AugmentSpec& spec, const std::string& device) {
+    nb::gil_scoped_release release;
+    resx::Model model(model_file, device);
+    if (!checkpoint.empty()) resx::load_weights(model, checkpoint);
+    auto [x, y] = resx::load_split(data_dir, "test");
+    if (test_subset > 0 && test_subset < x.size(0)) {
+      x = x.narrow(0, 0, test_subset).contiguous();
+      y = y.narrow(0, 0, test_subset).contiguous();
+    }
+    resx::CifarLoader loader(x, y, batch_size, false, 0, false, spec, true);
+    auto r = resx::evaluate(model, loader, at::Device(device));
+    return std::make_tuple(r.loss, r.top1, r.images);
+  }, "model_file"_a, "checkpoint"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a, "device"_a = "cpu",
+     "Test loss and top-1 of a model file, with weights from a checkpoint when given.");
 }

@@ -1,5 +1,7 @@
 #include "env.h"
 
+#include "io.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
@@ -10,7 +12,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 namespace resx {
@@ -83,37 +84,13 @@ void set_num_threads(int intra_op, int inter_op) {
 }
 
 std::string to_json(const EnvReport& report) {
-  auto quote = [](const std::string& s) {
-    std::ostringstream out;
-    out << '"';
-    for (unsigned char c : s) {
-      switch (c) {
-        case '"': out << "\\\""; break;
-        case '\\': out << "\\\\"; break;
-        case '\n': out << "\\n"; break;
-        case '\t': out << "\\t"; break;
-        default:
-          if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out << buf;
-          } else {
-            out << c;
-          }
-      }
-    }
-    out << '"';
-    return out.str();
-  };
-  std::ostringstream out;
-  out << '{';
+  std::string out = "{";
   const char* sep = "";
   for (const auto& [key, value] : report) {
-    out << sep << quote(key) << ": " << quote(value);
+    out += sep + json_quote(key) + ": " + json_quote(value);
     sep = ", ";
   }
-  out << '}';
-  return out.str();
+  return out + "}";
 }
 
 }  // namespace resx

@@ -1,16 +1,22 @@
 // resx-cpp: the C++ runtime as a standalone program, with no Python in the process.
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstring>
+#include <thread>
 #include <iostream>
 #include <string>
 
 #include "env.h"
 #include "model.h"
+#include "train.h"
 
 namespace {
 
 int usage(std::ostream& out, int code) {
   out << "usage: resx-cpp env [--json] [--threads N]\n"
-         "       resx-cpp inspect FILE.pt\n";
+         "       resx-cpp inspect FILE.pt\n"
+         "       resx-cpp train CONFIG.txt   (written by `resx train --runtime cpp-exe`)\n";
   return code;
 }
 
@@ -53,6 +59,49 @@ int run_inspect(int argc, char** argv) {
   return 0;
 }
 
+resx::Trainer* g_trainer = nullptr;
+
+void on_sigint(int) {
+  if (g_trainer != nullptr) g_trainer->request_stop();  // an atomic store: safe in a handler
+}
+
+// The same loop as the extension's, with no Python in the process. Exit 130 when interrupted.
+int run_train(int argc, char** argv) {
+  if (argc != 1) {
+    std::cerr << "resx-cpp train: give exactly one CONFIG.txt\n";
+    return 2;
+  }
+  resx::Trainer trainer(resx::TrainConfig::read(argv[0]));
+  g_trainer = &trainer;
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+  std::atomic<bool> done{false};
+  std::thread reporter([&] {  // one progress line per second on stderr, for a person or a parent
+    while (!done) {
+      const auto p = trainer.progress();
+      std::cerr << "progress " << p.phase << " epoch " << p.epoch + (p.phase == "train" ? 1 : 0) << "/" << p.epochs
+                << " step " << p.step << "/" << p.steps << " loss " << p.loss << " img/s " << p.images_per_s << "\n";
+      for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  bool complete = false;
+  try {
+    complete = trainer.run();
+  } catch (...) {
+    done = true;
+    reporter.join();
+    throw;
+  }
+  done = true;
+  reporter.join();
+  g_trainer = nullptr;
+  if (!complete) {
+    std::cerr << "resx-cpp train: interrupted; the last complete epoch's checkpoint is kept\n";
+    return 130;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,6 +110,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "env") return run_env(argc - 2, argv + 2);
     if (command == "inspect") return run_inspect(argc - 2, argv + 2);
+    if (command == "train") return run_train(argc - 2, argv + 2);
     if (command == "--help" || command == "-h") return usage(std::cout, 0);
   } catch (const std::exception& e) {
     std::cerr << "resx-cpp " << command << ": " << e.what() << '\n';

@@ -157,6 +157,131 @@ def inspect(
         raise fail(f"{file}: {', '.join(result.failures)} do not match the manifest; re-export the file")
 
 
+class _TrainDisplay:
+    """One rich progress display for every runtime: epoch, step, loss, img/s, ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} img/s"), TimeRemainingColumn(),
+            console=err_console, transient=False,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, p) -> None:
+        if p.steps == 0:
+            return
+        total = p.steps * p.epochs
+        done = min(total, p.epoch * p.steps + (p.step if p.phase == "train" and p.step < p.steps else 0))
+        shown_epoch = min(p.epoch + 1, p.epochs)
+        description = f"epoch {shown_epoch}/{p.epochs} {p.phase}"
+        if self.task is None:
+            self.task = self.progress.add_task(description, total=total, loss=0.0, rate=0.0)
+        fields = {"loss": p.loss, "rate": p.images_per_s} if p.phase == "train" and p.images_per_s > 0 else {}
+        self.progress.update(self.task, completed=done, description=description, **fields)
+
+
+@app.command()
+def train(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run directory to write.")] = None,
+    runtime: Annotated[str, typer.Option(help="py (Python loop), cpp (C++ loop via the extension) or cpp-exe (resx-cpp).")] = "py",
+    model: Annotated[str, typer.Option(help="resnet18, resnet34, resnet50, resnet101, resnet152.")] = "resnet18",
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
+    lr: Annotated[float, typer.Option(help="Base learning rate.")] = 0.1,
+    schedule: Annotated[str, typer.Option(help="cosine, step, onecycle or constant (per step).")] = "cosine",
+    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs.")] = 0.0,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 5e-4,
+    nesterov: Annotated[bool, typer.Option(help="Nesterov momentum.")] = False,
+    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
+    data: Annotated[Optional[Path], typer.Option(help="CIFAR-10 directory (default: $RESX_DATA or the cache).")] = None,
+    subset: Annotated[int, typer.Option(help="Train on the first N images (0: all).")] = 0,
+    test_subset: Annotated[int, typer.Option(help="Evaluate on the first M test images (0: all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of weights, shuffle and augmentation.")] = 0,
+    threads: Annotated[int, typer.Option(help="Intra-op threads (0: LibTorch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    stem: Annotated[str, typer.Option(help="cifar or imagenet.")] = "cifar",
+    num_classes: Annotated[int, typer.Option(help="Classes of the head.")] = 10,
+    keep_last: Annotated[bool, typer.Option("--keep-last", help="Keep the last partial batch (default: drop it).")] = False,
+    eval_every: Annotated[int, typer.Option(help="Evaluate every N epochs (and after the last).")] = 1,
+    py_module: Annotated[str, typer.Option(help="py runtime: eager nn.Module or the scripted file.")] = "eager",
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory from its last checkpoint.")] = None,
+) -> None:
+    """Train a ResNet on CIFAR-10 in the Python or the C++ runtime, with the same recipe, data and seeds."""
+    from resx import data as D
+    from resx import train as T
+    from resx.recipe import TrainConfig
+
+    try:
+        if resume is not None:
+            config, runtime, data_dir = T.load_run(resume)
+            run_dir = resume
+        else:
+            if output is None:
+                raise T.TrainError("give a run directory with -o RUN_DIR (or --resume RUN_DIR)")
+            config = TrainConfig(
+                model=model, num_classes=num_classes, stem=stem, epochs=epochs, batch_size=batch_size, lr=lr,
+                momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, schedule=schedule,
+                warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, threads=threads,
+                device=device, subset=subset, test_subset=test_subset, drop_last=not keep_last, eval_every=eval_every)
+            data_dir, run_dir = (data if data is not None else D.default_data_dir()), output
+        prepared = T.prepare(config, runtime, data_dir, run_dir, resume=resume is not None)
+        with _TrainDisplay() as display:
+            result = T.train(prepared, py_module, display)
+    except T.TrainError as e:
+        raise fail(str(e))
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; the last complete epoch is kept in {run_dir}/checkpoint.pt: continue with "
+                   f"`resx train --resume {run_dir}`", code=130)
+    if not result.complete:
+        raise fail(f"stopped; continue with `resx train --resume {run_dir}`", code=130)
+    metrics = (Path(run_dir) / "metrics.csv").read_text().splitlines()
+    table = Table(title=f"{runtime}: {config.model} on CIFAR-10 ({run_dir})")
+    header = metrics[0].split(",")[:8]
+    for name in header:
+        table.add_column(name, justify="right")
+    for row in metrics[1:]:
+        cells = row.split(",")[:8]
+        table.add_row(*(c if i == 0 or not c else f"{float(c):.4g}" for i, c in enumerate(cells)))
+    console.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    weights: Annotated[Path, typer.Argument(help="A checkpoint written by resx train (final.pt or checkpoint.pt).")],
+    runtime: Annotated[str, typer.Option(help="py or cpp.")] = "py",
+    data: Annotated[Optional[Path], typer.Option(help="CIFAR-10 directory (default: $RESX_DATA or the cache).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 128,
+    test_subset: Annotated[int, typer.Option(help="First M test images (0: all).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Test loss and accuracy of trained weights, in either runtime (whichever trained them)."""
+    from resx import data as D
+    from resx import train as T
+
+    try:
+        result = T.evaluate_checkpoint(weights, data if data is not None else D.default_data_dir(), runtime,
+                                       batch_size, test_subset, device)
+    except T.TrainError as e:
+        raise fail(str(e))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        console.print(f"{runtime}: {result['model']} {weights}: test loss {result['test_loss']:.6f}, "
+                      f"top-1 {result['test_top_1']:.2f}% on {result['images']} images", highlight=False)
+
+
 data_app = typer.Typer(help="CIFAR-10: download, check, convert.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
