@@ -11,6 +11,7 @@ BUILT  := $(VENV)/.resx-installed
 
 demo: $(BUILT)
 	$(VENV)/bin/resx env
+	$(VENV)/bin/resx bench --quick -o resx-bench
 
 test: $(BUILT)
 	$(PY) -m pytest -q

@@ -10,6 +10,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include "bench.h"
 #include "data.h"
 #include "env.h"
 #include "model.h"
@@ -171,8 +172,9 @@ NB_MODULE(_cpp, m) {
              nb::gil_scoped_release release;
              new (self) resx::Trainer(std::move(config));
            }, "config_path"_a, "runtime"_a = "cpp")
-      .def("run", &resx::Trainer::run, nb::call_guard<nb::gil_scoped_release>(),
-           "Train (GIL released); False when stopped by request_stop().")
+      .def("run", &resx::run_interruptible, nb::call_guard<nb::gil_scoped_release>(),
+           "Train on this thread (GIL released); Ctrl-C or request_stop() stops it after the current "
+           "step and it returns False.")
       .def("request_stop", &resx::Trainer::request_stop, "Stop after the current step.")
       .def("progress", &resx::Trainer::progress)
       .def("losses", &resx::Trainer::losses);
@@ -192,4 +194,25 @@ NB_MODULE(_cpp, m) {
     return std::make_tuple(r.loss, r.top1, r.images);
   }, "model_file"_a, "checkpoint"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a, "device"_a = "cpu",
      "Test loss and top-1 of a model file, with weights from a checkpoint when given.");
+
+  // ---- inference timing (mirrors resx.bench)
+  m.def("make_input", [](int64_t batch, uint64_t seed, const std::string& device) {
+    return to_torch(resx::make_input(batch, seed, at::Device(device)));
+  }, "batch"_a, "seed"_a, "device"_a = "cpu");
+  m.def("warm_up", [](resx::Model& model, nb::handle input, int64_t window, double tolerance, int64_t max_calls) {
+    auto x = from_torch(input);
+    nb::gil_scoped_release release;
+    return resx::warm_up(model, x, {window, tolerance, max_calls});
+  }, "model"_a, "input"_a, "window"_a, "tolerance"_a, "max_calls"_a);
+  m.def("time_forward", [](resx::Model& model, nb::handle input, int64_t calls) {
+    auto x = from_torch(input);
+    nb::gil_scoped_release release;
+    return resx::time_forward(model, x, calls);
+  }, "model"_a, "input"_a, "calls"_a, "Nanoseconds of each of `calls` forward calls.");
+  m.def("time_threads", [](resx::Model& model, nb::handle input, int threads, double seconds) {
+    auto x = from_torch(input);
+    nb::gil_scoped_release release;
+    auto r = resx::time_threads(model, x, threads, seconds);
+    return std::make_pair(r.calls, r.wall_ns);
+  }, "model"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
 }

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -353,6 +354,31 @@ bool Trainer::run() {
   write_outputs(true, last_eval);
   set_progress({"done", config_.epochs, config_.epochs, steps, steps, 0, 0});
   return true;
+}
+
+namespace {
+std::atomic<Trainer*> g_interruptible{nullptr};
+void stop_on_signal(int) {
+  if (Trainer* t = g_interruptible.load()) t->request_stop();  // atomic stores only: signal-safe
+}
+}  // namespace
+
+bool run_interruptible(Trainer& trainer) {
+  struct sigaction action {}, old_int{}, old_term{};
+  action.sa_handler = stop_on_signal;
+  sigemptyset(&action.sa_mask);
+  g_interruptible.store(&trainer);
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
+  struct Restore {
+    struct sigaction *i, *t;
+    ~Restore() {
+      sigaction(SIGINT, i, nullptr);
+      sigaction(SIGTERM, t, nullptr);
+      g_interruptible.store(nullptr);
+    }
+  } restore{&old_int, &old_term};
+  return trainer.run();
 }
 
 }  // namespace resx

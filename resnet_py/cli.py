@@ -282,6 +282,101 @@ def eval_cmd(
                       f"top-1 {result['test_top_1']:.2f}% on {result['images']} images", highlight=False)
 
 
+def _ints(text: Optional[str], option: str) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise fail(f"{option} '{text}': give positive whole numbers separated by commas, e.g. 1,8,32")
+    return values
+
+
+PRESETS = {
+    # What `make demo` runs: about 3-5 minutes on a 2-core machine.
+    "quick": dict(models=["resnet18"], rounds=4, latency_calls=200, batch_sizes=[1, 8, 32, 128], throughput_calls=2,
+                  thread_counts=[1, 2, 4], thread_seconds=1.0, train_steps=3, train_batch=32, epochs=0,
+                  train_rounds=2),
+    # The structure of the well-known comparison: ResNet18 and ResNet34, 50 epochs at batch 128 (a GPU job).
+    "seed": dict(models=["resnet18", "resnet34"], epochs=50, train_batch=128),
+    "custom": {},
+}
+
+
+@app.command()
+def bench(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Report directory.")] = Path("resx-bench"),
+    runtime: Annotated[str, typer.Option(help="all, or a comma list of py-eager, py-script, cpp, cpp-exe.")] = "all",
+    quick: Annotated[bool, typer.Option("--quick", help="The short preset (what make demo runs).")] = False,
+    preset: Annotated[str, typer.Option(help="quick, seed (ResNet18/34, 50 epochs, batch 128; for a GPU) or custom.")] = "custom",
+    model: Annotated[Optional[str], typer.Option(help="Comma list of models (default: the preset's, resnet18).")] = None,
+    stem: Annotated[str, typer.Option(help="cifar, or imagenet to see what a mismatched architecture measures.")] = "cifar",
+    layers: Annotated[Optional[str], typer.Option(help="Blocks per stage, e.g. 3,3,3,3.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="CIFAR-10 for training (default: synthetic images, timing only).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Annotated[int, typer.Option(help="Intra-op threads in every runtime (0: torch's default).")] = 0,
+    rounds: Annotated[Optional[int], typer.Option(help="Interleaved rounds.")] = None,
+    latency_calls: Annotated[Optional[int], typer.Option(help="Timed batch-1 calls per runtime (>= 200 advised).")] = None,
+    batch_sizes: Annotated[Optional[str], typer.Option(help="Throughput batch sizes, e.g. 1,8,32,128.")] = None,
+    throughput_calls: Annotated[Optional[int], typer.Option(help="Timed calls per runtime and batch size.")] = None,
+    thread_counts: Annotated[Optional[str], typer.Option(help="Concurrent callers, e.g. 1,2,4.")] = None,
+    thread_seconds: Annotated[Optional[float], typer.Option(help="Seconds per runtime and thread count.")] = None,
+    train_steps: Annotated[Optional[int], typer.Option(help="Training steps per runtime (without --epochs).")] = None,
+    train_batch: Annotated[Optional[int], typer.Option(help="Training batch size.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Train full epochs (needs --data) and report accuracy.")] = None,
+    inference: Annotated[bool, typer.Option(help="Measure inference.")] = True,
+    training: Annotated[bool, typer.Option(help="Measure training.")] = True,
+    max_load: Annotated[float, typer.Option(help="Load average per core above which the run is marked loaded.")] = 0.5,
+    force: Annotated[bool, typer.Option("--force", help="Run even when the fairness gate fails (recorded).")] = False,
+) -> None:
+    """The fair comparison: latency, throughput, threads and training per runtime, with a report."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from resx import report
+    from resx.bench import RUNTIMES, BenchConfig, BenchError, run
+
+    preset = "quick" if quick else preset
+    if preset not in PRESETS:
+        raise fail(f"unknown preset '{preset}': quick, seed or custom")
+    values = dict(PRESETS[preset])
+    explicit = dict(models=model.split(",") if model else None, rounds=rounds, latency_calls=latency_calls,
+                    batch_sizes=_ints(batch_sizes, "--batch-sizes"), throughput_calls=throughput_calls,
+                    thread_counts=_ints(thread_counts, "--thread-counts"), thread_seconds=thread_seconds,
+                    train_steps=train_steps,
+                    train_batch=train_batch, epochs=epochs)
+    values |= {k: v for k, v in explicit.items() if v is not None}
+    runtimes = list(RUNTIMES) if runtime == "all" else [r.strip() for r in runtime.split(",")]
+    cfg = BenchConfig(**values, runtimes=runtimes, stem=stem, layers=_ints(layers, "--layers"),
+                      data=str(data) if data else None, device=device, threads=threads, inference=inference,
+                      training=training, max_load=max_load, force=force, preset=preset)
+    if preset == "seed" and data is None:
+        raise fail("--preset seed trains 50 epochs on CIFAR-10: pass --data DIR (see `resx data fetch`)")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            results = run(cfg, notify=lambda text: progress.update(task, description=text),
+                          warn=lambda text: err_console.print(f"[bold yellow]warning:[/] {text}", highlight=False))
+        except BenchError as e:
+            raise fail(str(e))
+    files = report.write(results, output)
+    table = Table(title=f"resx bench ({preset}): {', '.join(cfg.models)}, {cfg.device}, {cfg.threads} intra-op threads"
+                        + (" [LOADED]" if results["loaded"] else ""))
+    for column in report.SEED_COLUMNS:
+        table.add_column(column, justify="left" if column in ("Runtime", "Model") else "right")
+    for row in report.seed_table(results):
+        table.add_row(*row)
+    console.print(table)
+    for name, entry in results["models"].items():
+        for r in entry["ratios"]:
+            if r["measure"] in ("latency batch 1", "training step") or r["measure"].startswith("images/s with"):
+                console.print(f"  {name} {r['measure']}: {r['runtime']} / {r['baseline']} = {r['ratio']:.3f} "
+                              f"(95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f})", highlight=False)
+    console.print(f"report: {output / 'report.md'} ({len(files)} files)")
+
+
 data_app = typer.Typer(help="CIFAR-10: download, check, convert.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,31 @@ def load_average() -> str:
         return "%.2f %.2f %.2f" % os.getloadavg()
     except OSError:
         return ""
+
+
+def other_cpu_load(seconds: float = 1.0) -> float | None:
+    """Cores kept busy by *other* processes over the next `seconds` (this process excluded), from
+    /proc/stat and /proc/self/stat; None where /proc is unavailable. The load average lags by
+    minutes and counts this process too; this is the competition a timing run would face now."""
+    def busy_ticks() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    def own_ticks() -> int:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    try:
+        b0, t0, o0 = *busy_ticks(), own_ticks()
+        time.sleep(seconds)
+        b1, t1, o1 = *busy_ticks(), own_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    cores = os.cpu_count() or 1
+    return max(0.0, ((b1 - b0) - (o1 - o0)) / max(1, t1 - t0) * cores)
 
 
 def python_env() -> dict[str, str]:

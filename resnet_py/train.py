@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -151,8 +152,10 @@ def _count_train(layout: str, directory: Path) -> int:
     return len(D.load_split(directory, "train")[1])
 
 
-def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume: bool = False) -> Prepared:
-    """Validate everything, export the model and write both config files. No training yet."""
+def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume: bool = False,
+            model_file: Optional[Path] = None) -> Prepared:
+    """Validate everything, export the model (or copy `model_file`, an export of the same seed and
+    architecture) and write both config files. No training yet."""
     try:
         config.validate()
     except ValueError as e:
@@ -177,10 +180,17 @@ def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume
                          f"lower --batch-size or use more images")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model_file = run_dir / "model.pt"
+    source, model_file = model_file, run_dir / "model.pt"
     if resume and model_file.exists():
         module, manifest = load(model_file)
         fp = manifest["fingerprint"] if manifest else fingerprint(module)
+    elif source is not None:
+        _, manifest = load(source)
+        if manifest is None or manifest["seed"] != config.seed or \
+                ModelConfig.from_dict(manifest["model"]) != config.model_config():
+            raise TrainError(f"{source}: not an export of {config.model} with seed {config.seed}")
+        shutil.copyfile(source, model_file)
+        fp = manifest["fingerprint"]
     else:
         try:
             fp = export(config.model_config(), model_file, seed=config.seed)["fingerprint"]
@@ -343,43 +353,43 @@ def _write_run_json(p: Prepared, status: str, final: dict) -> None:
 
 
 def train_cpp(p: Prepared, progress: Optional[ProgressFn] = None, poll: float = 0.1) -> RunResult:
-    """Run the C++ loop in a thread (GIL released) while this thread shows progress and listens for
-    Ctrl-C, which stops the loop after the current step."""
+    """Run the C++ loop on this thread with the GIL released (a loop on another thread measured
+    slower), while a Python thread polls its progress for the display. Ctrl-C reaches the C++ loop,
+    which stops after the current step."""
     from resx import _cpp
 
     try:
         trainer = _cpp.Trainer(str(p.run_dir / "config.txt"), "cpp")
     except RuntimeError as e:
         raise TrainError(str(e).splitlines()[0])
-    outcome: dict = {}
-    finished = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome["complete"] = trainer.run()
-        except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread)
-            outcome["error"] = e
-        finally:
-            finished.set()
-
-    worker = threading.Thread(target=target, name="resx-cpp-train")
-    worker.start()
     report = progress or (lambda _: None)
-    # An Event, not Thread.join: a KeyboardInterrupt inside join() can leave the thread looking
-    # finished while it still runs (CPython gh-90882), and the process would exit under it.
-    try:
+    finished = threading.Event()
+    raised: list[BaseException] = []
+
+    def watch() -> None:
         while not finished.wait(poll):
             q = trainer.progress()
-            report(Progress(q.phase, q.epoch, q.epochs, q.step, q.steps, q.loss, q.images_per_s))
-    except KeyboardInterrupt:
-        trainer.request_stop()
-        finished.wait()
-        worker.join()
-        raise
-    worker.join()
-    if "error" in outcome:
-        raise TrainError(str(outcome["error"]).splitlines()[0])
-    return RunResult(p.run_dir, bool(outcome.get("complete")), list(trainer.losses()))
+            try:
+                report(Progress(q.phase, q.epoch, q.epochs, q.step, q.steps, q.loss, q.images_per_s))
+            except BaseException as e:  # noqa: BLE001  (e.g. KeyboardInterrupt from the display)
+                raised.append(e)
+                trainer.request_stop()
+                return
+
+    watcher = threading.Thread(target=watch, name="resx-progress", daemon=True)
+    watcher.start()
+    try:
+        complete = trainer.run()
+    except RuntimeError as e:
+        raise TrainError(str(e).splitlines()[0])
+    finally:
+        finished.set()
+        watcher.join()
+    if raised:
+        raise raised[0]
+    if not complete:
+        raise KeyboardInterrupt
+    return RunResult(p.run_dir, True, list(trainer.losses()))
 
 
 def train_cpp_exe(p: Prepared, progress: Optional[ProgressFn] = None) -> RunResult:

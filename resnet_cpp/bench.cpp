@@ -1,0 +1,94 @@
+#include "bench.h"
+
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+namespace resx {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+void sync(const at::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+double median(std::vector<int64_t> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? static_cast<double>(v[n / 2]) : 0.5 * static_cast<double>(v[n / 2 - 1] + v[n / 2]);
+}
+
+int64_t one_call(Model& model, const at::Tensor& input) {
+  const auto t0 = now_ns();
+  auto out = model.module().forward({input}).toTensor();
+  sync(input.device());
+  return now_ns() - t0;
+}
+
+}  // namespace
+
+at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn({batch, 3, 32, 32}, gen, at::kFloat).to(device);
+}
+
+int64_t warm_up(Model& model, const at::Tensor& input, const WarmupRule& rule) {
+  c10::InferenceMode guard;
+  model.train(false);
+  std::vector<int64_t> times;
+  while (static_cast<int64_t>(times.size()) < rule.max_calls) {
+    times.push_back(one_call(model, input));
+    const auto n = static_cast<int64_t>(times.size());
+    if (n >= 2 * rule.window) {
+      const double last = median({times.end() - rule.window, times.end()});
+      const double before = median({times.end() - 2 * rule.window, times.end() - rule.window});
+      if (std::abs(last - before) <= rule.tolerance * before) break;
+    }
+  }
+  return static_cast<int64_t>(times.size());
+}
+
+std::vector<int64_t> time_forward(Model& model, const at::Tensor& input, int64_t calls) {
+  c10::InferenceMode guard;
+  model.train(false);
+  std::vector<int64_t> times(calls);
+  for (auto& t : times) t = one_call(model, input);
+  return times;
+}
+
+ThreadsResult time_threads(Model& model, const at::Tensor& input, int threads, double seconds) {
+  model.train(false);
+  std::atomic<int64_t> calls{0};
+  std::atomic<bool> go{false};
+  const auto duration = std::chrono::duration<double>(seconds);
+  std::vector<std::thread> pool;
+  for (int i = 0; i < threads; ++i) {
+    pool.emplace_back([&, x = input.clone()] {
+      c10::InferenceMode guard;  // thread-local: each worker sets its own
+      while (!go.load()) std::this_thread::yield();
+      const auto end = Clock::now() + duration;
+      int64_t mine = 0;
+      while (Clock::now() < end) {
+        model.module().forward({x});
+        sync(x.device());
+        ++mine;
+      }
+      calls += mine;
+    });
+  }
+  const auto t0 = now_ns();
+  go.store(true);
+  for (auto& t : pool) t.join();
+  return {calls.load(), now_ns() - t0};
+}
+
+}  // namespace resx

@@ -1,0 +1,36 @@
+// Inference timing in the C++ runtime. Raw per-call nanoseconds go back to Python
+// (resx.stats computes every statistic, for every runtime, in one place).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model.h"
+
+namespace resx {
+
+// When to stop warming up: the median of the last `window` calls is within `tolerance` of the
+// median of the window before (TorchScript's profiling executor re-optimises during its first
+// calls), or `max_calls` were made. Mirrors resx.bench.warm_up.
+struct WarmupRule {
+  int64_t window;
+  double tolerance;
+  int64_t max_calls;
+};
+
+// The benchmark input of a batch size: randn from a CPU generator seeded with `seed`, the same
+// ATen call as resx.bench.make_input, so every runtime sees the same numbers.
+at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device);
+
+// Eval mode, c10::InferenceMode, device synchronised around every call.
+int64_t warm_up(Model& model, const at::Tensor& input, const WarmupRule& rule);
+std::vector<int64_t> time_forward(Model& model, const at::Tensor& input, int64_t calls);
+
+struct ThreadsResult {
+  int64_t calls = 0;
+  int64_t wall_ns = 0;
+};
+// `threads` std::threads, each calling forward on its own copy of `input` until `seconds` pass.
+ThreadsResult time_threads(Model& model, const at::Tensor& input, int threads, double seconds);
+
+}  // namespace resx
