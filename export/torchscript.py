@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import resx
+from resx.files import atomic_output
 from resx.data import AUGMENT, IMAGE_SHAPE
 from resx.models import ModelConfig, build, parameter_count
 
@@ -116,16 +117,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _atomic_save(module: torch.jit.ScriptModule, path: Path, extra: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with quiet_jit():
-            torch.jit.save(module, tmp, _extra_files=extra)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_output(path) as tmp, quiet_jit():
+        torch.jit.save(module, tmp, _extra_files=extra)
 
 
 def export(config: ModelConfig, path: Path, seed: int = 0, weights: Optional[Path] = None) -> dict:

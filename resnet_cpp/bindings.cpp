@@ -215,4 +215,12 @@ NB_MODULE(_cpp, m) {
     auto r = resx::time_threads(model, x, threads, seconds);
     return std::make_pair(r.calls, r.wall_ns);
   }, "model"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
+
+  m.def("bare_train_steps", [](resx::Model& model, nb::handle inputs, nb::handle labels, int64_t steps, double lr,
+                               double momentum, double weight_decay) {
+    auto x = from_torch(inputs), y = from_torch(labels);
+    nb::gil_scoped_release release;
+    return resx::bare_train_steps(model, x, y, steps, lr, momentum, weight_decay);
+  }, "model"_a, "inputs"_a, "labels"_a, "steps"_a, "lr"_a, "momentum"_a, "weight_decay"_a,
+     "Nanoseconds of each bare training step on one batch (the overhead reference).");
 }

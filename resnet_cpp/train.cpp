@@ -356,6 +356,26 @@ bool Trainer::run() {
   return true;
 }
 
+std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels,
+                                      int64_t steps, double lr, double momentum, double weight_decay) {
+  std::vector<at::Tensor> params;
+  for (const auto& [name, p] : model.named_parameters()) params.push_back(p);
+  torch::optim::SGD optimizer(params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
+  model.train(true);
+  const auto x = inputs.to(model.device()), y = labels.to(model.device());
+  std::vector<int64_t> times;
+  for (int64_t i = 0; i < steps; ++i) {
+    const auto t0 = Clock::now();
+    optimizer.zero_grad(true);
+    auto loss = torch::nn::functional::cross_entropy(model.module().forward({x}).toTensor(), y);
+    loss.backward();
+    optimizer.step();
+    sync(model.device());
+    times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+  }
+  return times;
+}
+
 namespace {
 std::atomic<Trainer*> g_interruptible{nullptr};
 void stop_on_signal(int) {

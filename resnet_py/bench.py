@@ -436,7 +436,6 @@ def _synthetic_cifar(root: Path, n_train: int, n_test: int, seed: int) -> Path:
 
 def measure_training(model: str, cfg: BenchConfig, work: Path, model_file: Path, notify: Notify) -> dict:
     """Runs resx train for each runtime (rounds interleaved); times come from its steps.csv."""
-    from resx import data as D
     from resx import train as T
     from resx.recipe import TrainConfig
 

@@ -16,7 +16,6 @@ ATen calls on the same generator, so they draw the same numbers; tests prove the
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import shutil
@@ -32,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from resx.files import atomic_write
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)
@@ -194,27 +195,15 @@ def convert_pickled_to_binary(src: Path, dst: Path) -> Path:
         for path in split_files(layout, directory, split):
             images, labels = (read_binary if layout == "binary" else read_pickled)(path)
             records = torch.cat([labels.to(torch.uint8)[:, None], images.reshape(len(images), -1)], 1)
-            _atomic_write(out / (path.name.removesuffix(".bin") + ".bin"), records.numpy().tobytes())
-    _atomic_write(out / "batches.meta.txt", ("\n".join(class_names(src)) + "\n").encode())
+            atomic_write(out / (path.name.removesuffix(".bin") + ".bin"), records.numpy().tobytes())
+    atomic_write(out / "batches.meta.txt", ("\n".join(class_names(src)) + "\n").encode())
     return out
 
 
 def write_binary(path: Path, images: Tensor, labels: Tensor) -> None:
     """Write records in the binary layout (used by tests and the converter)."""
     records = torch.cat([labels.to(torch.uint8)[:, None], images.reshape(len(images), -1)], 1)
-    _atomic_write(Path(path), records.contiguous().numpy().tobytes())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), records.contiguous().numpy().tobytes())
 
 
 # ----------------------------------------------------------------------------- check and download

@@ -5,25 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from resx.files import atomic_write
 
 SEED_COLUMNS = ["Runtime", "Model", "Total time", "Time per epoch", "Latency p50 (ms)", "Train loss",
                 "Train top-1", "Test loss", "Test top-1"]
 CSV_COLUMNS = ["model", "runtime", "measurement", "batch", "threads", "value", "unit", "n", "mean_ms", "std_ms",
                "p50_ms", "p90_ms", "p99_ms", "ratio_vs_py_eager", "ci_low", "ci_high", "note"]
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt_time(seconds: float) -> str:
@@ -107,7 +96,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown(results: dict, plots: list[str]) -> str:
     cfg, env = results["config"], results["env"]["python"]
-    out = [f"# resx bench ({cfg['preset']})\n",
+    out = [f"# resx bench ({cfg['preset']})\n\n",
            f"Created {results['created']} on {env['cpu_model']} ({env['cpu_cores']} cores), torch {env['torch_version']}, "
            f"device {cfg['device']}, intra-op threads {cfg['threads']}.\n"]
     if results.get("loaded"):
@@ -115,7 +104,7 @@ def markdown(results: dict, plots: list[str]) -> str:
                    "treat absolute figures with care (ratios are interleaved and hold up better).\n")
     if results.get("forced"):
         out.append("> **--force**: the fairness gate was overridden; see the gate section.\n")
-    out.append("## Comparison\n")
+    out.append("\n## Comparison\n\n")
     out.append(_md_table(SEED_COLUMNS, seed_table(results)))
     out.append("\n`*` time extrapolated from the measured steps to a full 50,000-image epoch; losses and accuracies "
                "appear only when full epochs were trained on CIFAR-10.\n")
@@ -124,9 +113,9 @@ def markdown(results: dict, plots: list[str]) -> str:
         m = entry["manifest"]
         out.append(f"\n## {model}: {m['model']['stem']} stem, layers {m['model']['layers']}, {m['parameters']:,} "
                    f"parameters, {m['flops_per_image']['forward'] / 1e9:.3f} GFLOP/img forward, fingerprint "
-                   f"`{m['fingerprint'][:12]}`\n")
+                   f"`{m['fingerprint'][:12]}`\n\n")
         gate = entry["gate"]
-        out.append("### Fairness gate\n")
+        out.append("\n### Fairness gate\n\n")
         out.append(_md_table(["check", "ok", "detail"], [[c["check"], "yes" if c["ok"] else "**NO**",
                                                            ", ".join(f"{k}={v}" for k, v in c["detail"].items())]
                                                           for c in gate["checks"]]))
@@ -135,23 +124,23 @@ def markdown(results: dict, plots: list[str]) -> str:
                    f"{'unknown' if other is None else f'{other:.2f}'} cores busy just before timing"
                    f"{' (loaded)' if gate['loaded'] else ''}.\n")
         if inf:
-            out.append("\n### Batch-1 latency (ms)\n")
+            out.append("\n### Batch-1 latency (ms)\n\n")
             out.append(_md_table(["runtime", "n", "warm-up calls", "mean", "std", "p50", "p90", "p99", "vs py-eager (95% CI)"], [
                 [name, s["n"], inf["warmup_calls"][name][1], f"{s['mean_ms']:.3f}", f"{s['std_ms']:.3f}",
                  f"{s['p50_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['p99_ms']:.3f}", _ci(_ratio(entry, "latency batch 1", name))]
                 for name, s in inf["latency"].items()]))
             batches = list(next(iter(inf["throughput"].values())).keys()) if inf["throughput"] else []
-            out.append("\n### Throughput (images/s)\n")
+            out.append("\n### Throughput (images/s)\n\n")
             out.append(_md_table(["runtime", *(f"batch {b}" for b in batches)], [
                 [name, *(f"{per[b]['images_per_s']:,.0f} {_ci(_ratio(entry, f'time per call, batch {b}', name), brief=True)}"
                          for b in batches)] for name, per in inf["throughput"].items()]))
             if inf["threads"]:
                 counts = list(next(iter(inf["threads"].values())).keys())
-                out.append("\n### Concurrent batch-1 inference, one intra-op thread per caller (total images/s)\n")
+                out.append("\n### Concurrent batch-1 inference, one intra-op thread per caller (total images/s)\n\n")
                 out.append(_md_table(["runtime", *(f"{t} thread(s)" for t in counts)], [
                     [name, *(f"{per[t]['images_per_s']:,.1f}" for t in counts)] for name, per in inf["threads"].items()]))
         if tr:
-            out.append("\n### Training step (median ms) and its split\n")
+            out.append("\n### Training step (median ms) and its split\n\n")
             out.append(_md_table(["runtime", "step p50", "data", "forward", "backward", "optimizer", "images/s",
                                   "epoch", "vs py-eager (95% CI)", "data source"], [
                 [name, f"{t['step']['p50_ms']:.1f}", *(f"{t['split_ms'][k]:.1f}" for k in ("data", "forward", "backward", "optimizer")),
@@ -187,7 +176,7 @@ def plots(results: dict, out: Path) -> list[str]:
             fig.tight_layout()
             fig.savefig(buf, format="png", dpi=110)
             plt.close(fig)
-            _atomic(path, buf.getvalue())
+            atomic_write(path, buf.getvalue())
             written.append(path.name)
 
         if inf.get("latency"):
@@ -236,11 +225,11 @@ def plots(results: dict, out: Path) -> list[str]:
 def write(results: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     images = plots(results, out)
-    _atomic(out / "results.json", json.dumps(results, indent=1, default=str).encode())
+    atomic_write(out / "results.json", json.dumps(results, indent=1, default=str).encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     writer.writerows(csv_rows(results))
-    _atomic(out / "results.csv", buf.getvalue().encode())
-    _atomic(out / "report.md", markdown(results, images).encode())
+    atomic_write(out / "results.csv", buf.getvalue().encode())
+    atomic_write(out / "report.md", markdown(results, images).encode())
     return [out / "results.json", out / "results.csv", out / "report.md", *(out / i for i in images)]

@@ -16,7 +16,6 @@ torch::pickle_load both read.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -32,7 +31,8 @@ import torch.jit._pickle  # noqa: F401  (restore_type_tag, see read_checkpoint)
 import torch.nn.functional as F
 
 from resx import data as D
-from resx.export import ExportError, export, fingerprint, load, quiet_jit
+from resx.export import ExportError, export, fingerprint, load
+from resx.files import atomic_output, atomic_write
 from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
 
@@ -75,20 +75,6 @@ def _g(x: float) -> str:
 
 def _f6(x: float) -> str:
     return "%.6f" % x
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    D._atomic_write(path, text.encode())
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -196,9 +182,9 @@ def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume
             fp = export(config.model_config(), model_file, seed=config.seed)["fingerprint"]
         except (ExportError, ValueError) as e:
             raise TrainError(str(e))
-    _atomic_text(run_dir / "train_config.json",
+    atomic_write(run_dir / "train_config.json",
                  json.dumps({"runtime": runtime, "data": str(data), "config": config.to_dict()}, indent=2))
-    _atomic_text(run_dir / "config.txt", config.cpp_config_text(
+    atomic_write(run_dir / "config.txt", config.cpp_config_text(
         runtime=runtime, model_file=model_file.resolve(), data_dir=directory.resolve(), run_dir=run_dir.resolve(),
         steps_per_epoch=steps, resume=resume))
     return Prepared(config, runtime, run_dir, directory, layout, model_file, fp, steps, resume)
@@ -265,13 +251,15 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
                 buf = opt.state.get(q, {}).get("momentum_buffer")
                 if buf is not None:
                     momentum[name] = buf.detach().cpu().clone()
-        _atomic_torch_save({
+        checkpoint = {
             "format": CHECKPOINT_FORMAT, "fingerprint": p.fingerprint,
             "model_config": json.dumps(cfg.model_config().to_dict(), separators=(",", ":")),
             "epoch": epochs_done, "step": step, "wall_time": wall,
             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "momentum": momentum, "metrics_csv": metrics_csv, "steps_csv": steps_csv,
-        }, path)
+        }
+        with atomic_output(path) as tmp:
+            torch.save(checkpoint, tmp)
 
     losses: list[float] = []
     steps = len(train_loader)
@@ -330,8 +318,8 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
                         f"{_g(test_loss) if eval_now else ''},{_g(test_top1) if eval_now else ''},{_f6(eval_time)},"
                         f"{','.join(map(_f6, split))},{_g(seen / epoch_time)},{_g(lr)}\n")
         save(checkpoint_path, epoch + 1, True)
-        _atomic_text(p.run_dir / "metrics.csv", metrics_csv)
-        _atomic_text(p.run_dir / "steps.csv", steps_csv)
+        atomic_write(p.run_dir / "metrics.csv", metrics_csv)
+        atomic_write(p.run_dir / "steps.csv", steps_csv)
         report(Progress("train", epoch + 1, cfg.epochs, steps, steps))
     save(p.run_dir / "final.pt", cfg.epochs, False)
     _write_run_json(p, "complete", {"epochs": cfg.epochs, "steps": step, "wall_time": wall, "test_loss": test_loss,
@@ -343,7 +331,7 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
 def _write_run_json(p: Prepared, status: str, final: dict) -> None:
     from resx import envinfo
 
-    _atomic_text(p.run_dir / "run.json", json.dumps({
+    atomic_write(p.run_dir / "run.json", json.dumps({
         "runtime": p.runtime, "status": status, "config": p.config.to_dict(),
         "env": envinfo.collect(executable=False), "fingerprint": p.fingerprint, "final": final,
     }, indent=2))

@@ -1,14 +1,13 @@
 """Models and export: one definition, the same outputs in eager Python, scripted Python and C++."""
 
 import json
-import zipfile
 
 import pytest
 import torch
 
 from conftest import run_resx
 from resx import _cpp
-from resx.export import ExportError, MANIFEST_NAME, export, fingerprint, inspect, load, quiet_jit, weights_hash
+from resx.export import MANIFEST_NAME, ExportError, export, inspect, load, quiet_jit, weights_hash
 from resx.models import ARCHITECTURES, ModelConfig, build, parameter_count
 
 
