@@ -132,8 +132,9 @@ def markdown(results: dict, plots: list[str]) -> str:
             batches = list(next(iter(inf["throughput"].values())).keys()) if inf["throughput"] else []
             out.append("\n### Throughput (images/s)\n\n")
             out.append(_md_table(["runtime", *(f"batch {b}" for b in batches)], [
-                [name, *(f"{per[b]['images_per_s']:,.0f} {_ci(_ratio(entry, f'time per call, batch {b}', name), brief=True)}"
+                [name, *(f"{per[b]['images_per_s']:,.0f} {_relative_rate(_ratio(entry, f'time per call, batch {b}', name))}"
                          for b in batches)] for name, per in inf["throughput"].items()]))
+            out.append("\nIn brackets: images/s relative to py-eager (above 1: more).\n")
             if inf["threads"]:
                 counts = list(next(iter(inf["threads"].values())).keys())
                 out.append("\n### Concurrent batch-1 inference, one intra-op thread per caller (total images/s)\n\n")
@@ -153,10 +154,12 @@ def markdown(results: dict, plots: list[str]) -> str:
     return "".join(out)
 
 
-def _ci(r: dict | None, brief: bool = False) -> str:
-    if not r:
-        return "" if brief else "baseline"
-    return f"({r['ratio']:.2f}×)" if brief else f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+def _ci(r: dict | None) -> str:
+    return "baseline" if not r else f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+
+
+def _relative_rate(time_ratio: dict | None) -> str:
+    return "" if not time_ratio else f"({1 / time_ratio['ratio']:.2f}×)"
 
 
 def plots(results: dict, out: Path) -> list[str]:
