@@ -373,7 +373,7 @@ def bench(
         for r in entry["ratios"]:
             if r["measure"] in ("latency batch 1", "training step") or r["measure"].startswith("images/s with"):
                 console.print(f"  {name} {r['measure']}: {r['runtime']} / {r['baseline']} = {r['ratio']:.3f} "
-                              f"(95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f})", highlight=False)
+                              f"(95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f})", highlight=False, soft_wrap=True)
     console.print(f"report: {output / 'report.md'} ({len(files)} files)")
 
 
