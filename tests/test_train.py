@@ -111,8 +111,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path, reference
     assert_same_training(reference, run_dir)
 
 
-@pytest.mark.parametrize("runtime", ["py", "cpp"])
-def test_ctrl_c_stops_the_cli_and_resume_finishes(tiny, tmp_path, runtime):
+@pytest.mark.parametrize("runtime", ["py", "cpp", "cpp-exe"])
+def test_ctrl_c_stops_the_cli_and_keeps_the_last_epoch(tiny, tmp_path, runtime):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "resx", "train", "--runtime", runtime, "--data", str(tiny), "--epochs", "20",
