@@ -117,7 +117,9 @@ def test_ctrl_c_stops_the_cli_and_keeps_the_last_epoch(tiny, tmp_path, runtime):
     proc = subprocess.Popen(
         [sys.executable, "-m", "resx", "train", "--runtime", runtime, "--data", str(tiny), "--epochs", "20",
          "--batch-size", "8", "--threads", "1", "-o", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A runner started in the background inherits SIGINT ignored; a user's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
