@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import resx
-from resx.files import atomic_output
+from resx.files import atomic_output, safe_torch_load
 from resx.data import AUGMENT, IMAGE_SHAPE
 from resx.models import ModelConfig, build, parameter_count
 
@@ -106,7 +106,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     with contextlib.suppress(RuntimeError, ValueError), quiet_jit():
         return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = safe_torch_load(path)
     except Exception as e:  # noqa: BLE001  (torch raises many kinds here)
         raise ExportError(f"{path}: not a weights file ({type(e).__name__}); give a resx export or checkpoint")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):

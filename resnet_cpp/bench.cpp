@@ -1,7 +1,5 @@
 #include "bench.h"
 
-#include <torch/cuda.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -17,10 +15,6 @@ int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 
-void sync(const at::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize();
-}
-
 double median(std::vector<int64_t> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -30,7 +24,7 @@ double median(std::vector<int64_t> v) {
 int64_t one_call(Model& model, const at::Tensor& input) {
   const auto t0 = now_ns();
   auto out = model.module().forward({input}).toTensor();
-  sync(input.device());
+  sync_device(input.device());
   return now_ns() - t0;
 }
 
@@ -79,7 +73,7 @@ ThreadsResult time_threads(Model& model, const at::Tensor& input, int threads, d
       int64_t mine = 0;
       while (Clock::now() < end) {
         model.module().forward({x});
-        sync(x.device());
+        sync_device(x.device());
         ++mine;
       }
       calls += mine;

@@ -184,11 +184,7 @@ NB_MODULE(_cpp, m) {
     nb::gil_scoped_release release;
     resx::Model model(model_file, device);
     if (!checkpoint.empty()) resx::load_weights(model, checkpoint);
-    auto [x, y] = resx::load_split(data_dir, "test");
-    if (test_subset > 0 && test_subset < x.size(0)) {
-      x = x.narrow(0, 0, test_subset).contiguous();
-      y = y.narrow(0, 0, test_subset).contiguous();
-    }
+    auto [x, y] = resx::first_n(resx::load_split(data_dir, "test"), test_subset);
     resx::CifarLoader loader(x, y, batch_size, false, 0, false, spec, true);
     auto r = resx::evaluate(model, loader, at::Device(device));
     return std::make_tuple(r.loss, r.top1, r.images);

@@ -57,6 +57,11 @@ std::pair<at::Tensor, at::Tensor> load_split(const std::string& data_dir, const 
   return {at::cat(images), at::cat(labels)};
 }
 
+std::pair<at::Tensor, at::Tensor> first_n(std::pair<at::Tensor, at::Tensor> split, int64_t n) {
+  if (n <= 0 || n >= split.first.size(0)) return split;
+  return {split.first.narrow(0, 0, n).contiguous(), split.second.narrow(0, 0, n).contiguous()};
+}
+
 uint64_t epoch_seed(uint64_t seed, uint64_t epoch) {
   uint64_t z = seed * 0x9E3779B97F4A7C15ULL + epoch + 1;  // wraps mod 2^64, as in Python's mask
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;

@@ -33,6 +33,9 @@ std::pair<at::Tensor, at::Tensor> read_binary(const std::string& path);
 // All files of a split ("train" or "test") from DIR or DIR/cifar-10-batches-bin.
 std::pair<at::Tensor, at::Tensor> load_split(const std::string& data_dir, const std::string& split);
 
+// The first n samples of a split (all when n <= 0 or n >= its size): --subset / --test-subset.
+std::pair<at::Tensor, at::Tensor> first_n(std::pair<at::Tensor, at::Tensor> split, int64_t n);
+
 uint64_t epoch_seed(uint64_t seed, uint64_t epoch);
 
 struct EpochPlan {

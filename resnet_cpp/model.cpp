@@ -2,6 +2,7 @@
 
 #include <c10/util/hash.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/cuda.h>
 
 #include <filesystem>
 #include <regex>
@@ -17,6 +18,10 @@ std::string describe(const std::string& kind, const std::string& name, const at:
 }
 
 }  // namespace
+
+void sync_device(const at::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
 
 std::string sha1_hex(const std::string& bytes) { return c10::sha1(bytes).str(); }
 

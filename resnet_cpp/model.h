@@ -44,6 +44,9 @@ class Model {
   std::string manifest_json_;
 };
 
+// Wait for the device's queue, so that a clock read after it times the work (CUDA is async).
+void sync_device(const at::Device& device);
+
 // The canonical text of a scripted module's computation: inlined forward graph without source
 // ranges or name mangling, then name, shape and dtype of every parameter and buffer.
 std::string canonical_form(const torch::jit::Module& module);

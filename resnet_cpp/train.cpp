@@ -57,16 +57,6 @@ std::array<double, 3> triple(const std::string& text, const std::string& key) {
   return {v[0], v[1], v[2]};
 }
 
-// The device's queue is drained before a clock is read, so each phase gets its own time.
-void sync(const at::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize();
-}
-
-std::pair<at::Tensor, at::Tensor> take(std::pair<at::Tensor, at::Tensor> split, int64_t first) {
-  if (first <= 0 || first >= split.first.size(0)) return split;
-  return {split.first.narrow(0, 0, first).contiguous(), split.second.narrow(0, 0, first).contiguous()};
-}
-
 c10::Dict<std::string, at::Tensor> tensor_dict(const c10::IValue& checkpoint, const std::string& key,
                                                const std::string& path) {
   auto dict = checkpoint.toGenericDict();
@@ -178,8 +168,8 @@ Trainer::Trainer(TrainConfig config)
                    .momentum(config_.momentum)
                    .weight_decay(config_.weight_decay)
                    .nesterov(config_.nesterov));
-  auto [train_x, train_y] = take(load_split(config_.data_dir, "train"), config_.subset);
-  auto [test_x, test_y] = take(load_split(config_.data_dir, "test"), config_.test_subset);
+  auto [train_x, train_y] = first_n(load_split(config_.data_dir, "train"), config_.subset);
+  auto [test_x, test_y] = first_n(load_split(config_.data_dir, "test"), config_.test_subset);
   train_loader_ = std::make_unique<CifarLoader>(train_x, train_y, config_.batch_size, true, config_.seed,
                                                 config_.drop_last, config_.spec, config_.prefetch);
   test_loader_ = std::make_unique<CifarLoader>(test_x, test_y, config_.batch_size, false, config_.seed, false,
@@ -298,7 +288,7 @@ bool Trainer::run() {
       if (!batch) break;
       auto x = batch->inputs.to(device_);
       auto y = batch->labels.to(device_);
-      sync(device_);
+      sync_device(device_);
       const double t_data = seconds_since(t0);
       lr = config_.lrs[step_];
       static_cast<torch::optim::SGDOptions&>(optimizer_->param_groups()[0].options()).lr(lr);
@@ -306,15 +296,15 @@ bool Trainer::run() {
       auto t1 = Clock::now();
       auto logits = model_.module().forward({x}).toTensor();
       auto loss = F::cross_entropy(logits, y, loss_options);
-      sync(device_);
+      sync_device(device_);
       const double t_forward = seconds_since(t1);
       auto t2 = Clock::now();
       loss.backward();
-      sync(device_);
+      sync_device(device_);
       const double t_backward = seconds_since(t2);
       auto t3 = Clock::now();
       optimizer_->step();
-      sync(device_);
+      sync_device(device_);
       const double t_optimizer = seconds_since(t3);
       const double loss_value = loss.item<double>();
       const int64_t n = y.size(0);
@@ -370,7 +360,7 @@ std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, co
     auto loss = torch::nn::functional::cross_entropy(model.module().forward({x}).toTensor(), y);
     loss.backward();
     optimizer.step();
-    sync(model.device());
+    sync_device(model.device());
     times.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
   }
   return times;

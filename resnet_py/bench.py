@@ -27,6 +27,7 @@ import torch
 from resx import stats
 from resx.export import export, load, weights_hash
 from resx.models import ModelConfig, build
+from resx.train import sync
 
 RUNTIMES = ("py-eager", "py-script", "cpp", "cpp-exe")
 BASELINE = "py-eager"
@@ -104,11 +105,6 @@ def make_input(batch: int, seed: int, device: str = "cpu") -> torch.Tensor:
     return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 # -------------------------------------------------------------------------------------- runners
 
 
@@ -165,7 +161,7 @@ class PyRunner(Runner):
     def _call_ns(self, x: torch.Tensor) -> int:
         t0 = time.perf_counter_ns()
         self.model(x)
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter_ns() - t0
 
     def warm_up(self, batch: int, seed: int, rule: WarmupRule) -> int:
@@ -195,7 +191,7 @@ class PyRunner(Runner):
             with torch.inference_mode():
                 while time.perf_counter() < end:
                     self.model(xi)
-                    _sync(self.device)
+                    sync(self.device)
                     counts[i] += 1
 
         pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]

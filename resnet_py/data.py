@@ -173,6 +173,11 @@ def load_split(data_dir: Path, split: str) -> tuple[Tensor, Tensor]:
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def first_n(split: tuple[Tensor, Tensor], n: int) -> tuple[Tensor, Tensor]:
+    """The first n samples of a split (all when n <= 0 or n >= its size); mirrors resx::first_n."""
+    return split if n <= 0 or n >= len(split[0]) else (split[0][:n].contiguous(), split[1][:n].contiguous())
+
+
 def class_names(data_dir: Path) -> list[str]:
     layout, directory = find_layout(data_dir)
     if layout == "binary":
@@ -194,8 +199,7 @@ def convert_pickled_to_binary(src: Path, dst: Path) -> Path:
     for split in SPLIT_SIZES:
         for path in split_files(layout, directory, split):
             images, labels = (read_binary if layout == "binary" else read_pickled)(path)
-            records = torch.cat([labels.to(torch.uint8)[:, None], images.reshape(len(images), -1)], 1)
-            atomic_write(out / (path.name.removesuffix(".bin") + ".bin"), records.numpy().tobytes())
+            write_binary(out / (path.name.removesuffix(".bin") + ".bin"), images, labels)
     atomic_write(out / "batches.meta.txt", ("\n".join(class_names(src)) + "\n").encode())
     return out
 

@@ -25,6 +25,17 @@ def atomic_output(path: Path) -> Iterator[str]:
             os.unlink(tmp)
 
 
+def safe_torch_load(path: Path):
+    """torch.load(weights_only=True) that also reads torch::pickle_save files: those tag typed dicts
+    with restore_type_tag, a torch function that only annotates the dict, so allowing it keeps the
+    weights_only guarantee."""
+    import torch
+    import torch.jit._pickle
+
+    with torch.serialization.safe_globals([torch.jit._pickle.restore_type_tag]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)

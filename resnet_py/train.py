@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.jit._pickle  # noqa: F401  (restore_type_tag, see read_checkpoint)
 import torch.nn.functional as F
 
 from resx import data as D
 from resx.export import ExportError, export, fingerprint, load
-from resx.files import atomic_output, atomic_write
+from resx.files import atomic_output, atomic_write, safe_torch_load
 from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
 
@@ -82,10 +81,7 @@ def read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise TrainError(f"{path}: no such checkpoint")
     try:
-        # torch::pickle_save tags typed dicts with restore_type_tag, a torch function that only
-        # annotates the dict: allowing it keeps weights_only's guarantee.
-        with torch.serialization.safe_globals([torch.jit._pickle.restore_type_tag]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = safe_torch_load(path)
     except Exception as e:  # noqa: BLE001
         raise TrainError(f"{path}: not a resx checkpoint ({type(e).__name__})")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -93,8 +89,9 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def sync(device: torch.device | str) -> None:
+    """Wait for the device's queue, so that a clock read after it times the work (CUDA is async)."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
@@ -202,10 +199,6 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, str, Path]:
 # ------------------------------------------------------------------------------------- Python loop
 
 
-def _take(split: tuple[torch.Tensor, torch.Tensor], first: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return split if not first or first >= len(split[0]) else (split[0][:first].contiguous(), split[1][:first].contiguous())
-
-
 def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressFn] = None) -> RunResult:
     """The idiomatic Python loop over the eager nn.Module (or the scripted file)."""
     cfg, device = p.config, torch.device(p.config.device)
@@ -223,9 +216,9 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
     lrs = cfg.learning_rates(p.steps_per_epoch)
     opt = torch.optim.SGD(params, lr=lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=cfg.nesterov)
-    train_loader = D.CifarLoader(*_take(D.load_split(p.data_dir, "train"), cfg.subset), cfg.batch_size,
+    train_loader = D.CifarLoader(*D.first_n(D.load_split(p.data_dir, "train"), cfg.subset), cfg.batch_size,
                                  train=True, seed=cfg.seed, drop_last=cfg.drop_last, spec=cfg.augment)
-    test_loader = D.CifarLoader(*_take(D.load_split(p.data_dir, "test"), cfg.test_subset), cfg.batch_size,
+    test_loader = D.CifarLoader(*D.first_n(D.load_split(p.data_dir, "test"), cfg.test_subset), cfg.batch_size,
                                 train=False, spec=cfg.augment)
 
     start_epoch, step, wall = 0, 0, 0.0
@@ -276,7 +269,7 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
             t0 = time.perf_counter()
             batch = next(batches)
             x, y = batch.inputs.to(device), batch.labels.to(device)
-            _sync(device)
+            sync(device)
             t_data = time.perf_counter() - t0
             lr = lrs[step]
             for group in opt.param_groups:
@@ -285,15 +278,15 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
             t1 = time.perf_counter()
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            _sync(device)
+            sync(device)
             t_forward = time.perf_counter() - t1
             t2 = time.perf_counter()
             loss.backward()
-            _sync(device)
+            sync(device)
             t_backward = time.perf_counter() - t2
             t3 = time.perf_counter()
             opt.step()
-            _sync(device)
+            sync(device)
             t_optimizer = time.perf_counter() - t3
             value = loss.item()
             correct += int((logits.argmax(1) == y).sum().item())
@@ -436,7 +429,7 @@ def evaluate_checkpoint(weights: Path, data: Path, runtime: str = "py", batch_si
             model = build(config)
             model.load_state_dict(ckpt["model"])
             model.to(device)
-            loader = D.CifarLoader(*_take(D.load_split(directory, "test"), test_subset), batch_size, train=False)
+            loader = D.CifarLoader(*D.first_n(D.load_split(directory, "test"), test_subset), batch_size, train=False)
             loss, top1, n = evaluate(model, loader, torch.device(device))
         elif runtime == "cpp":
             if layout != "binary":

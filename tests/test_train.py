@@ -56,6 +56,14 @@ def reference(tiny, tmp_path_factory):
 def test_cpp_runtimes_train_bit_identically_to_python(tiny, tmp_path, reference, runtime):
     other = run(tiny, tmp_path / runtime, runtime)
     assert_same_training(reference, other)
+    # a checkpoint C++ wrote (torch::pickle_save) goes back into an export, loaded weights_only
+    from resx.export import export, load
+    from resx.models import ModelConfig
+
+    export(ModelConfig("resnet18"), tmp_path / "trained.pt", weights=other / "final.pt")
+    module, _ = load(tmp_path / "trained.pt")
+    trained = T.read_checkpoint(other / "final.pt")["model"]
+    assert all(torch.equal(t, trained[name]) for name, t in module.state_dict().items())
     assert json.loads((other / "run.json").read_text())["runtime"] == runtime
     assert len(rows(other / "steps.csv")) == 10
 
