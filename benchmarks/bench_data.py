@@ -53,6 +53,7 @@ def main() -> None:
             loader.start_epoch(epoch)
             while loader.next() is not None:
                 pass
+
         return run
 
     py_loader = D.CifarLoader(images, labels, bs, train=True)
@@ -70,8 +71,14 @@ def main() -> None:
         from PIL import Image
         from torchvision import transforms as T
 
-        tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                        T.Normalize(D.AUGMENT.mean, D.AUGMENT.std)])
+        tf = T.Compose(
+            [
+                T.RandomCrop(32, padding=4),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize(D.AUGMENT.mean, D.AUGMENT.std),
+            ]
+        )
         hwc = images.permute(0, 2, 3, 1).numpy()
 
         class PilCifar(torch.utils.data.Dataset):  # what torchvision.datasets.CIFAR10 does per item
@@ -81,12 +88,14 @@ def main() -> None:
             def __getitem__(self, i):
                 return tf(Image.fromarray(hwc[i])), int(labels[i])
 
-        dl = torch.utils.data.DataLoader(PilCifar(), batch_size=bs, shuffle=True, num_workers=2,
-                                         persistent_workers=True)
+        dl = torch.utils.data.DataLoader(
+            PilCifar(), batch_size=bs, shuffle=True, num_workers=2, persistent_workers=True
+        )
 
         def tv_epoch(epoch: int) -> None:
             for _ in dl:
                 pass
+
         results["torchvision RandomCrop+Flip+ToTensor+Normalize, DataLoader 2 workers"] = rate(tv_epoch, n, 1)
 
     width = max(map(len, results))

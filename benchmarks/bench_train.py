@@ -74,38 +74,56 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.epoch_subset:
-            cfg = TrainConfig(batch_size=args.batch_size, subset=args.epoch_subset, test_subset=args.test_subset,
-                              threads=threads, epochs=1)
+            cfg = TrainConfig(
+                batch_size=args.batch_size,
+                subset=args.epoch_subset,
+                test_subset=args.test_subset,
+                threads=threads,
+                epochs=1,
+            )
             results = {}
             for runtime in ("py", "cpp"):
                 run_dir = tmp / runtime
                 T.train(T.prepare(cfg, runtime, Path(args.data), run_dir))
                 with open(run_dir / "metrics.csv") as f:
                     results[runtime] = next(csv.DictReader(f)) | {"steps": runtime_steps(run_dir)}
-            print(f"1 epoch on the first {args.epoch_subset} CIFAR-10 images, test on {args.test_subset}, "
-                  f"batch {args.batch_size}, cosine LR from 0.1")
-            print(f"{'runtime':8} {'step p50 (s)':>12} {'epoch (s)':>10} {'train loss':>11} {'train top-1':>11} "
-                  f"{'test loss':>10} {'test top-1':>10}")
+            print(
+                f"1 epoch on the first {args.epoch_subset} CIFAR-10 images, test on {args.test_subset}, "
+                f"batch {args.batch_size}, cosine LR from 0.1"
+            )
+            print(
+                f"{'runtime':8} {'step p50 (s)':>12} {'epoch (s)':>10} {'train loss':>11} {'train top-1':>11} "
+                f"{'test loss':>10} {'test top-1':>10}"
+            )
             for runtime, m in results.items():
-                print(f"{runtime:8} {np.median(m['steps'][1:]) / 1e9:12.3f} {float(m['Epoch time']):10.1f} "
-                      f"{float(m['Train_loss']):11.4f} {float(m['Train_top_1']):10.2f}% {float(m['Test_loss']):10.4f} "
-                      f"{float(m['Test_top_1']):9.2f}%")
+                print(
+                    f"{runtime:8} {np.median(m['steps'][1:]) / 1e9:12.3f} {float(m['Epoch time']):10.1f} "
+                    f"{float(m['Train_loss']):11.4f} {float(m['Train_top_1']):10.2f}% {float(m['Test_loss']):10.4f} "
+                    f"{float(m['Test_top_1']):9.2f}%"
+                )
             same = results["py"]["Test_loss"] == results["cpp"]["Test_loss"]
             print(f"identical losses and accuracies in both runtimes: {same}")
             return
 
-        cfg = TrainConfig(batch_size=args.batch_size, subset=args.batch_size * args.steps, test_subset=args.batch_size,
-                          threads=threads, epochs=1)
+        cfg = TrainConfig(
+            batch_size=args.batch_size,
+            subset=args.batch_size * args.steps,
+            test_subset=args.batch_size,
+            threads=threads,
+            epochs=1,
+        )
         model_file = tmp / "model.pt"
         export(cfg.model_config(), model_file, seed=cfg.seed)
         images, labels = D.load_split(args.data, "train")
-        batch = next(D.CifarLoader(images[: args.batch_size], labels[: args.batch_size], args.batch_size,
-                                   train=True).batches(0))
+        batch = next(
+            D.CifarLoader(images[: args.batch_size], labels[: args.batch_size], args.batch_size, train=True).batches(0)
+        )
         samples: dict[str, list[int]] = {"bare C++": [], "cpp runtime": [], "bare Python": [], "py runtime": []}
         for rnd in range(args.rounds):
             model = _cpp.Model(str(model_file))
-            samples["bare C++"] += _cpp.bare_train_steps(model, batch.inputs, batch.labels, args.steps, cfg.lr,
-                                                         cfg.momentum, cfg.weight_decay)[1:]
+            samples["bare C++"] += _cpp.bare_train_steps(
+                model, batch.inputs, batch.labels, args.steps, cfg.lr, cfg.momentum, cfg.weight_decay
+            )[1:]
             for runtime, key in (("cpp", "cpp runtime"), ("py", "py runtime")):
                 run_dir = tmp / f"{runtime}-{rnd}"
                 T.train(T.prepare(cfg, runtime, Path(args.data), run_dir, model_file=model_file))
@@ -115,8 +133,14 @@ def main() -> None:
             print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}")
         for name, ns in samples.items():
             s = stats.summarize(ns)
-            print(f"{name:12} step p50 {s['p50_ms']:8.1f} ms  mean {s['mean_ms']:8.1f}  std {s['std_ms']:6.1f}  n {s['n']}")
-        for runtime, bare in (("cpp runtime", "bare C++"), ("py runtime", "bare Python"), ("cpp runtime", "py runtime")):
+            print(
+                f"{name:12} step p50 {s['p50_ms']:8.1f} ms  mean {s['mean_ms']:8.1f}  std {s['std_ms']:6.1f}  n {s['n']}"
+            )
+        for runtime, bare in (
+            ("cpp runtime", "bare C++"),
+            ("py runtime", "bare Python"),
+            ("cpp runtime", "py runtime"),
+        ):
             r = stats.bootstrap_ratio(samples[runtime], samples[bare])
             print(f"{runtime} / {bare}: {r['ratio']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f})")
 

@@ -17,6 +17,17 @@ from resx.export.torchscript import (
 )
 
 __all__ = [
-    "FORMAT", "MANIFEST_NAME", "ExportError", "Inspection", "canonical_form", "export", "fingerprint",
-    "flops_per_image", "inspect", "load", "load_weights", "quiet_jit", "weights_hash",
+    "FORMAT",
+    "MANIFEST_NAME",
+    "ExportError",
+    "Inspection",
+    "canonical_form",
+    "export",
+    "fingerprint",
+    "flops_per_image",
+    "inspect",
+    "load",
+    "load_weights",
+    "quiet_jit",
+    "weights_hash",
 ]

@@ -17,17 +17,17 @@ import sys
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import resx
-from resx.files import atomic_output, safe_torch_load
 from resx.data import AUGMENT, IMAGE_SHAPE
+from resx.files import atomic_output, safe_torch_load
 from resx.models import ModelConfig, build, parameter_count
 
 MANIFEST_NAME = "resx_manifest.json"  # mirrors resx::kManifestName
@@ -53,8 +53,11 @@ def quiet_jit() -> Iterator[None]:
         yield
     if not _jit_noted and os.environ.get("RESX_QUIET_JIT") != "1":
         _jit_noted = True
-        print("note: torch 2.14 deprecates TorchScript; resx uses it on purpose, as the format LibTorch "
-              "C++ loads (set RESX_QUIET_JIT=1 to hide this line)", file=sys.stderr)
+        print(
+            "note: torch 2.14 deprecates TorchScript; resx uses it on purpose, as the format LibTorch "
+            "C++ loads (set RESX_QUIET_JIT=1 to hide this line)",
+            file=sys.stderr,
+        )
 
 
 def canonical_form(module: torch.jit.ScriptModule) -> str:
@@ -107,7 +110,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     try:
         obj = safe_torch_load(path)
-    except Exception as e:  # noqa: BLE001  (torch raises many kinds here)
+    except Exception as e:
         raise ExportError(f"{path}: not a weights file ({type(e).__name__}); give a resx export or checkpoint")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
@@ -121,7 +124,7 @@ def _atomic_save(module: torch.jit.ScriptModule, path: Path, extra: dict[str, st
         torch.jit.save(module, tmp, _extra_files=extra)
 
 
-def export(config: ModelConfig, path: Path, seed: int = 0, weights: Optional[Path] = None) -> dict:
+def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
     """Script the model and save it with its manifest; returns the manifest."""
     model = build(config, seed=seed)
     if weights is not None:
@@ -130,7 +133,9 @@ def export(config: ModelConfig, path: Path, seed: int = 0, weights: Optional[Pat
             model.load_state_dict(state)
         except RuntimeError as e:
             first = str(e).strip().splitlines()
-            raise ExportError(f"{weights}: weights do not fit {config.name} ({first[1].strip() if len(first) > 1 else first[0]})")
+            raise ExportError(
+                f"{weights}: weights do not fit {config.name} ({first[1].strip() if len(first) > 1 else first[0]})"
+            )
     flops = flops_per_image(model)
     model.eval()
     with quiet_jit():
@@ -161,7 +166,7 @@ def export(config: ModelConfig, path: Path, seed: int = 0, weights: Optional[Pat
     return json.loads(text)  # as stored: tuples become lists
 
 
-def load(path: Path) -> tuple[torch.jit.ScriptModule, Optional[dict]]:
+def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
     """The scripted module and its manifest (None for a foreign TorchScript file)."""
     path = Path(path)
     if not path.exists():
@@ -172,7 +177,7 @@ def load(path: Path) -> tuple[torch.jit.ScriptModule, Optional[dict]]:
     try:
         with quiet_jit():
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{path}: not a loadable TorchScript file ({reason})")
     raw = extra[MANIFEST_NAME]
@@ -188,7 +193,7 @@ def load(path: Path) -> tuple[torch.jit.ScriptModule, Optional[dict]]:
 @dataclass
 class Inspection:
     path: Path
-    manifest: Optional[dict]
+    manifest: dict | None
     checks: dict[str, dict[str, str]] = field(default_factory=dict)  # what -> {source: value}
 
     @property

@@ -101,59 +101,79 @@ NB_MODULE(_cpp, m) {
 
   // ---- data (mirrors resx.data)
   nb::class_<resx::AugmentSpec>(m, "AugmentSpec", "Built from resx.data.AUGMENT; never defaulted in C++.")
-      .def(nb::init<int64_t, int64_t, double, std::array<double, 3>, std::array<double, 3>>(), "crop"_a,
-           "padding"_a, "flip_p"_a, "mean"_a, "std"_a)
+      .def(nb::init<int64_t, int64_t, double, std::array<double, 3>, std::array<double, 3>>(), "crop"_a, "padding"_a,
+           "flip_p"_a, "mean"_a, "std"_a)
       .def_rw("crop", &resx::AugmentSpec::crop)
       .def_rw("padding", &resx::AugmentSpec::padding)
       .def_rw("flip_p", &resx::AugmentSpec::flip_p)
       .def_rw("mean", &resx::AugmentSpec::mean)
       .def_rw("std", &resx::AugmentSpec::std);
 
-  m.def("read_binary", [](const std::string& path) {
-    std::pair<at::Tensor, at::Tensor> r;
-    {
-      nb::gil_scoped_release release;
-      r = resx::read_binary(path);
-    }
-    return nb::make_tuple(to_torch(r.first), to_torch(r.second));
-  }, "path"_a);
-  m.def("load_split", [](const std::string& dir, const std::string& split) {
-    std::pair<at::Tensor, at::Tensor> r;
-    {
-      nb::gil_scoped_release release;
-      r = resx::load_split(dir, split);
-    }
-    return nb::make_tuple(to_torch(r.first), to_torch(r.second));
-  }, "data_dir"_a, "split"_a);
-  m.def("epoch_seed", &resx::epoch_seed, "seed"_a, "epoch"_a);
-  m.def("draw_epoch_plan", [](uint64_t seed, uint64_t epoch, int64_t n, const resx::AugmentSpec& spec) {
-    auto plan = resx::EpochPlan::draw(seed, epoch, n, spec);
-    return nb::make_tuple(to_torch(plan.order), to_torch(plan.offsets), to_torch(plan.flips));
-  }, "seed"_a, "epoch"_a, "n"_a, "spec"_a);
-  m.def("augment_batch", [](nb::handle images, nb::handle offsets, nb::handle flips, const resx::AugmentSpec& spec) {
-    return to_torch(resx::augment_batch(from_torch(images), from_torch(offsets), from_torch(flips), spec));
-  }, "images"_a, "offsets"_a, "flips"_a, "spec"_a);
-  m.def("normalize", [](nb::handle images, const resx::AugmentSpec& spec) {
-    return to_torch(resx::normalize(from_torch(images), spec));
-  }, "images"_a, "spec"_a);
-
-  nb::class_<resx::CifarLoader>(m, "CifarLoader", "Mirrors resx.data.CifarLoader; optional prefetch thread.")
-      .def("__init__", [](resx::CifarLoader* self, nb::handle images, nb::handle labels, int64_t batch_size,
-                          bool train, uint64_t seed, bool drop_last, const resx::AugmentSpec& spec, bool prefetch) {
-             new (self) resx::CifarLoader(from_torch(images), from_torch(labels), batch_size, train, seed,
-                                          drop_last, spec, prefetch);
-           }, "images"_a, "labels"_a, "batch_size"_a, "train"_a, "seed"_a, "drop_last"_a, "spec"_a,
-           "prefetch"_a = true)
-      .def("__len__", &resx::CifarLoader::size)
-      .def("start_epoch", &resx::CifarLoader::start_epoch, "epoch"_a, nb::call_guard<nb::gil_scoped_release>())
-      .def("next", [](resx::CifarLoader& self) -> nb::object {
-        std::optional<resx::Batch> batch;
+  m.def(
+      "read_binary",
+      [](const std::string& path) {
+        std::pair<at::Tensor, at::Tensor> r;
         {
           nb::gil_scoped_release release;
-          batch = self.next();
+          r = resx::read_binary(path);
         }
-        return batch ? nb::object(batch_tuple(*batch)) : nb::none();
-      }, "(images uint8, inputs float32, labels int64), or None at the end of the epoch");
+        return nb::make_tuple(to_torch(r.first), to_torch(r.second));
+      },
+      "path"_a);
+  m.def(
+      "load_split",
+      [](const std::string& dir, const std::string& split) {
+        std::pair<at::Tensor, at::Tensor> r;
+        {
+          nb::gil_scoped_release release;
+          r = resx::load_split(dir, split);
+        }
+        return nb::make_tuple(to_torch(r.first), to_torch(r.second));
+      },
+      "data_dir"_a, "split"_a);
+  m.def("epoch_seed", &resx::epoch_seed, "seed"_a, "epoch"_a);
+  m.def(
+      "draw_epoch_plan",
+      [](uint64_t seed, uint64_t epoch, int64_t n, const resx::AugmentSpec& spec) {
+        auto plan = resx::EpochPlan::draw(seed, epoch, n, spec);
+        return nb::make_tuple(to_torch(plan.order), to_torch(plan.offsets), to_torch(plan.flips));
+      },
+      "seed"_a, "epoch"_a, "n"_a, "spec"_a);
+  m.def(
+      "augment_batch",
+      [](nb::handle images, nb::handle offsets, nb::handle flips, const resx::AugmentSpec& spec) {
+        return to_torch(resx::augment_batch(from_torch(images), from_torch(offsets), from_torch(flips), spec));
+      },
+      "images"_a, "offsets"_a, "flips"_a, "spec"_a);
+  m.def(
+      "normalize",
+      [](nb::handle images, const resx::AugmentSpec& spec) {
+        return to_torch(resx::normalize(from_torch(images), spec));
+      },
+      "images"_a, "spec"_a);
+
+  nb::class_<resx::CifarLoader>(m, "CifarLoader", "Mirrors resx.data.CifarLoader; optional prefetch thread.")
+      .def(
+          "__init__",
+          [](resx::CifarLoader* self, nb::handle images, nb::handle labels, int64_t batch_size, bool train,
+             uint64_t seed, bool drop_last, const resx::AugmentSpec& spec, bool prefetch) {
+            new (self) resx::CifarLoader(from_torch(images), from_torch(labels), batch_size, train, seed, drop_last,
+                                         spec, prefetch);
+          },
+          "images"_a, "labels"_a, "batch_size"_a, "train"_a, "seed"_a, "drop_last"_a, "spec"_a, "prefetch"_a = true)
+      .def("__len__", &resx::CifarLoader::size)
+      .def("start_epoch", &resx::CifarLoader::start_epoch, "epoch"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "next",
+          [](resx::CifarLoader& self) -> nb::object {
+            std::optional<resx::Batch> batch;
+            {
+              nb::gil_scoped_release release;
+              batch = self.next();
+            }
+            return batch ? nb::object(batch_tuple(*batch)) : nb::none();
+          },
+          "(images uint8, inputs float32, labels int64), or None at the end of the epoch");
 
   // ---- training (mirrors resx.train)
   nb::class_<resx::Progress>(m, "Progress")
@@ -166,12 +186,15 @@ NB_MODULE(_cpp, m) {
       .def_ro("images_per_s", &resx::Progress::images_per_s);
 
   nb::class_<resx::Trainer>(m, "Trainer", "The C++ training loop, configured by a resx-config/1 file.")
-      .def("__init__", [](resx::Trainer* self, const std::string& config_path, const std::string& runtime) {
-             auto config = resx::TrainConfig::read(config_path);
-             config.runtime = runtime;
-             nb::gil_scoped_release release;
-             new (self) resx::Trainer(std::move(config));
-           }, "config_path"_a, "runtime"_a = "cpp")
+      .def(
+          "__init__",
+          [](resx::Trainer* self, const std::string& config_path, const std::string& runtime) {
+            auto config = resx::TrainConfig::read(config_path);
+            config.runtime = runtime;
+            nb::gil_scoped_release release;
+            new (self) resx::Trainer(std::move(config));
+          },
+          "config_path"_a, "runtime"_a = "cpp")
       .def("run", &resx::run_interruptible, nb::call_guard<nb::gil_scoped_release>(),
            "Train on this thread (GIL released); Ctrl-C or request_stop() stops it after the current "
            "step and it returns False.")
@@ -179,44 +202,62 @@ NB_MODULE(_cpp, m) {
       .def("progress", &resx::Trainer::progress)
       .def("losses", &resx::Trainer::losses);
 
-  m.def("evaluate", [](const std::string& model_file, const std::string& checkpoint, const std::string& data_dir,
-                       int64_t batch_size, int64_t test_subset, const resx::AugmentSpec& spec, const std::string& device) {
-    nb::gil_scoped_release release;
-    resx::Model model(model_file, device);
-    if (!checkpoint.empty()) resx::load_weights(model, checkpoint);
-    auto [x, y] = resx::first_n(resx::load_split(data_dir, "test"), test_subset);
-    resx::CifarLoader loader(x, y, batch_size, false, 0, false, spec, true);
-    auto r = resx::evaluate(model, loader, at::Device(device));
-    return std::make_tuple(r.loss, r.top1, r.images);
-  }, "model_file"_a, "checkpoint"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a, "device"_a = "cpu",
-     "Test loss and top-1 of a model file, with weights from a checkpoint when given.");
+  m.def(
+      "evaluate",
+      [](const std::string& model_file, const std::string& checkpoint, const std::string& data_dir, int64_t batch_size,
+         int64_t test_subset, const resx::AugmentSpec& spec, const std::string& device) {
+        nb::gil_scoped_release release;
+        resx::Model model(model_file, device);
+        if (!checkpoint.empty()) resx::load_weights(model, checkpoint);
+        auto [x, y] = resx::first_n(resx::load_split(data_dir, "test"), test_subset);
+        resx::CifarLoader loader(x, y, batch_size, false, 0, false, spec, true);
+        auto r = resx::evaluate(model, loader, at::Device(device));
+        return std::make_tuple(r.loss, r.top1, r.images);
+      },
+      "model_file"_a, "checkpoint"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a, "device"_a = "cpu",
+      "Test loss and top-1 of a model file, with weights from a checkpoint when given.");
 
   // ---- inference timing (mirrors resx.bench)
-  m.def("make_input", [](int64_t batch, uint64_t seed, const std::string& device) {
-    return to_torch(resx::make_input(batch, seed, at::Device(device)));
-  }, "batch"_a, "seed"_a, "device"_a = "cpu");
-  m.def("warm_up", [](resx::Model& model, nb::handle input, int64_t window, double tolerance, int64_t max_calls) {
-    auto x = from_torch(input);
-    nb::gil_scoped_release release;
-    return resx::warm_up(model, x, {window, tolerance, max_calls});
-  }, "model"_a, "input"_a, "window"_a, "tolerance"_a, "max_calls"_a);
-  m.def("time_forward", [](resx::Model& model, nb::handle input, int64_t calls) {
-    auto x = from_torch(input);
-    nb::gil_scoped_release release;
-    return resx::time_forward(model, x, calls);
-  }, "model"_a, "input"_a, "calls"_a, "Nanoseconds of each of `calls` forward calls.");
-  m.def("time_threads", [](resx::Model& model, nb::handle input, int threads, double seconds) {
-    auto x = from_torch(input);
-    nb::gil_scoped_release release;
-    auto r = resx::time_threads(model, x, threads, seconds);
-    return std::make_pair(r.calls, r.wall_ns);
-  }, "model"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
+  m.def(
+      "make_input",
+      [](int64_t batch, uint64_t seed, const std::string& device) {
+        return to_torch(resx::make_input(batch, seed, at::Device(device)));
+      },
+      "batch"_a, "seed"_a, "device"_a = "cpu");
+  m.def(
+      "warm_up",
+      [](resx::Model& model, nb::handle input, int64_t window, double tolerance, int64_t max_calls) {
+        auto x = from_torch(input);
+        nb::gil_scoped_release release;
+        return resx::warm_up(model, x, {window, tolerance, max_calls});
+      },
+      "model"_a, "input"_a, "window"_a, "tolerance"_a, "max_calls"_a);
+  m.def(
+      "time_forward",
+      [](resx::Model& model, nb::handle input, int64_t calls) {
+        auto x = from_torch(input);
+        nb::gil_scoped_release release;
+        return resx::time_forward(model, x, calls);
+      },
+      "model"_a, "input"_a, "calls"_a, "Nanoseconds of each of `calls` forward calls.");
+  m.def(
+      "time_threads",
+      [](resx::Model& model, nb::handle input, int threads, double seconds) {
+        auto x = from_torch(input);
+        nb::gil_scoped_release release;
+        auto r = resx::time_threads(model, x, threads, seconds);
+        return std::make_pair(r.calls, r.wall_ns);
+      },
+      "model"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
 
-  m.def("bare_train_steps", [](resx::Model& model, nb::handle inputs, nb::handle labels, int64_t steps, double lr,
-                               double momentum, double weight_decay) {
-    auto x = from_torch(inputs), y = from_torch(labels);
-    nb::gil_scoped_release release;
-    return resx::bare_train_steps(model, x, y, steps, lr, momentum, weight_decay);
-  }, "model"_a, "inputs"_a, "labels"_a, "steps"_a, "lr"_a, "momentum"_a, "weight_decay"_a,
-     "Nanoseconds of each bare training step on one batch (the overhead reference).");
+  m.def(
+      "bare_train_steps",
+      [](resx::Model& model, nb::handle inputs, nb::handle labels, int64_t steps, double lr, double momentum,
+         double weight_decay) {
+        auto x = from_torch(inputs), y = from_torch(labels);
+        nb::gil_scoped_release release;
+        return resx::bare_train_steps(model, x, y, steps, lr, momentum, weight_decay);
+      },
+      "model"_a, "inputs"_a, "labels"_a, "steps"_a, "lr"_a, "momentum"_a, "weight_decay"_a,
+      "Nanoseconds of each bare training step on one batch (the overhead reference).");
 }

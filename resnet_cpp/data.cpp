@@ -84,16 +84,14 @@ at::Tensor normalization_table(const AugmentSpec& spec) {
   return at::arange(256, at::kByte).to(at::kFloat).expand({3, 256}).div(255).sub(mean).div(std).contiguous();
 }
 
-Batch make_batch(const at::Tensor& images, const at::Tensor& labels, const at::Tensor& index,
-                 const at::Tensor& offsets, const at::Tensor& flips, const AugmentSpec& spec,
-                 const at::Tensor& table) {
+Batch make_batch(const at::Tensor& images, const at::Tensor& labels, const at::Tensor& index, const at::Tensor& offsets,
+                 const at::Tensor& flips, const AugmentSpec& spec, const at::Tensor& table) {
   TORCH_CHECK(images.scalar_type() == at::kByte && images.dim() == 4 && images.is_contiguous(),
               "images must be contiguous uint8 [N,C,H,W]");
   const int64_t b = index.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
   const bool augment = offsets.defined();
   const int64_t s = augment ? spec.crop : h, sw = augment ? spec.crop : w, p = augment ? spec.padding : 0;
-  Batch out{at::empty({b, c, s, sw}, at::kByte), at::empty({b, c, s, sw}, at::kFloat),
-            labels.index_select(0, index)};
+  Batch out{at::empty({b, c, s, sw}, at::kByte), at::empty({b, c, s, sw}, at::kFloat), labels.index_select(0, index)};
   const auto* src = images.const_data_ptr<uint8_t>();
   const auto* idx = index.const_data_ptr<int64_t>();
   const auto* off = augment ? offsets.const_data_ptr<int64_t>() : nullptr;

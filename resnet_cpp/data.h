@@ -57,9 +57,8 @@ struct Batch {
 
 // One tight pass: gather the samples `index` of `images`, pad, crop, flip, and normalise.
 // offsets/flips undefined: no augmentation (test time).
-Batch make_batch(const at::Tensor& images, const at::Tensor& labels, const at::Tensor& index,
-                 const at::Tensor& offsets, const at::Tensor& flips, const AugmentSpec& spec,
-                 const at::Tensor& table);
+Batch make_batch(const at::Tensor& images, const at::Tensor& labels, const at::Tensor& index, const at::Tensor& offsets,
+                 const at::Tensor& flips, const AugmentSpec& spec, const at::Tensor& table);
 
 at::Tensor augment_batch(const at::Tensor& images, const at::Tensor& offsets, const at::Tensor& flips,
                          const AugmentSpec& spec);
@@ -70,8 +69,8 @@ at::Tensor normalize(const at::Tensor& images, const AugmentSpec& spec);
 // same as without.
 class CifarLoader {
  public:
-  CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_size, bool train, uint64_t seed,
-              bool drop_last, AugmentSpec spec, bool prefetch);
+  CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_size, bool train, uint64_t seed, bool drop_last,
+              AugmentSpec spec, bool prefetch);
   ~CifarLoader();
   CifarLoader(const CifarLoader&) = delete;
   CifarLoader& operator=(const CifarLoader&) = delete;

@@ -4,10 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <thread>
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "bench.h"
 #include "env.h"

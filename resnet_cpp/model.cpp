@@ -49,8 +49,7 @@ Model::Model(const std::string& path, const std::string& device) : path_(path), 
   try {
     module_ = torch::jit::load(path, device_, extra);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": not a loadable TorchScript file (" +
-                             e.what_without_backtrace() + ")");
+    throw std::runtime_error(path + ": not a loadable TorchScript file (" + e.what_without_backtrace() + ")");
   }
   manifest_json_ = extra[kManifestName];
 }
@@ -89,8 +88,6 @@ std::vector<std::pair<std::string, at::Tensor>> Model::named_buffers() const {
   return out;
 }
 
-at::Tensor Model::forward(const at::Tensor& input) {
-  return module_.forward({input.to(device_)}).toTensor();
-}
+at::Tensor Model::forward(const at::Tensor& input) { return module_.forward({input.to(device_)}).toTensor(); }
 
 }  // namespace resx

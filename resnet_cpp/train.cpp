@@ -2,8 +2,8 @@
 
 #include <torch/torch.h>
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -24,9 +24,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 std::string fixed6(double v) {
   char buf[32];
@@ -94,9 +92,9 @@ TrainConfig TrainConfig::read(const std::string& path) {
   c.drop_last = to_int(get("drop_last"), "drop_last") != 0;
   c.prefetch = to_int(get("prefetch"), "prefetch") != 0;
   c.resume = to_int(get("resume"), "resume") != 0;
-  c.spec = AugmentSpec{to_int(get("crop"), "crop"), to_int(get("padding"), "padding"),
-                       parse_doubles(get("flip_p"), "flip_p").at(0), triple(get("mean"), "mean"),
-                       triple(get("std"), "std")};
+  c.spec =
+      AugmentSpec{to_int(get("crop"), "crop"), to_int(get("padding"), "padding"),
+                  parse_doubles(get("flip_p"), "flip_p").at(0), triple(get("mean"), "mean"), triple(get("std"), "std")};
   c.lrs = parse_doubles(get("lrs"), "lrs");
   if (c.epochs < 1) throw std::runtime_error(path + ": epochs must be at least 1");
   if (c.batch_size < 1) throw std::runtime_error(path + ": batch_size must be at least 1");
@@ -163,11 +161,11 @@ Trainer::Trainer(TrainConfig config)
     param_names_.push_back(name);
     params_.push_back(p);
   }
-  optimizer_ = std::make_unique<torch::optim::SGD>(
-      params_, torch::optim::SGDOptions(config_.lrs.empty() ? 0.0 : config_.lrs[0])
-                   .momentum(config_.momentum)
-                   .weight_decay(config_.weight_decay)
-                   .nesterov(config_.nesterov));
+  optimizer_ =
+      std::make_unique<torch::optim::SGD>(params_, torch::optim::SGDOptions(config_.lrs.empty() ? 0.0 : config_.lrs[0])
+                                                       .momentum(config_.momentum)
+                                                       .weight_decay(config_.weight_decay)
+                                                       .nesterov(config_.nesterov));
   auto [train_x, train_y] = first_n(load_split(config_.data_dir, "train"), config_.subset);
   auto [test_x, test_y] = first_n(load_split(config_.data_dir, "test"), config_.test_subset);
   train_loader_ = std::make_unique<CifarLoader>(train_x, train_y, config_.batch_size, true, config_.seed,
@@ -259,8 +257,8 @@ void Trainer::write_outputs(bool complete, const EvalResult& last_eval) const {
   json << "\n  },\n  \"env\": " << to_json(env_report()) << ",\n  \"fingerprint\": " << json_quote(model_.fingerprint())
        << ",\n  \"final\": {\"epochs\": " << config_.epochs << ", \"steps\": " << step_
        << ", \"wall_time\": " << format_double(wall_offset_) << ", \"test_loss\": " << format_double(last_eval.loss)
-       << ", \"test_top_1\": " << format_double(last_eval.top1) << ", \"train_loss\": "
-       << format_double(losses_.empty() ? 0.0 : losses_.back()) << "}\n}\n";
+       << ", \"test_top_1\": " << format_double(last_eval.top1)
+       << ", \"train_loss\": " << format_double(losses_.empty() ? 0.0 : losses_.back()) << "}\n}\n";
   atomic_write((dir / "run.json").string(), json.str());
 }
 
@@ -330,12 +328,11 @@ bool Trainer::run() {
     const double eval_time = eval_now ? seconds_since(eval_start) : 0.0;
     wall_offset_ += epoch_time + eval_time;
     metrics_csv_ += std::to_string(epoch + 1) + "," + fixed6(wall_offset_) + "," + fixed6(epoch_time) + "," +
-                    format_double(seen ? loss_sum / seen : 0) + "," +
-                    format_double(seen ? 100.0 * correct / seen : 0) + "," +
-                    (eval_now ? format_double(last_eval.loss) : "") + "," +
-                    (eval_now ? format_double(last_eval.top1) : "") + "," + fixed6(eval_time) + "," +
-                    fixed6(data_s) + "," + fixed6(forward_s) + "," + fixed6(backward_s) + "," + fixed6(optimizer_s) +
-                    "," + format_double(seen / epoch_time) + "," + format_double(lr) + "\n";
+                    format_double(seen ? loss_sum / seen : 0) + "," + format_double(seen ? 100.0 * correct / seen : 0) +
+                    "," + (eval_now ? format_double(last_eval.loss) : "") + "," +
+                    (eval_now ? format_double(last_eval.top1) : "") + "," + fixed6(eval_time) + "," + fixed6(data_s) +
+                    "," + fixed6(forward_s) + "," + fixed6(backward_s) + "," + fixed6(optimizer_s) + "," +
+                    format_double(seen / epoch_time) + "," + format_double(lr) + "\n";
     save_checkpoint((dir / "checkpoint.pt").string(), epoch + 1, true);
     write_outputs(false, last_eval);
     set_progress({"train", epoch + 1, config_.epochs, steps, steps, 0, 0});
@@ -346,8 +343,8 @@ bool Trainer::run() {
   return true;
 }
 
-std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels,
-                                      int64_t steps, double lr, double momentum, double weight_decay) {
+std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps,
+                                      double lr, double momentum, double weight_decay) {
   std::vector<at::Tensor> params;
   for (const auto& [name, p] : model.named_parameters()) params.push_back(p);
   torch::optim::SGD optimizer(params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
@@ -374,7 +371,7 @@ void stop_on_signal(int) {
 }  // namespace
 
 bool run_interruptible(Trainer& trainer) {
-  struct sigaction action {}, old_int{}, old_term{};
+  struct sigaction action{}, old_int{}, old_term{};
   action.sa_handler = stop_on_signal;
   sigemptyset(&action.sa_mask);
   g_interruptible.store(&trainer);

@@ -27,7 +27,7 @@ struct TrainConfig {
   double momentum = 0, weight_decay = 0, label_smoothing = 0;
   bool nesterov = false, drop_last = true, prefetch = true, resume = false;
   AugmentSpec spec{};
-  std::vector<double> lrs;  // one per optimizer step, all epochs
+  std::vector<double> lrs;                 // one per optimizer step, all epochs
   std::map<std::string, std::string> raw;  // the file as read, echoed into run.json
 
   static TrainConfig read(const std::string& path);
@@ -95,8 +95,8 @@ bool run_interruptible(Trainer& trainer);
 
 // The reference for the runtime's overhead: forward, loss, backward and SGD step on one pre-made
 // batch, nothing else (no data pipeline, no bookkeeping). Nanoseconds per step.
-std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels,
-                                      int64_t steps, double lr, double momentum, double weight_decay);
+std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps,
+                                      double lr, double momentum, double weight_decay);
 
 extern const char* const kMetricsHeader;
 extern const char* const kStepsHeader;

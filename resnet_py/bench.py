@@ -17,9 +17,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -32,8 +32,12 @@ from resx.train import sync
 RUNTIMES = ("py-eager", "py-script", "cpp", "cpp-exe")
 BASELINE = "py-eager"
 # resx train's runtime and py_module for each bench runtime.
-TRAIN_RUNTIME = {"py-eager": ("py", "eager"), "py-script": ("py", "scripted"), "cpp": ("cpp", "eager"),
-                 "cpp-exe": ("cpp-exe", "eager")}
+TRAIN_RUNTIME = {
+    "py-eager": ("py", "eager"),
+    "py-script": ("py", "scripted"),
+    "cpp": ("cpp", "eager"),
+    "cpp-exe": ("cpp-exe", "eager"),
+}
 
 
 class BenchError(Exception):
@@ -49,16 +53,16 @@ class WarmupRule:
     tolerance: float = 0.05
     max_calls: int = 300
 
-    def for_batch(self, batch: int) -> "WarmupRule":
+    def for_batch(self, batch: int) -> WarmupRule:
         # Big batches are slow and settle as fast in calls: a smaller window keeps the budget.
-        return WarmupRule(max(2, int(self.window / batch ** 0.5)), self.tolerance, self.max_calls)
+        return WarmupRule(max(2, int(self.window / batch**0.5)), self.tolerance, self.max_calls)
 
 
 @dataclass
 class BenchConfig:
     models: list[str] = field(default_factory=lambda: ["resnet18"])
     stem: str = "cifar"
-    layers: Optional[list[int]] = None
+    layers: list[int] | None = None
     runtimes: list[str] = field(default_factory=lambda: list(RUNTIMES))
     device: str = "cpu"
     threads: int = 0  # intra-op threads for every runtime; 0: torch's current default
@@ -76,7 +80,7 @@ class BenchConfig:
     train_batch: int = 128
     epochs: int = 0  # >0: train full epochs (needs --data), reporting losses and accuracies
     train_rounds: int = 1
-    data: Optional[str] = None
+    data: str | None = None
     max_load: float = 0.5  # load average per core above which the machine counts as loaded
     force: bool = False
     preset: str = "custom"
@@ -170,7 +174,7 @@ class PyRunner(Runner):
             while len(times) < rule.max_calls:
                 times.append(self._call_ns(x))
                 w = rule.window
-                if len(times) >= 2 * w and stats.stable(times[-2 * w:-w], times[-w:], rule.tolerance):
+                if len(times) >= 2 * w and stats.stable(times[-2 * w : -w], times[-w:], rule.tolerance):
                     break
         return len(times)
 
@@ -242,9 +246,14 @@ class ExeRunner(Runner):
         from resx.cpp import executable
 
         self.name, self.device = "cpp-exe", device
-        self.proc = subprocess.Popen([str(executable()), "bench-serve", str(model_file), device],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [str(executable()), "bench-serve", str(model_file), device],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         first = self.proc.stdout.readline().split()
         if len(first) != 3 or first[0] != "ready":
             err = self.proc.stderr.read().strip().splitlines()
@@ -257,7 +266,7 @@ class ExeRunner(Runner):
         answer = self.proc.stdout.readline().strip()
         if not answer.startswith(expect):
             raise BenchError(f"resx-cpp bench-serve: '{line}' answered '{answer[:200]}'")
-        return answer[len(expect):].split()
+        return answer[len(expect) :].split()
 
     def set_threads(self, n: int) -> None:
         self._ask(f"threads {n}", "ok")
@@ -304,7 +313,7 @@ def make_runner(name: str, model_file: Path, device: str) -> Runner:
 class GateReport:
     checks: list[dict] = field(default_factory=list)  # {check, ok, detail}
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    other_cpu_load: Optional[float] = None  # cores busy with other processes, just before timing
+    other_cpu_load: float | None = None  # cores busy with other processes, just before timing
     cores: int = 1
     loaded: bool = False
     forced: bool = False
@@ -322,7 +331,7 @@ def fairness_gate(runners: list[Runner], manifest: dict, threads: int, seed: int
     whether the machine is loaded. Refusing is the caller's decision (BenchConfig.force)."""
     report = GateReport(load_average=os.getloadavg(), cores=os.cpu_count() or 1)
 
-    def check(name: str, values: dict[str, object], ok: Optional[bool] = None) -> None:
+    def check(name: str, values: dict[str, object], ok: bool | None = None) -> None:
         same = len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) == 1 if ok is None else ok
         report.checks.append({"check": name, "ok": bool(same), "detail": {k: str(v)[:80] for k, v in values.items()}})
 
@@ -338,8 +347,10 @@ def fairness_gate(runners: list[Runner], manifest: dict, threads: int, seed: int
     check("outputs (same input, max abs diff <= 1e-4)", diffs, all(d <= 1e-4 for d in diffs.values()))
     envs = {r.name: r.env() for r in runners}
     check("intra-op threads", {"requested": str(threads)} | {n: e["intra_op_threads"] for n, e in envs.items()})
-    check("LibTorch build", {n: (e["torch_version"], hashlib.sha1(e["build_config"].encode()).hexdigest()[:12])
-                             for n, e in envs.items()})
+    check(
+        "LibTorch build",
+        {n: (e["torch_version"], hashlib.sha1(e["build_config"].encode()).hexdigest()[:12]) for n, e in envs.items()},
+    )
     from resx.envinfo import other_cpu_load
 
     report.other_cpu_load = other_cpu_load(1.0)
@@ -394,7 +405,10 @@ def measure_inference(runners: list[Runner], cfg: BenchConfig, notify: Notify) -
                     per[r.name] += r.time(batch, cfg.seed, _split(calls, rounds)[rnd])
         for name, ns in per.items():
             out["throughput"].setdefault(name, {})[batch] = {
-                "images_per_s": stats.throughput(ns, batch), **stats.summarize(ns), "samples_ns": ns}
+                "images_per_s": stats.throughput(ns, batch),
+                **stats.summarize(ns),
+                "samples_ns": ns,
+            }
     # concurrent batch-1 inference with one intra-op thread each: the GIL question
     if cfg.thread_counts:
         for r in runners:
@@ -411,7 +425,9 @@ def measure_inference(runners: list[Runner], cfg: BenchConfig, notify: Notify) -
                     rates[r.name].append(calls / (wall / 1e9))
             for name, values in rates.items():
                 out["threads"].setdefault(name, {})[threads] = {
-                    "images_per_s": float(np.mean(values)), "rounds": values}
+                    "images_per_s": float(np.mean(values)),
+                    "rounds": values,
+                }
         for r in runners:
             r.set_threads(cfg.threads)
     return out
@@ -425,8 +441,11 @@ def _synthetic_cifar(root: Path, n_train: int, n_test: int, seed: int) -> Path:
     out = root / D.BINARY_DIR
     sizes = [n_train // 5 + (1 if i < n_train % 5 else 0) for i in range(5)]
     for name, n in [(f"data_batch_{i + 1}.bin", s) for i, s in enumerate(sizes)] + [("test_batch.bin", n_test)]:
-        D.write_binary(out / name, torch.randint(0, 256, (max(n, 1), 3, 32, 32), dtype=torch.uint8, generator=g),
-                       torch.randint(0, 10, (max(n, 1),), generator=g))
+        D.write_binary(
+            out / name,
+            torch.randint(0, 256, (max(n, 1), 3, 32, 32), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (max(n, 1),), generator=g),
+        )
     return root
 
 
@@ -437,11 +456,23 @@ def measure_training(model: str, cfg: BenchConfig, work: Path, model_file: Path,
 
     full = cfg.epochs > 0
     steps = cfg.train_steps
-    data = Path(cfg.data) if cfg.data else _synthetic_cifar(work / "synthetic", steps * cfg.train_batch,
-                                                            cfg.train_batch, cfg.seed)
-    tc = TrainConfig(model=model, stem=cfg.stem, layers=cfg.layers, epochs=max(1, cfg.epochs),
-                     batch_size=cfg.train_batch, seed=cfg.seed, threads=cfg.threads, device=cfg.device,
-                     subset=0 if full else steps * cfg.train_batch, test_subset=0 if full else cfg.train_batch)
+    data = (
+        Path(cfg.data)
+        if cfg.data
+        else _synthetic_cifar(work / "synthetic", steps * cfg.train_batch, cfg.train_batch, cfg.seed)
+    )
+    tc = TrainConfig(
+        model=model,
+        stem=cfg.stem,
+        layers=cfg.layers,
+        epochs=max(1, cfg.epochs),
+        batch_size=cfg.train_batch,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        device=cfg.device,
+        subset=0 if full else steps * cfg.train_batch,
+        test_subset=0 if full else cfg.train_batch,
+    )
     per: dict[str, dict] = {}
     for rnd, order in _rotations(list(cfg.runtimes), cfg.train_rounds):
         for name in order:
@@ -457,8 +488,14 @@ def measure_training(model: str, cfg: BenchConfig, work: Path, model_file: Path,
                 rows = [line.split(",") for line in f.read().splitlines()[1:]]
             with open(run_dir / "metrics.csv") as f:
                 metrics = [dict(zip(f.readline().strip().split(","), line.strip().split(","))) for line in f]
-            entry = per.setdefault(name, {"step_ns": [], "split_ns": {k: [] for k in
-                                          ("data", "forward", "backward", "optimizer")}, "metrics": []})
+            entry = per.setdefault(
+                name,
+                {
+                    "step_ns": [],
+                    "split_ns": {k: [] for k in ("data", "forward", "backward", "optimizer")},
+                    "metrics": [],
+                },
+            )
             # the first step of each run pays one-off costs (TorchScript profiling, allocator): dropped
             for row in rows[1:] if len(rows) > 1 else rows:
                 parts = [float(v) * 1e9 for v in row[5:9]]
@@ -481,13 +518,20 @@ def measure_training(model: str, cfg: BenchConfig, work: Path, model_file: Path,
         }
         if full:
             times = [float(m["Epoch time"]) for m in e["metrics"]]
-            result |= {"epoch_time_s": float(np.mean(times)), "epoch_time_kind": f"measured over {len(times)} epoch(s)",
-                       "total_time_s": float(last["Wall Time"]),
-                       "train_loss": float(last["Train_loss"]), "train_top_1": float(last["Train_top_1"]),
-                       "test_loss": float(last["Test_loss"]), "test_top_1": float(last["Test_top_1"])}
+            result |= {
+                "epoch_time_s": float(np.mean(times)),
+                "epoch_time_kind": f"measured over {len(times)} epoch(s)",
+                "total_time_s": float(last["Wall Time"]),
+                "train_loss": float(last["Train_loss"]),
+                "train_top_1": float(last["Train_top_1"]),
+                "test_loss": float(last["Test_loss"]),
+                "test_top_1": float(last["Test_top_1"]),
+            }
         else:
-            result |= {"epoch_time_s": step["p50_ms"] / 1e3 * n_full,
-                       "epoch_time_kind": f"extrapolated from {len(e['step_ns'])} step(s) to {n_full} steps"}
+            result |= {
+                "epoch_time_s": step["p50_ms"] / 1e3 * n_full,
+                "epoch_time_kind": f"extrapolated from {len(e['step_ns'])} step(s) to {n_full} steps",
+            }
         out[name] = result
     return out
 
@@ -510,7 +554,12 @@ def ratios(results: dict, baseline: str = BASELINE) -> list[dict]:
     for name in thr:
         if name != baseline and baseline in thr:
             for batch in thr[name]:
-                add(f"time per call, batch {batch}", name, thr[name][batch]["samples_ns"], thr[baseline][batch]["samples_ns"])
+                add(
+                    f"time per call, batch {batch}",
+                    name,
+                    thr[name][batch]["samples_ns"],
+                    thr[baseline][batch]["samples_ns"],
+                )
     th = inf.get("threads", {})
     for name in th:
         if name != baseline and baseline in th:
@@ -533,7 +582,9 @@ def run(cfg: BenchConfig, notify: Notify = lambda _: None, warn: Notify = lambda
     cfg.threads = torch.get_num_threads()
     results: dict = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": asdict(cfg), "env": envinfo.collect(cfg.threads), "models": {},
+        "config": asdict(cfg),
+        "env": envinfo.collect(cfg.threads),
+        "models": {},
     }
     with tempfile.TemporaryDirectory(prefix="resx-bench-") as tmp:
         work = Path(tmp)
@@ -557,8 +608,10 @@ def run(cfg: BenchConfig, notify: Notify = lambda _: None, warn: Notify = lambda
                     raise BenchError(f"fairness gate refused {model}: {failed} (--force runs anyway and records it)")
                 if gate.loaded:
                     busy = gate.other_cpu_load if gate.other_cpu_load is not None else gate.load_average[0]
-                    warn(f"machine is loaded: other processes keep {busy:.2f} of {gate.cores} cores busy "
-                         f"(above {cfg.max_load} per core); timings are marked as taken under load")
+                    warn(
+                        f"machine is loaded: other processes keep {busy:.2f} of {gate.cores} cores busy "
+                        f"(above {cfg.max_load} per core); timings are marked as taken under load"
+                    )
                 if cfg.inference:
                     entry["inference"] = measure_inference(runners, cfg, notify)
             finally:

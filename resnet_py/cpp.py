@@ -10,7 +10,7 @@ import torch  # noqa: F401  (loads LibTorch before the extension that links it)
 
 from resx import _cpp
 
-__all__ = ["_cpp", "executable", "run_executable", "executable_env"]
+__all__ = ["_cpp", "executable", "executable_env", "run_executable"]
 
 
 class CppRuntimeError(RuntimeError):

@@ -23,9 +23,9 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -86,8 +86,10 @@ def read_binary(path: Path) -> tuple[Tensor, Tensor]:
         raise DataError(f"{path}: no such file")
     size = path.stat().st_size
     if size == 0 or size % RECORD_BYTES:
-        raise DataError(f"{path}: size {size} is not a positive multiple of {RECORD_BYTES} "
-                        f"(1 label byte + 3,072 pixel bytes per record); the file is truncated or not CIFAR-10")
+        raise DataError(
+            f"{path}: size {size} is not a positive multiple of {RECORD_BYTES} "
+            f"(1 label byte + 3,072 pixel bytes per record); the file is truncated or not CIFAR-10"
+        )
     records = np.fromfile(path, dtype=np.uint8).reshape(-1, RECORD_BYTES)
     labels = torch.from_numpy(records[:, 0].astype(np.int64))
     _check_labels(path, labels)
@@ -104,9 +106,15 @@ def _check_labels(path: Path, labels: Tensor) -> None:
 class _ArrayUnpickler(pickle.Unpickler):
     """CIFAR's pickled batches hold dicts of numpy arrays and lists: allow exactly that."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
@@ -120,7 +128,7 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _ArrayUnpickler(f, encoding="bytes").load()
-    except Exception as e:  # noqa: BLE001  (pickle raises many kinds)
+    except Exception as e:
         raise DataError(f"{path}: not a CIFAR-10 pickled batch ({type(e).__name__}: {e})")
     if not isinstance(obj, dict):
         raise DataError(f"{path}: not a CIFAR-10 pickled batch (holds {type(obj).__name__}, not dict)")
@@ -136,8 +144,9 @@ def read_pickled(path: Path) -> tuple[Tensor, Tensor]:
         raise DataError(f"{path}: pickled batch lacks key(s) {', '.join(missing)}")
     data = np.asarray(batch["data"], dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != RECORD_BYTES - 1 or len(batch["labels"]) != len(data):
-        raise DataError(f"{path}: 'data' must be [N, 3072] with N labels, got {list(data.shape)} "
-                        f"and {len(batch['labels'])} labels")
+        raise DataError(
+            f"{path}: 'data' must be [N, 3072] with N labels, got {list(data.shape)} and {len(batch['labels'])} labels"
+        )
     labels = torch.tensor(batch["labels"], dtype=torch.int64)
     _check_labels(path, labels)
     return torch.from_numpy(np.ascontiguousarray(data)).view(-1, *IMAGE_SHAPE), labels
@@ -148,14 +157,18 @@ def find_layout(data_dir: Path) -> tuple[str, Path]:
     DIR/cifar-10-batches-py (binary preferred)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: no such directory (get CIFAR-10 with `resx data fetch` or point "
-                        f"--data / ${DATA_ENV} at a copy)")
+        raise DataError(
+            f"{data_dir}: no such directory (get CIFAR-10 with `resx data fetch` or point "
+            f"--data / ${DATA_ENV} at a copy)"
+        )
     for layout, sub, probe in (("binary", BINARY_DIR, "test_batch.bin"), ("pickled", PICKLED_DIR, "test_batch")):
         for d in (data_dir / sub, data_dir):
             if (d / probe).exists() or (d / f"data_batch_1{'.bin' if layout == 'binary' else ''}").exists():
                 return layout, d
-    raise DataError(f"{data_dir}: holds no CIFAR-10 batches (expected {BINARY_DIR}/ or {PICKLED_DIR}/ with "
-                    f"data_batch_1..5 and test_batch)")
+    raise DataError(
+        f"{data_dir}: holds no CIFAR-10 batches (expected {BINARY_DIR}/ or {PICKLED_DIR}/ with "
+        f"data_batch_1..5 and test_batch)"
+    )
 
 
 def split_files(layout: str, directory: Path, split: str) -> list[Path]:
@@ -255,8 +268,13 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "resx" / "cifar10"
 
 
-def fetch(dest: Path, url: str = URL, md5: str = MD5,
-          progress: Optional[Callable[[int, Optional[int]], None]] = None, timeout: float = 30) -> Path:
+def fetch(
+    dest: Path,
+    url: str = URL,
+    md5: str = MD5,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout: float = 30,
+) -> Path:
     """Download and unpack the binary release into DEST/cifar-10-batches-bin.
 
     The archive downloads to a `.part` file that resumes (HTTP Range) when a previous try was cut
@@ -284,8 +302,10 @@ def fetch(dest: Path, url: str = URL, md5: str = MD5,
                         progress(done, total)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", e)
-        raise DataError(f"cannot download {url} ({reason}); without internet, copy the CIFAR-10 binary release "
-                        f"to a directory and pass it with --data DIR or ${DATA_ENV}=DIR")
+        raise DataError(
+            f"cannot download {url} ({reason}); without internet, copy the CIFAR-10 binary release "
+            f"to a directory and pass it with --data DIR or ${DATA_ENV}=DIR"
+        )
     digest = hashlib.md5(part.read_bytes()).hexdigest()
     if digest != md5:
         part.unlink()
@@ -320,7 +340,7 @@ class EpochPlan:
     flips: Tensor  # bool [n]
 
     @classmethod
-    def draw(cls, seed: int, epoch: int, n: int, spec: AugmentSpec = AUGMENT) -> "EpochPlan":
+    def draw(cls, seed: int, epoch: int, n: int, spec: AugmentSpec = AUGMENT) -> EpochPlan:
         g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         order = torch.randperm(n, generator=g)
         offsets = torch.randint(0, 2 * spec.padding + 1, (n, 2), generator=g)
@@ -364,8 +384,17 @@ class CifarLoader:
     train=True shuffles and augments with the epoch plan; train=False keeps file order and only
     normalises. drop_last drops a final partial batch (the same on both runtimes)."""
 
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, *, train: bool, seed: int = 0,
-                 drop_last: bool = False, spec: AugmentSpec = AUGMENT):
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        *,
+        train: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        spec: AugmentSpec = AUGMENT,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.images, self.labels = images, labels

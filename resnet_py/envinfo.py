@@ -39,6 +39,7 @@ def other_cpu_load(seconds: float = 1.0) -> float | None:
     """Cores kept busy by *other* processes over the next `seconds` (this process excluded), from
     /proc/stat and /proc/self/stat; None where /proc is unavailable. The load average lags by
     minutes and counts this process too; this is the competition a timing run would face now."""
+
     def busy_ticks() -> tuple[int, int]:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]

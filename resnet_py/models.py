@@ -9,7 +9,7 @@ mismatched comparison measures.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Optional, Type, Union
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion: int = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -50,7 +50,7 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion: int = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
         width = planes
         self.conv1 = conv1x1(inplanes, width)
@@ -75,7 +75,7 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     def __init__(
         self,
-        block: Type[Union[BasicBlock, Bottleneck]],
+        block: type[BasicBlock | Bottleneck],
         layers: list[int],
         num_classes: int = 10,
         stem: Stem = "cifar",
@@ -97,7 +97,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
-    def _make_layer(self, block: Type[Union[BasicBlock, Bottleneck]], planes: int, blocks: int, stride: int = 1):
+    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
@@ -117,7 +117,7 @@ class ResNet(nn.Module):
 
 
 # name -> (block, blocks per stage)
-ARCHITECTURES: dict[str, tuple[Type[Union[BasicBlock, Bottleneck]], list[int]]] = {
+ARCHITECTURES: dict[str, tuple[type[BasicBlock | Bottleneck], list[int]]] = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
     "resnet34": (BasicBlock, [3, 4, 6, 3]),
     "resnet50": (Bottleneck, [3, 4, 6, 3]),
@@ -134,7 +134,7 @@ class ModelConfig:
     name: str = "resnet18"
     num_classes: int = 10
     stem: str = "cifar"
-    layers: Optional[list[int]] = field(default=None)
+    layers: list[int] | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.name not in ARCHITECTURES:
@@ -154,14 +154,18 @@ class ModelConfig:
         return asdict(self) | {"block": ARCHITECTURES[self.name][0].__name__, "layers": self.block_layers}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         layers = d.get("layers")
         default = ARCHITECTURES[d["name"]][1] if d.get("name") in ARCHITECTURES else None
-        return cls(d["name"], int(d.get("num_classes", 10)), d.get("stem", "cifar"),
-                   None if layers is None or list(layers) == default else list(layers))
+        return cls(
+            d["name"],
+            int(d.get("num_classes", 10)),
+            d.get("stem", "cifar"),
+            None if layers is None or list(layers) == default else list(layers),
+        )
 
 
-def build(config: ModelConfig, seed: Optional[int] = None) -> ResNet:
+def build(config: ModelConfig, seed: int | None = None) -> ResNet:
     """The eager network; weights are a function of `seed` alone when one is given."""
     block, _ = ARCHITECTURES[config.name]
     if seed is None:

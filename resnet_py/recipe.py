@@ -7,7 +7,6 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
 
 from resx.data import AUGMENT, AugmentSpec
 from resx.models import ModelConfig
@@ -22,7 +21,7 @@ class TrainConfig:
     model: str = "resnet18"
     num_classes: int = 10
     stem: str = "cifar"
-    layers: Optional[list[int]] = None
+    layers: list[int] | None = None
     epochs: int = 1
     batch_size: int = 128
     lr: float = 0.1
@@ -95,7 +94,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
         if isinstance(values.get("augment"), dict):
@@ -103,22 +102,47 @@ class TrainConfig:
             values["augment"] = AugmentSpec(a["crop"], a["padding"], a["flip_p"], tuple(a["mean"]), tuple(a["std"]))
         return cls(**values)
 
-    def cpp_config_text(self, *, runtime: str, model_file: Path, data_dir: Path, run_dir: Path,
-                        steps_per_epoch: int, resume: bool, prefetch: bool = True) -> str:
+    def cpp_config_text(
+        self,
+        *,
+        runtime: str,
+        model_file: Path,
+        data_dir: Path,
+        run_dir: Path,
+        steps_per_epoch: int,
+        resume: bool,
+        prefetch: bool = True,
+    ) -> str:
         """The resx-config/1 file that resx::TrainConfig::read parses. Floats as repr: the exact
         same doubles reach C++."""
         a = self.augment
         values = {
-            "format": CONFIG_FORMAT, "runtime": runtime, "model_file": model_file, "data_dir": data_dir,
-            "run_dir": run_dir, "device": self.device,
+            "format": CONFIG_FORMAT,
+            "runtime": runtime,
+            "model_file": model_file,
+            "data_dir": data_dir,
+            "run_dir": run_dir,
+            "device": self.device,
             "model_config": json.dumps(self.model_config().to_dict(), separators=(",", ":")),
-            "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed, "threads": self.threads,
-            "subset": self.subset, "test_subset": self.test_subset, "eval_every": self.eval_every,
-            "momentum": repr(self.momentum), "weight_decay": repr(self.weight_decay),
-            "label_smoothing": repr(self.label_smoothing), "nesterov": int(self.nesterov),
-            "drop_last": int(self.drop_last), "prefetch": int(prefetch), "resume": int(resume),
-            "crop": a.crop, "padding": a.padding, "flip_p": repr(a.flip_p),
-            "mean": ",".join(map(repr, a.mean)), "std": ",".join(map(repr, a.std)),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "threads": self.threads,
+            "subset": self.subset,
+            "test_subset": self.test_subset,
+            "eval_every": self.eval_every,
+            "momentum": repr(self.momentum),
+            "weight_decay": repr(self.weight_decay),
+            "label_smoothing": repr(self.label_smoothing),
+            "nesterov": int(self.nesterov),
+            "drop_last": int(self.drop_last),
+            "prefetch": int(prefetch),
+            "resume": int(resume),
+            "crop": a.crop,
+            "padding": a.padding,
+            "flip_p": repr(a.flip_p),
+            "mean": ",".join(map(repr, a.mean)),
+            "std": ",".join(map(repr, a.std)),
             "lrs": ",".join(map(repr, self.learning_rates(steps_per_epoch))),
         }
         lines = ["# resx training config: written by resx, read by the C++ runtime (resx-cpp train FILE)"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -15,9 +15,16 @@ def summarize(ns: Sequence[int] | np.ndarray) -> dict[str, float]:
     if x.size == 0:
         raise ValueError("no samples to summarize")
     p50, p90, p99 = np.percentile(x, [50, 90, 99])
-    return {"n": int(x.size), "mean_ms": float(x.mean()), "std_ms": float(x.std(ddof=1)) if x.size > 1 else 0.0,
-            "min_ms": float(x.min()), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
-            "max_ms": float(x.max())}
+    return {
+        "n": int(x.size),
+        "mean_ms": float(x.mean()),
+        "std_ms": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+        "min_ms": float(x.min()),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "max_ms": float(x.max()),
+    }
 
 
 def throughput(ns: Sequence[int] | np.ndarray, batch: int) -> float:
@@ -25,8 +32,14 @@ def throughput(ns: Sequence[int] | np.ndarray, batch: int) -> float:
     return batch / (float(np.median(np.asarray(ns, dtype=np.float64))) / 1e9)
 
 
-def bootstrap_ratio(a: Sequence[float], b: Sequence[float], statistic: Callable[[np.ndarray], float] = np.median,
-                    n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+def bootstrap_ratio(
+    a: Sequence[float],
+    b: Sequence[float],
+    statistic: Callable[[np.ndarray], float] = np.median,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
     """statistic(a) / statistic(b) with a percentile-bootstrap confidence interval, resampling each
     sample independently."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -43,8 +56,12 @@ def bootstrap_ratio(a: Sequence[float], b: Sequence[float], statistic: Callable[
         ratios = np.array([statistic(a[i]) / statistic(b[j]) for i, j in zip(ia, ib)])
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
-    return {"ratio": float(statistic(a) / statistic(b)), "ci_low": float(lo), "ci_high": float(hi),
-            "confidence": confidence}
+    return {
+        "ratio": float(statistic(a) / statistic(b)),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "confidence": confidence,
+    }
 
 
 def stable(window_before: Sequence[float], window_last: Sequence[float], tolerance: float) -> bool:

@@ -22,9 +22,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,10 @@ from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
 
 CHECKPOINT_FORMAT = "resx-checkpoint/1"  # mirrors resx::kCheckpointFormat
-METRICS_HEADER = ("Epoch,Wall Time,Epoch time,Train_loss,Train_top_1,Test_loss,Test_top_1,Eval time,"
-                  "data_s,forward_s,backward_s,optimizer_s,images_per_s,lr\n")  # mirrors resx::kMetricsHeader
+METRICS_HEADER = (
+    "Epoch,Wall Time,Epoch time,Train_loss,Train_top_1,Test_loss,Test_top_1,Eval time,"
+    "data_s,forward_s,backward_s,optimizer_s,images_per_s,lr\n"
+)  # mirrors resx::kMetricsHeader
 STEPS_HEADER = "epoch,step,lr,loss,batch_size,data_s,forward_s,backward_s,optimizer_s\n"
 
 
@@ -82,7 +84,7 @@ def read_checkpoint(path: Path) -> dict:
         raise TrainError(f"{path}: no such checkpoint")
     try:
         ckpt = safe_torch_load(path)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise TrainError(f"{path}: not a resx checkpoint ({type(e).__name__})")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{path}: not a resx checkpoint (no format {CHECKPOINT_FORMAT})")
@@ -135,8 +137,14 @@ def _count_train(layout: str, directory: Path) -> int:
     return len(D.load_split(directory, "train")[1])
 
 
-def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume: bool = False,
-            model_file: Optional[Path] = None) -> Prepared:
+def prepare(
+    config: TrainConfig,
+    runtime: str,
+    data: Path,
+    run_dir: Path,
+    resume: bool = False,
+    model_file: Path | None = None,
+) -> Prepared:
     """Validate everything, export the model (or copy `model_file`, an export of the same seed and
     architecture) and write both config files. No training yet."""
     try:
@@ -152,15 +160,19 @@ def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume
     except D.DataError as e:
         raise TrainError(str(e))
     if runtime != "py" and layout != "binary":
-        raise TrainError(f"{data}: the C++ runtime reads the binary layout; convert it with "
-                         f"`resx data convert {data} DEST` and pass --data DEST")
+        raise TrainError(
+            f"{data}: the C++ runtime reads the binary layout; convert it with "
+            f"`resx data convert {data} DEST` and pass --data DEST"
+        )
     n_train = _count_train(layout, directory)
     if config.subset:
         n_train = min(n_train, config.subset)
     steps = config.steps_per_epoch(n_train)
     if steps < 1:
-        raise TrainError(f"{n_train} training images make no batch of {config.batch_size} (drop_last); "
-                         f"lower --batch-size or use more images")
+        raise TrainError(
+            f"{n_train} training images make no batch of {config.batch_size} (drop_last); "
+            f"lower --batch-size or use more images"
+        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     source, model_file = model_file, run_dir / "model.pt"
@@ -169,8 +181,11 @@ def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume
         fp = manifest["fingerprint"] if manifest else fingerprint(module)
     elif source is not None:
         _, manifest = load(source)
-        if manifest is None or manifest["seed"] != config.seed or \
-                ModelConfig.from_dict(manifest["model"]) != config.model_config():
+        if (
+            manifest is None
+            or manifest["seed"] != config.seed
+            or ModelConfig.from_dict(manifest["model"]) != config.model_config()
+        ):
             raise TrainError(f"{source}: not an export of {config.model} with seed {config.seed}")
         shutil.copyfile(source, model_file)
         fp = manifest["fingerprint"]
@@ -179,11 +194,21 @@ def prepare(config: TrainConfig, runtime: str, data: Path, run_dir: Path, resume
             fp = export(config.model_config(), model_file, seed=config.seed)["fingerprint"]
         except (ExportError, ValueError) as e:
             raise TrainError(str(e))
-    atomic_write(run_dir / "train_config.json",
-                 json.dumps({"runtime": runtime, "data": str(data), "config": config.to_dict()}, indent=2))
-    atomic_write(run_dir / "config.txt", config.cpp_config_text(
-        runtime=runtime, model_file=model_file.resolve(), data_dir=directory.resolve(), run_dir=run_dir.resolve(),
-        steps_per_epoch=steps, resume=resume))
+    atomic_write(
+        run_dir / "train_config.json",
+        json.dumps({"runtime": runtime, "data": str(data), "config": config.to_dict()}, indent=2),
+    )
+    atomic_write(
+        run_dir / "config.txt",
+        config.cpp_config_text(
+            runtime=runtime,
+            model_file=model_file.resolve(),
+            data_dir=directory.resolve(),
+            run_dir=run_dir.resolve(),
+            steps_per_epoch=steps,
+            resume=resume,
+        ),
+    )
     return Prepared(config, runtime, run_dir, directory, layout, model_file, fp, steps, resume)
 
 
@@ -199,7 +224,7 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, str, Path]:
 # ------------------------------------------------------------------------------------- Python loop
 
 
-def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressFn] = None) -> RunResult:
+def train_py(p: Prepared, py_module: str = "eager", progress: ProgressFn | None = None) -> RunResult:
     """The idiomatic Python loop over the eager nn.Module (or the scripted file)."""
     cfg, device = p.config, torch.device(p.config.device)
     if cfg.threads:
@@ -214,12 +239,20 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
     names = [n for n, _ in model.named_parameters()]
     params = [q for _, q in model.named_parameters()]
     lrs = cfg.learning_rates(p.steps_per_epoch)
-    opt = torch.optim.SGD(params, lr=lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=cfg.nesterov)
-    train_loader = D.CifarLoader(*D.first_n(D.load_split(p.data_dir, "train"), cfg.subset), cfg.batch_size,
-                                 train=True, seed=cfg.seed, drop_last=cfg.drop_last, spec=cfg.augment)
-    test_loader = D.CifarLoader(*D.first_n(D.load_split(p.data_dir, "test"), cfg.test_subset), cfg.batch_size,
-                                train=False, spec=cfg.augment)
+    opt = torch.optim.SGD(
+        params, lr=lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+    )
+    train_loader = D.CifarLoader(
+        *D.first_n(D.load_split(p.data_dir, "train"), cfg.subset),
+        cfg.batch_size,
+        train=True,
+        seed=cfg.seed,
+        drop_last=cfg.drop_last,
+        spec=cfg.augment,
+    )
+    test_loader = D.CifarLoader(
+        *D.first_n(D.load_split(p.data_dir, "test"), cfg.test_subset), cfg.batch_size, train=False, spec=cfg.augment
+    )
 
     start_epoch, step, wall = 0, 0, 0.0
     metrics_csv, steps_csv = METRICS_HEADER, STEPS_HEADER
@@ -245,11 +278,16 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
                 if buf is not None:
                     momentum[name] = buf.detach().cpu().clone()
         checkpoint = {
-            "format": CHECKPOINT_FORMAT, "fingerprint": p.fingerprint,
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": p.fingerprint,
             "model_config": json.dumps(cfg.model_config().to_dict(), separators=(",", ":")),
-            "epoch": epochs_done, "step": step, "wall_time": wall,
+            "epoch": epochs_done,
+            "step": step,
+            "wall_time": wall,
             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "momentum": momentum, "metrics_csv": metrics_csv, "steps_csv": steps_csv,
+            "momentum": momentum,
+            "metrics_csv": metrics_csv,
+            "steps_csv": steps_csv,
         }
         with atomic_output(path) as tmp:
             torch.save(checkpoint, tmp)
@@ -295,10 +333,14 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
             for k, t in enumerate((t_data, t_forward, t_backward, t_optimizer)):
                 split[k] += t
             losses.append(value)
-            steps_csv += (f"{epoch + 1},{step + 1},{_g(lr)},{_g(value)},{len(y)},{_f6(t_data)},{_f6(t_forward)},"
-                          f"{_f6(t_backward)},{_f6(t_optimizer)}\n")
+            steps_csv += (
+                f"{epoch + 1},{step + 1},{_g(lr)},{_g(value)},{len(y)},{_f6(t_data)},{_f6(t_forward)},"
+                f"{_f6(t_backward)},{_f6(t_optimizer)}\n"
+            )
             step += 1
-            report(Progress("train", epoch, cfg.epochs, i + 1, steps, value, seen / (time.perf_counter() - epoch_start)))
+            report(
+                Progress("train", epoch, cfg.epochs, i + 1, steps, value, seen / (time.perf_counter() - epoch_start))
+            )
         epoch_time = time.perf_counter() - epoch_start
         eval_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
         eval_start = time.perf_counter()
@@ -307,16 +349,28 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
             test_loss, test_top1, _ = evaluate(model, test_loader, device)
         eval_time = time.perf_counter() - eval_start if eval_now else 0.0
         wall += epoch_time + eval_time
-        metrics_csv += (f"{epoch + 1},{_f6(wall)},{_f6(epoch_time)},{_g(loss_sum / seen)},{_g(100.0 * correct / seen)},"
-                        f"{_g(test_loss) if eval_now else ''},{_g(test_top1) if eval_now else ''},{_f6(eval_time)},"
-                        f"{','.join(map(_f6, split))},{_g(seen / epoch_time)},{_g(lr)}\n")
+        metrics_csv += (
+            f"{epoch + 1},{_f6(wall)},{_f6(epoch_time)},{_g(loss_sum / seen)},{_g(100.0 * correct / seen)},"
+            f"{_g(test_loss) if eval_now else ''},{_g(test_top1) if eval_now else ''},{_f6(eval_time)},"
+            f"{','.join(map(_f6, split))},{_g(seen / epoch_time)},{_g(lr)}\n"
+        )
         save(checkpoint_path, epoch + 1, True)
         atomic_write(p.run_dir / "metrics.csv", metrics_csv)
         atomic_write(p.run_dir / "steps.csv", steps_csv)
         report(Progress("train", epoch + 1, cfg.epochs, steps, steps))
     save(p.run_dir / "final.pt", cfg.epochs, False)
-    _write_run_json(p, "complete", {"epochs": cfg.epochs, "steps": step, "wall_time": wall, "test_loss": test_loss,
-                                    "test_top_1": test_top1, "train_loss": losses[-1] if losses else 0.0})
+    _write_run_json(
+        p,
+        "complete",
+        {
+            "epochs": cfg.epochs,
+            "steps": step,
+            "wall_time": wall,
+            "test_loss": test_loss,
+            "test_top_1": test_top1,
+            "train_loss": losses[-1] if losses else 0.0,
+        },
+    )
     report(Progress("done", cfg.epochs, cfg.epochs, steps, steps))
     return RunResult(p.run_dir, True, losses)
 
@@ -324,16 +378,26 @@ def train_py(p: Prepared, py_module: str = "eager", progress: Optional[ProgressF
 def _write_run_json(p: Prepared, status: str, final: dict) -> None:
     from resx import envinfo
 
-    atomic_write(p.run_dir / "run.json", json.dumps({
-        "runtime": p.runtime, "status": status, "config": p.config.to_dict(),
-        "env": envinfo.collect(executable=False), "fingerprint": p.fingerprint, "final": final,
-    }, indent=2))
+    atomic_write(
+        p.run_dir / "run.json",
+        json.dumps(
+            {
+                "runtime": p.runtime,
+                "status": status,
+                "config": p.config.to_dict(),
+                "env": envinfo.collect(executable=False),
+                "fingerprint": p.fingerprint,
+                "final": final,
+            },
+            indent=2,
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------- C++ loop driver
 
 
-def train_cpp(p: Prepared, progress: Optional[ProgressFn] = None, poll: float = 0.1) -> RunResult:
+def train_cpp(p: Prepared, progress: ProgressFn | None = None, poll: float = 0.1) -> RunResult:
     """Run the C++ loop on this thread with the GIL released (a loop on another thread measured
     slower), while a Python thread polls its progress for the display. Ctrl-C reaches the C++ loop,
     which stops after the current step."""
@@ -352,7 +416,7 @@ def train_cpp(p: Prepared, progress: Optional[ProgressFn] = None, poll: float = 
             q = trainer.progress()
             try:
                 report(Progress(q.phase, q.epoch, q.epochs, q.step, q.steps, q.loss, q.images_per_s))
-            except BaseException as e:  # noqa: BLE001  (e.g. KeyboardInterrupt from the display)
+            except BaseException as e:
                 raised.append(e)
                 trainer.request_stop()
                 return
@@ -373,12 +437,16 @@ def train_cpp(p: Prepared, progress: Optional[ProgressFn] = None, poll: float = 
     return RunResult(p.run_dir, True, list(trainer.losses()))
 
 
-def train_cpp_exe(p: Prepared, progress: Optional[ProgressFn] = None) -> RunResult:
+def train_cpp_exe(p: Prepared, progress: ProgressFn | None = None) -> RunResult:
     """Run resx-cpp train CONFIG (no Python in that process); Ctrl-C is forwarded as SIGINT."""
     from resx.cpp import executable
 
-    proc = subprocess.Popen([str(executable()), "train", str(p.run_dir / "config.txt")], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [str(executable()), "train", str(p.run_dir / "config.txt")],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     report = progress or (lambda _: None)
     last_error = ""
     try:
@@ -387,8 +455,17 @@ def train_cpp_exe(p: Prepared, progress: Optional[ProgressFn] = None) -> RunResu
             if len(parts) == 11 and parts[0] == "progress":
                 epoch, epochs = parts[3].split("/")
                 step, steps = parts[5].split("/")
-                report(Progress(parts[1], max(0, int(epoch) - (parts[1] == "train")), int(epochs), int(step),
-                                int(steps), float(parts[8]), float(parts[10])))
+                report(
+                    Progress(
+                        parts[1],
+                        max(0, int(epoch) - (parts[1] == "train")),
+                        int(epochs),
+                        int(step),
+                        int(steps),
+                        float(parts[8]),
+                        float(parts[10]),
+                    )
+                )
             elif line.strip():
                 last_error = line.strip()
         proc.wait()
@@ -401,7 +478,7 @@ def train_cpp_exe(p: Prepared, progress: Optional[ProgressFn] = None) -> RunResu
     return RunResult(p.run_dir, proc.returncode == 0)
 
 
-def train(p: Prepared, py_module: str = "eager", progress: Optional[ProgressFn] = None) -> RunResult:
+def train(p: Prepared, py_module: str = "eager", progress: ProgressFn | None = None) -> RunResult:
     if p.runtime == "py":
         return train_py(p, py_module, progress)
     return (train_cpp if p.runtime == "cpp" else train_cpp_exe)(p, progress)
@@ -410,8 +487,9 @@ def train(p: Prepared, py_module: str = "eager", progress: Optional[ProgressFn] 
 # ----------------------------------------------------------------------------------- evaluation
 
 
-def evaluate_checkpoint(weights: Path, data: Path, runtime: str = "py", batch_size: int = 128,
-                        test_subset: int = 0, device: str = "cpu") -> dict:
+def evaluate_checkpoint(
+    weights: Path, data: Path, runtime: str = "py", batch_size: int = 128, test_subset: int = 0, device: str = "cpu"
+) -> dict:
     """Test loss and top-1 of a checkpoint in either runtime."""
     ckpt = read_checkpoint(weights)
     config = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
@@ -423,8 +501,10 @@ def evaluate_checkpoint(weights: Path, data: Path, runtime: str = "py", batch_si
         model_file = Path(tmp) / "model.pt"
         fp = export(config, model_file)["fingerprint"]
         if fp != ckpt["fingerprint"]:
-            raise TrainError(f"{weights}: weights are for another architecture (fingerprint "
-                             f"{ckpt['fingerprint'][:12]} != {config.name} {fp[:12]})")
+            raise TrainError(
+                f"{weights}: weights are for another architecture (fingerprint "
+                f"{ckpt['fingerprint'][:12]} != {config.name} {fp[:12]})"
+            )
         if runtime == "py":
             model = build(config)
             model.load_state_dict(ckpt["model"])
@@ -437,11 +517,19 @@ def evaluate_checkpoint(weights: Path, data: Path, runtime: str = "py", batch_si
             from resx import _cpp
 
             try:
-                loss, top1, n = _cpp.evaluate(str(model_file), str(weights), str(directory), batch_size, test_subset,
-                                              D.AUGMENT.to_cpp(), device)
+                loss, top1, n = _cpp.evaluate(
+                    str(model_file), str(weights), str(directory), batch_size, test_subset, D.AUGMENT.to_cpp(), device
+                )
             except RuntimeError as e:
                 raise TrainError(str(e).splitlines()[0])
         else:
             raise TrainError(f"unknown runtime '{runtime}': py or cpp")
-    return {"runtime": runtime, "weights": str(weights), "model": config.name, "fingerprint": fp,
-            "test_loss": loss, "test_top_1": top1, "images": n}
+    return {
+        "runtime": runtime,
+        "weights": str(weights),
+        "model": config.name,
+        "fingerprint": fp,
+        "test_loss": loss,
+        "test_top_1": top1,
+        "images": n,
+    }

@@ -21,7 +21,10 @@ def restore_threads():
 def run_resx(*args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the resx CLI in a fresh process, as a user would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "resx", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "resx", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "COLUMNS": "200"},
     )
     if check and proc.returncode != 0:
@@ -46,8 +49,15 @@ def make_cifar(root: Path, train_per_file: int = 40, test: int = 60, seed: int =
         labels = torch.arange(n) % 10
         write_binary(binary / f"{name}.bin", images, labels)
         with open(pickled / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels.tolist(),
-                         b"data": images.reshape(n, -1).numpy(), b"filenames": [b"x.png"] * n}, f)
+            pickle.dump(
+                {
+                    b"batch_label": name.encode(),
+                    b"labels": labels.tolist(),
+                    b"data": images.reshape(n, -1).numpy(),
+                    b"filenames": [b"x.png"] * n,
+                },
+                f,
+            )
     (binary / "batches.meta.txt").write_text("\n".join(CLASSES) + "\n")
     with open(pickled / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, f)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_resx
+
 from resx import _cpp, bench, report, stats
 from resx.export import export
 from resx.models import ModelConfig
@@ -105,8 +105,25 @@ def test_run_refuses_then_force_records(files, monkeypatch):
     assert not results["models"]["resnet18"]["gate"]["passed"]
 
 
-TINY = ["--quick", "--latency-calls", "8", "--rounds", "2", "--batch-sizes", "1,2", "--throughput-calls", "1",
-        "--thread-counts", "1,2", "--thread-seconds", "0.2", "--train-steps", "2", "--train-batch", "4"]
+TINY = [
+    "--quick",
+    "--latency-calls",
+    "8",
+    "--rounds",
+    "2",
+    "--batch-sizes",
+    "1,2",
+    "--throughput-calls",
+    "1",
+    "--thread-counts",
+    "1,2",
+    "--thread-seconds",
+    "0.2",
+    "--train-steps",
+    "2",
+    "--train-batch",
+    "4",
+]
 
 
 def test_quick_bench_writes_every_report_file(tmp_path):
@@ -128,7 +145,9 @@ def test_quick_bench_writes_every_report_file(tmp_path):
         for m in ("latency", "throughput", "concurrent throughput", "training step", "training epoch"):
             assert (runtime, m) in measured, (runtime, m)
     ratio_rows = [r for r in rows if r["measurement"] == "latency" and r["runtime"] == "cpp"]
-    assert float(ratio_rows[0]["ci_low"]) <= float(ratio_rows[0]["ratio_vs_py_eager"]) <= float(ratio_rows[0]["ci_high"])
+    assert (
+        float(ratio_rows[0]["ci_low"]) <= float(ratio_rows[0]["ratio_vs_py_eager"]) <= float(ratio_rows[0]["ci_high"])
+    )
     md = (out / "report.md").read_text()
     assert "| Runtime | Model | Total time | Time per epoch | Latency p50 (ms) |" in md
     assert "Machine loaded" in md and "extrapolated" in md

@@ -4,8 +4,8 @@ import pickle
 
 import pytest
 import torch
-
 from conftest import make_cifar, run_resx
+
 from resx import _cpp
 from resx import data as D
 from resx.export import export
@@ -77,7 +77,7 @@ def test_test_loader_keeps_order_and_only_normalises(cifar_dir):
 
 def test_seeds_and_epochs_change_the_batches(cifar_dir):
     images, labels = D.load_split(cifar_dir, "train")
-    first = lambda seed, epoch: next(D.CifarLoader(images, labels, 64, train=True, seed=seed).batches(epoch))  # noqa: E731
+    first = lambda seed, epoch: next(D.CifarLoader(images, labels, 64, train=True, seed=seed).batches(epoch))
     assert not torch.equal(first(0, 0).images, first(1, 0).images)
     assert not torch.equal(first(0, 0).images, first(0, 1).images)
     assert torch.equal(first(3, 2).images, first(3, 2).images)
@@ -86,7 +86,9 @@ def test_seeds_and_epochs_change_the_batches(cifar_dir):
 def gradient_image() -> torch.Tensor:
     """R = 7x, G = 7y, B = 100: every pixel tells where it came from."""
     ar = torch.arange(32, dtype=torch.uint8) * 7
-    return torch.stack([ar.expand(32, 32), ar[:, None].expand(32, 32), torch.full((32, 32), 100, dtype=torch.uint8)])[None]
+    return torch.stack([ar.expand(32, 32), ar[:, None].expand(32, 32), torch.full((32, 32), 100, dtype=torch.uint8)])[
+        None
+    ]
 
 
 @pytest.mark.parametrize("augment", [D.augment_batch, lambda x, o, f: _cpp.augment_batch(x, o, f, SPEC)])

@@ -3,8 +3,8 @@
 import json
 
 import torch
-
 from conftest import run_resx
+
 from resx import _cpp, cpp, envinfo
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_resx
+
 from resx import _cpp
 from resx.export import MANIFEST_NAME, ExportError, export, inspect, load, quiet_jit, weights_hash
 from resx.models import ARCHITECTURES, ModelConfig, build, parameter_count
@@ -51,11 +51,15 @@ def test_flops_match_the_published_figures(tmp_path):
 
 
 def test_fingerprint_ignores_weights_and_tells_architectures_apart(tmp_path):
-    fp = lambda config, seed=0: export(config, tmp_path / "m.pt", seed=seed)["fingerprint"]  # noqa: E731
+    fp = lambda config, seed=0: export(config, tmp_path / "m.pt", seed=seed)["fingerprint"]
     base = fp(ModelConfig("resnet18"))
     assert fp(ModelConfig("resnet18")) == base  # re-export
     assert fp(ModelConfig("resnet18"), seed=1) == base  # other weights
-    others = [ModelConfig("resnet34"), ModelConfig("resnet18", stem="imagenet"), ModelConfig("resnet18", num_classes=100)]
+    others = [
+        ModelConfig("resnet34"),
+        ModelConfig("resnet18", stem="imagenet"),
+        ModelConfig("resnet18", num_classes=100),
+    ]
     fps = {base} | {fp(c) for c in others}
     assert len(fps) == 4
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import make_cifar, run_resx
+
 from resx import train as T
 from resx.recipe import TrainConfig
 
@@ -81,8 +81,19 @@ def test_two_threads_are_bit_identical_too(tiny, tmp_path):
 def test_outputs_have_the_well_known_columns(reference):
     metrics = rows(reference / "metrics.csv")
     assert len(metrics) == 2
-    for col in ("Epoch", "Wall Time", "Epoch time", "Train_loss", "Train_top_1", "Test_loss", "Test_top_1",
-                "data_s", "forward_s", "backward_s", "optimizer_s"):
+    for col in (
+        "Epoch",
+        "Wall Time",
+        "Epoch time",
+        "Train_loss",
+        "Train_top_1",
+        "Test_loss",
+        "Test_top_1",
+        "data_s",
+        "forward_s",
+        "backward_s",
+        "optimizer_s",
+    ):
         assert metrics[0][col] != "", col
     info = json.loads((reference / "run.json").read_text())
     assert info["status"] == "complete" and info["config"]["batch_size"] == 8
@@ -123,11 +134,30 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny, tmp_path, reference
 def test_ctrl_c_stops_the_cli_and_keeps_the_last_epoch(tiny, tmp_path, runtime):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "resx", "train", "--runtime", runtime, "--data", str(tiny), "--epochs", "20",
-         "--batch-size", "8", "--threads", "1", "-o", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "resx",
+            "train",
+            "--runtime",
+            runtime,
+            "--data",
+            str(tiny),
+            "--epochs",
+            "20",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "-o",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # A runner started in the background inherits SIGINT ignored; a user's terminal does not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -147,8 +177,20 @@ def test_cross_evaluation_agrees(tiny, tmp_path, reference):
     assert py["test_loss"] == cpp["test_loss"] and py["test_top_1"] == cpp["test_top_1"] and py["images"] == 16
     last = rows(reference / "metrics.csv")[-1]
     assert float(last["Test_loss"]) == py["test_loss"]
-    out = json.loads(run_resx("eval", str(reference / "final.pt"), "--runtime", "cpp", "--data", str(tiny),
-                              "--batch-size", "8", "--json", check=True).stdout)
+    out = json.loads(
+        run_resx(
+            "eval",
+            str(reference / "final.pt"),
+            "--runtime",
+            "cpp",
+            "--data",
+            str(tiny),
+            "--batch-size",
+            "8",
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert out["test_loss"] == py["test_loss"]
 
 
@@ -170,8 +212,9 @@ def test_bad_inputs(tiny, tmp_path, reference):
     ckpt["model_config"] = json.dumps({"name": "resnet34", "num_classes": 10, "stem": "cifar"})
     torch.save(ckpt, tmp_path / "other.pt")
     for runtime in ("py", "cpp"):
-        assert "another architecture" in _error(run_resx("eval", str(tmp_path / "other.pt"), "--runtime", runtime,
-                                                         "--data", str(tiny)))
+        assert "another architecture" in _error(
+            run_resx("eval", str(tmp_path / "other.pt"), "--runtime", runtime, "--data", str(tiny))
+        )
     (tmp_path / "junk.pt").write_text("junk")
     assert "not a resx checkpoint" in _error(run_resx("eval", str(tmp_path / "junk.pt"), "--data", str(tiny)))
     assert "not a resx run directory" in _error(run_resx("train", "--resume", str(tmp_path)))
@@ -185,7 +228,9 @@ def test_cpp_loads_weights_checks_the_fingerprint(tiny, tmp_path, reference):
 
     export(ModelConfig("resnet18", stem="imagenet"), tmp_path / "imagenet.pt")
     with pytest.raises(RuntimeError, match="another architecture"):
-        _cpp.evaluate(str(tmp_path / "imagenet.pt"), str(reference / "final.pt"), str(tiny), 8, 0, AUGMENT.to_cpp(), "cpu")
+        _cpp.evaluate(
+            str(tmp_path / "imagenet.pt"), str(reference / "final.pt"), str(tiny), 8, 0, AUGMENT.to_cpp(), "cpu"
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
