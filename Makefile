@@ -7,14 +7,20 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DEPS   := $(VENV)/.deps-installed
 BUILT  := $(VENV)/.resx-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 demo: $(BUILT)
 	$(VENV)/bin/resx env
 	$(VENV)/bin/resx bench --quick -o resx-bench
 
-test: $(BUILT)
+test: lint
 	$(PY) -m pytest -q
+
+# ruff (lint and format) for Python, clang-format for C++: the code as committed, unchanged.
+lint: $(BUILT)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run --Werror resnet_cpp/*.cpp resnet_cpp/*.h
 
 install: $(BUILT)
 

@@ -15,7 +15,6 @@ train/test accuracy side by side.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from resx import train as T
 from resx.export import export, load
 from resx.models import build
 from resx.recipe import TrainConfig
+from resx.rundir import RunDir
 
 
 def bare_py(model_file: Path, x: torch.Tensor, y: torch.Tensor, steps: int, cfg: TrainConfig) -> list[int]:
@@ -50,10 +50,61 @@ def bare_py(model_file: Path, x: torch.Tensor, y: torch.Tensor, steps: int, cfg:
     return times
 
 
-def runtime_steps(run_dir: Path) -> list[int]:
-    with open(run_dir / "steps.csv") as f:
-        rows = list(csv.DictReader(f))
-    return [int(sum(float(r[k]) for k in ("data_s", "forward_s", "backward_s", "optimizer_s")) * 1e9) for r in rows]
+def train_run(cfg: TrainConfig, runtime: str, data: Path, run_dir: Path, model_file: Path | None = None) -> RunDir:
+    with RunDir.create(run_dir) as rd:
+        T.train(T.prepare(cfg, runtime, data, rd, model_file=model_file))
+    return RunDir(run_dir)
+
+
+def runtime_steps(run_dir: RunDir) -> list[int]:
+    return [int(s.seconds * 1e9) for s in run_dir.read_steps()]
+
+
+def one_epoch(args, threads: int, tmp: Path) -> None:
+    """One epoch on the first N images in both runtimes: step time, losses and accuracies side by side."""
+    cfg = TrainConfig(batch_size=args.batch_size, subset=args.epoch_subset, test_subset=args.test_subset,
+                      threads=threads, epochs=1)  # fmt: skip
+    results = {}
+    for runtime in ("py", "cpp"):
+        rd = train_run(cfg, runtime, Path(args.data), tmp / runtime)
+        results[runtime] = (rd.read_epochs()[0], runtime_steps(rd))
+    print(f"1 epoch on the first {args.epoch_subset} CIFAR-10 images, test on {args.test_subset}, "
+          f"batch {args.batch_size}, cosine LR from 0.1")  # fmt: skip
+    print(f"{'runtime':8} {'step p50 (s)':>12} {'epoch (s)':>10} {'train loss':>11} {'train top-1':>11} "
+          f"{'test loss':>10} {'test top-1':>10}")  # fmt: skip
+    for runtime, (e, steps) in results.items():
+        print(f"{runtime:8} {np.median(steps[1:]) / 1e9:12.3f} {e.epoch_time:10.1f} {e.train_loss:11.4f} "
+              f"{e.train_top_1:10.2f}% {e.test_loss:10.4f} {e.test_top_1:9.2f}%")  # fmt: skip
+    same = results["py"][0].test_loss == results["cpp"][0].test_loss
+    print(f"identical losses and accuracies in both runtimes: {same}")
+
+
+def against_bare_loops(args, threads: int, tmp: Path) -> None:
+    """Rounds interleave bare C++, the cpp runtime, bare Python and the py runtime."""
+    cfg = TrainConfig(batch_size=args.batch_size, subset=args.batch_size * args.steps, test_subset=args.batch_size,
+                      threads=threads, epochs=1)  # fmt: skip
+    model_file = tmp / "model.pt"
+    export(cfg.model_config(), model_file, seed=cfg.seed)
+    images, labels = D.load_split(args.data, "train")
+    n = args.batch_size
+    batch = next(D.CifarLoader(images[:n], labels[:n], n, train=True).batches(0))
+    rounds: dict[str, list[list[int]]] = {"bare C++": [], "cpp runtime": [], "bare Python": [], "py runtime": []}
+    for rnd in range(args.rounds):
+        model = _cpp.Model(str(model_file))
+        rounds["bare C++"].append(_cpp.bare_train_steps(model, batch.inputs, batch.labels, args.steps, cfg.lr,
+                                                        cfg.momentum, cfg.weight_decay)[1:])  # fmt: skip
+        for runtime, key in (("cpp", "cpp runtime"), ("py", "py runtime")):
+            rd = train_run(cfg, runtime, Path(args.data), tmp / f"{runtime}-{rnd}", model_file)
+            rounds[key].append(runtime_steps(rd)[1:])
+            if runtime == "cpp":
+                rounds["bare Python"].append(bare_py(model_file, batch.inputs, batch.labels, args.steps, cfg)[1:])
+        print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}")
+    for name, r in rounds.items():
+        s = stats.summarize(stats.pooled(r))
+        print(f"{name:12} step p50 {s['p50_ms']:8.1f} ms  mean {s['mean_ms']:8.1f}  std {s['std_ms']:6.1f}  n {s['n']}")
+    for runtime, bare in (("cpp runtime", "bare C++"), ("py runtime", "bare Python"), ("cpp runtime", "py runtime")):
+        r = stats.bootstrap_ratio(rounds[runtime], rounds[bare])
+        print(f"{runtime} / {bare}: {r['ratio']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}, over rounds)")
 
 
 def main() -> None:
@@ -70,79 +121,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     print(f"load average {os.getloadavg()}, intra-op threads {threads}, batch {args.batch_size}")
-
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        if args.epoch_subset:
-            cfg = TrainConfig(
-                batch_size=args.batch_size,
-                subset=args.epoch_subset,
-                test_subset=args.test_subset,
-                threads=threads,
-                epochs=1,
-            )
-            results = {}
-            for runtime in ("py", "cpp"):
-                run_dir = tmp / runtime
-                T.train(T.prepare(cfg, runtime, Path(args.data), run_dir))
-                with open(run_dir / "metrics.csv") as f:
-                    results[runtime] = next(csv.DictReader(f)) | {"steps": runtime_steps(run_dir)}
-            print(
-                f"1 epoch on the first {args.epoch_subset} CIFAR-10 images, test on {args.test_subset}, "
-                f"batch {args.batch_size}, cosine LR from 0.1"
-            )
-            print(
-                f"{'runtime':8} {'step p50 (s)':>12} {'epoch (s)':>10} {'train loss':>11} {'train top-1':>11} "
-                f"{'test loss':>10} {'test top-1':>10}"
-            )
-            for runtime, m in results.items():
-                print(
-                    f"{runtime:8} {np.median(m['steps'][1:]) / 1e9:12.3f} {float(m['Epoch time']):10.1f} "
-                    f"{float(m['Train_loss']):11.4f} {float(m['Train_top_1']):10.2f}% {float(m['Test_loss']):10.4f} "
-                    f"{float(m['Test_top_1']):9.2f}%"
-                )
-            same = results["py"]["Test_loss"] == results["cpp"]["Test_loss"]
-            print(f"identical losses and accuracies in both runtimes: {same}")
-            return
-
-        cfg = TrainConfig(
-            batch_size=args.batch_size,
-            subset=args.batch_size * args.steps,
-            test_subset=args.batch_size,
-            threads=threads,
-            epochs=1,
-        )
-        model_file = tmp / "model.pt"
-        export(cfg.model_config(), model_file, seed=cfg.seed)
-        images, labels = D.load_split(args.data, "train")
-        batch = next(
-            D.CifarLoader(images[: args.batch_size], labels[: args.batch_size], args.batch_size, train=True).batches(0)
-        )
-        samples: dict[str, list[int]] = {"bare C++": [], "cpp runtime": [], "bare Python": [], "py runtime": []}
-        for rnd in range(args.rounds):
-            model = _cpp.Model(str(model_file))
-            samples["bare C++"] += _cpp.bare_train_steps(
-                model, batch.inputs, batch.labels, args.steps, cfg.lr, cfg.momentum, cfg.weight_decay
-            )[1:]
-            for runtime, key in (("cpp", "cpp runtime"), ("py", "py runtime")):
-                run_dir = tmp / f"{runtime}-{rnd}"
-                T.train(T.prepare(cfg, runtime, Path(args.data), run_dir, model_file=model_file))
-                samples[key] += runtime_steps(run_dir)[1:]
-                if runtime == "cpp":
-                    samples["bare Python"] += bare_py(model_file, batch.inputs, batch.labels, args.steps, cfg)[1:]
-            print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}")
-        for name, ns in samples.items():
-            s = stats.summarize(ns)
-            print(
-                f"{name:12} step p50 {s['p50_ms']:8.1f} ms  mean {s['mean_ms']:8.1f}  std {s['std_ms']:6.1f}  n {s['n']}"
-            )
-        for runtime, bare in (
-            ("cpp runtime", "bare C++"),
-            ("py runtime", "bare Python"),
-            ("cpp runtime", "py runtime"),
-        ):
-            r = stats.bootstrap_ratio(samples[runtime], samples[bare])
-            print(f"{runtime} / {bare}: {r['ratio']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f})")
+        (one_epoch if args.epoch_subset else against_bare_loops)(args, threads, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ import contextlib
 import copy
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import re
 import sys
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -27,8 +27,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import resx
 from resx.data import AUGMENT, IMAGE_SHAPE
-from resx.files import atomic_output, safe_torch_load
-from resx.models import ModelConfig, build, parameter_count
+from resx.errors import ResxError
+from resx.files import atomic_write, safe_torch_load
+from resx.models import ARCHITECTURES, ModelConfig, architecture_of, build, parameter_count, structure
 
 MANIFEST_NAME = "resx_manifest.json"  # mirrors resx::kManifestName
 FORMAT = "resx-export/1"
@@ -38,7 +39,7 @@ _MANGLE = re.compile(r"___torch_mangle_\d+\.")
 _jit_noted = False
 
 
-class ExportError(Exception):
+class ExportError(ResxError):
     """A resx export cannot be made or read; the message names the file and the fix."""
 
 
@@ -78,6 +79,11 @@ def fingerprint(module: torch.jit.ScriptModule) -> str:
     return hashlib.sha1(canonical_form(module).encode()).hexdigest()
 
 
+def tensor_sha1(t: torch.Tensor) -> str:
+    """SHA-1 of a tensor's bytes; resx::tensor_sha1."""
+    return hashlib.sha1(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
 def weights_hash(module: nn.Module) -> str:
     """SHA-1 over every parameter's and buffer's name and bytes, in module order."""
     h = hashlib.sha1()
@@ -110,8 +116,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     try:
         obj = safe_torch_load(path)
-    except Exception as e:
-        raise ExportError(f"{path}: not a weights file ({type(e).__name__}); give a resx export or checkpoint")
+    except Exception as e:  # noqa: BLE001  (torch raises many kinds for a file that is not one)
+        reason = type(e).__name__
+        raise ExportError(f"{path}: not a weights file ({reason}); give a resx export or checkpoint") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -119,9 +126,21 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _atomic_save(module: torch.jit.ScriptModule, path: Path, extra: dict[str, str]) -> None:
-    with atomic_output(path) as tmp, quiet_jit():
-        torch.jit.save(module, tmp, _extra_files=extra)
+def script(model: nn.Module) -> torch.jit.ScriptModule:
+    """The scripted module as LibTorch sees it: scripted, saved and loaded back (the fingerprint is
+    computed on this form, in Python and in C++)."""
+    buf = io.BytesIO()
+    with quiet_jit():
+        torch.jit.save(torch.jit.script(model), buf)
+        buf.seek(0)
+        return torch.jit.load(buf, map_location="cpu")
+
+
+def save(module: torch.jit.ScriptModule, path: Path, manifest: dict | None = None) -> None:
+    buf = io.BytesIO()
+    with quiet_jit():
+        torch.jit.save(module, buf, _extra_files={MANIFEST_NAME: json.dumps(manifest, indent=2)} if manifest else {})
+    atomic_write(Path(path), buf.getvalue())
 
 
 def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
@@ -133,18 +152,11 @@ def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None 
             model.load_state_dict(state)
         except RuntimeError as e:
             first = str(e).strip().splitlines()
-            raise ExportError(
-                f"{weights}: weights do not fit {config.name} ({first[1].strip() if len(first) > 1 else first[0]})"
-            )
+            reason = first[1].strip() if len(first) > 1 else first[0]
+            raise ExportError(f"{weights}: weights do not fit {config.name} ({reason})") from None
     flops = flops_per_image(model)
     model.eval()
-    with quiet_jit():
-        scripted = torch.jit.script(model)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.pt"
-        with quiet_jit():
-            torch.jit.save(scripted, str(raw))
-            loaded = torch.jit.load(str(raw))
+    loaded = script(model)
     manifest = {
         "format": FORMAT,
         "model": config.to_dict(),
@@ -161,9 +173,8 @@ def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None 
         "resx_version": resx.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    text = json.dumps(manifest, indent=2)
-    _atomic_save(loaded, Path(path), {MANIFEST_NAME: text})
-    return json.loads(text)  # as stored: tuples become lists
+    save(loaded, Path(path), manifest)
+    return json.loads(json.dumps(manifest))  # as stored: tuples become lists
 
 
 def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
@@ -177,17 +188,54 @@ def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
     try:
         with quiet_jit():
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (torch raises many kinds for a file that is not one)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{path}: not a loadable TorchScript file ({reason})")
+        raise ExportError(f"{path}: not a loadable TorchScript file ({reason})") from None
     raw = extra[MANIFEST_NAME]
     if not raw:
         return module, None
     try:
         manifest = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ExportError(f"{path}: its resx manifest is not valid JSON ({e})")
+        raise ExportError(f"{path}: its resx manifest is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise ExportError(f"{path}: its resx manifest is not a JSON object; re-export the file")
     return module, manifest
+
+
+def describe(module: nn.Module, claimed_name: str) -> dict[str, str]:
+    """What a file says of itself, recomputed from its graph and parameters; mirrors resx::describe.
+    model.name is the architecture the shapes imply: the one whose own blocks they are, else the
+    claimed one if its block kind matches (custom layers)."""
+    out = {"fingerprint": fingerprint(module), "weights_hash": weights_hash(module),
+           "parameters": str(parameter_count(module))}  # fmt: skip
+    found = structure({name: list(t.shape) for name, t in module.named_parameters()})
+    if not found:
+        return out | {"model.block": "(not a resx ResNet)"}
+    name = architecture_of(found["block"], found["layers"])
+    if name is None:
+        custom = claimed_name in ARCHITECTURES and ARCHITECTURES[claimed_name][0].__name__ == found["block"]
+        name = claimed_name if custom else f"(no {found['block']} architecture)"
+    return out | {"model.name": name, "model.block": found["block"], "model.layers": _join(found["layers"]),
+                  "model.stem": found["stem"], "model.width": str(found["width"]),
+                  "model.num_classes": str(found["num_classes"])}  # fmt: skip
+
+
+def manifest_claims(manifest: dict, source: Path | str) -> dict[str, str]:
+    """The keys of describe(), as a manifest states them; mirrors resx::manifest_claims."""
+    try:
+        model = manifest["model"]
+        return {"fingerprint": str(manifest["fingerprint"]), "weights_hash": str(manifest["weights_hash"]),
+                "parameters": str(int(manifest["parameters"])), "model.name": str(model["name"]),
+                "model.block": str(model["block"]), "model.layers": _join(model["layers"]),
+                "model.stem": str(model["stem"]), "model.width": str(int(model["width"])),
+                "model.num_classes": str(int(model["num_classes"]))}  # fmt: skip
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"{source}: malformed resx manifest ({type(e).__name__}: {e}); re-export the file") from None
+
+
+def _join(values) -> str:
+    return ",".join(str(int(v)) for v in values)
 
 
 @dataclass
@@ -206,20 +254,19 @@ class Inspection:
 
 
 def inspect(path: Path, cpp: bool = True) -> Inspection:
-    """Re-verify a file: fingerprint and weights hash recomputed in Python and in C++."""
+    """Re-verify a file: what its manifest states against what Python and C++ recompute from the graph
+    and the parameters (fingerprint, weights hash, parameter count, architecture)."""
     module, manifest = load(path)
     result = Inspection(Path(path), manifest)
-    fp = {"python": fingerprint(module)}
-    wh = {"python": weights_hash(module)}
-    params = {"python": str(sum(p.numel() for p in module.parameters()))}
+    claims = manifest_claims(manifest, path) if manifest is not None else {}
+    name = claims.get("model.name", "")
+    sources = {"python": describe(module, name)}
     if cpp:
         from resx import _cpp
 
-        m = _cpp.Model(str(path))
-        fp["c++"], wh["c++"], params["c++"] = m.fingerprint(), m.weights_hash(), str(m.parameter_count())
+        sources["c++"] = _cpp.describe(_cpp.Model(str(path)), name)
     if manifest is not None:
-        fp["manifest"] = manifest.get("fingerprint", "<missing>")
-        wh["manifest"] = manifest.get("weights_hash", "<missing>")
-        params["manifest"] = str(manifest.get("parameters", "<missing>"))
-    result.checks = {"fingerprint": fp, "weights_hash": wh, "parameters": params}
+        sources["manifest"] = claims
+    keys = list(claims) or list(sources["python"])
+    result.checks = {k: {src: values.get(k, "(absent)") for src, values in sources.items()} for k in keys}
     return result

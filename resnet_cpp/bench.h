@@ -11,7 +11,7 @@ namespace resx {
 
 // When to stop warming up: the median of the last `window` calls is within `tolerance` of the
 // median of the window before (TorchScript's profiling executor re-optimises during its first
-// calls), or `max_calls` were made. Mirrors resx.bench.warm_up.
+// calls), or `max_calls` were made. Mirrors resx.bench.runners.python.PyRunner.warm_up.
 struct WarmupRule {
   int64_t window;
   double tolerance;
@@ -19,7 +19,7 @@ struct WarmupRule {
 };
 
 // The benchmark input of a batch size: randn from a CPU generator seeded with `seed`, the same
-// ATen call as resx.bench.make_input, so every runtime sees the same numbers.
+// ATen call as resx.bench.runners.make_input, so every runtime sees the same numbers.
 at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device);
 
 // Eval mode, c10::InferenceMode, device synchronised around every call.

@@ -13,6 +13,7 @@
 #include "bench.h"
 #include "data.h"
 #include "env.h"
+#include "io.h"
 #include "model.h"
 #include "train.h"
 
@@ -45,13 +46,9 @@ nb::object to_torch(const at::Tensor& tensor) {
   return nb::module_::import_("torch").attr("from_dlpack")(capsule);
 }
 
-nb::object maybe_torch(const at::Tensor& t) { return t.defined() ? to_torch(t) : nb::none(); }
-
 nb::tuple batch_tuple(const resx::Batch& b) {
   return nb::make_tuple(to_torch(b.images), to_torch(b.inputs), to_torch(b.labels));
 }
-
-at::Tensor optional_tensor(nb::handle h) { return h.is_none() ? at::Tensor() : from_torch(h); }
 
 nb::list named_tensors(const std::vector<std::pair<std::string, at::Tensor>>& items) {
   nb::list out;
@@ -59,11 +56,8 @@ nb::list named_tensors(const std::vector<std::pair<std::string, at::Tensor>>& it
   return out;
 }
 
-}  // namespace
-
-NB_MODULE(_cpp, m) {
-  m.doc() = "resx C++ runtime (LibTorch), the same code as the resx-cpp executable";
-
+// ---- environment and model (mirrors resx.envinfo and resx.export)
+void bind_model(nb::module_& m) {
   m.def("env", &resx::env_report, nb::call_guard<nb::gil_scoped_release>(),
         "What LibTorch reports from C++: version, build config, threads, CUDA, CPU, load.");
   m.def("set_num_threads", &resx::set_num_threads, "intra_op"_a, "inter_op"_a = 0,
@@ -75,7 +69,9 @@ NB_MODULE(_cpp, m) {
       .def_prop_ro("path", &resx::Model::path)
       .def_prop_ro("manifest_json", &resx::Model::manifest_json)
       .def_prop_ro("has_manifest", &resx::Model::has_manifest)
-      .def("fingerprint", &resx::Model::fingerprint, nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "fingerprint", [](const resx::Model& self) { return self.fingerprint(); },
+          nb::call_guard<nb::gil_scoped_release>())
       .def("weights_hash", &resx::Model::weights_hash, nb::call_guard<nb::gil_scoped_release>())
       .def("canonical_form", &resx::Model::canonical_form, nb::call_guard<nb::gil_scoped_release>())
       .def("parameter_count", &resx::Model::parameter_count)
@@ -98,8 +94,10 @@ NB_MODULE(_cpp, m) {
           },
           "input"_a, "Forward on a torch.Tensor, without copies and with the GIL released.")
       .def("__call__", [](nb::handle self, nb::handle input) { return self.attr("forward")(input); });
+}
 
-  // ---- data (mirrors resx.data)
+// ---- data (mirrors resx.data)
+void bind_data(nb::module_& m) {
   nb::class_<resx::AugmentSpec>(m, "AugmentSpec", "Built from resx.data.AUGMENT; never defaulted in C++.")
       .def(nb::init<int64_t, int64_t, double, std::array<double, 3>, std::array<double, 3>>(), "crop"_a, "padding"_a,
            "flip_p"_a, "mean"_a, "std"_a)
@@ -174,8 +172,10 @@ NB_MODULE(_cpp, m) {
             return batch ? nb::object(batch_tuple(*batch)) : nb::none();
           },
           "(images uint8, inputs float32, labels int64), or None at the end of the epoch");
+}
 
-  // ---- training (mirrors resx.train)
+// ---- training (mirrors resx.train)
+void bind_training(nb::module_& m) {
   nb::class_<resx::Progress>(m, "Progress")
       .def_ro("phase", &resx::Progress::phase)
       .def_ro("epoch", &resx::Progress::epoch)
@@ -188,42 +188,54 @@ NB_MODULE(_cpp, m) {
   nb::class_<resx::Trainer>(m, "Trainer", "The C++ training loop, configured by a resx-config/1 file.")
       .def(
           "__init__",
-          [](resx::Trainer* self, const std::string& config_path, const std::string& runtime) {
+          [](resx::Trainer* self, const std::string& config_path, const std::string& runtime, int lock_fd) {
             auto config = resx::TrainConfig::read(config_path);
             config.runtime = runtime;
             nb::gil_scoped_release release;
-            new (self) resx::Trainer(std::move(config));
+            new (self) resx::Trainer(std::move(config), lock_fd);
           },
-          "config_path"_a, "runtime"_a = "cpp")
+          "config_path"_a, "runtime"_a = "cpp", "lock_fd"_a = -1,
+          "lock_fd: the run directory's lock held by this process (resx.rundir.RunDir.lock_fd), -1 to take it.")
       .def("run", &resx::run_interruptible, nb::call_guard<nb::gil_scoped_release>(),
-           "Train on this thread (GIL released); Ctrl-C or request_stop() stops it after the current "
+           "Train on this thread (GIL released); SIGINT, SIGTERM or request_stop() stops it after the current "
            "step and it returns False.")
-      .def("request_stop", &resx::Trainer::request_stop, "Stop after the current step.")
-      .def("progress", &resx::Trainer::progress)
-      .def("losses", &resx::Trainer::losses);
+      .def("request_stop", &resx::Trainer::request_stop, "signal"_a, "Stop after the current step.")
+      .def("stop_signal", &resx::Trainer::stop_signal, "The signal that stopped the run (0: none).")
+      .def("progress", &resx::Trainer::progress);
 
   m.def(
       "evaluate",
-      [](const std::string& model_file, const std::string& checkpoint, const std::string& data_dir, int64_t batch_size,
-         int64_t test_subset, const resx::AugmentSpec& spec, const std::string& device) {
+      [](const std::string& model_file, const std::string& checkpoint, const std::string& checkpoint_format,
+         const std::string& data_dir, int64_t batch_size, int64_t test_subset, const resx::AugmentSpec& spec,
+         const std::string& device) {
         nb::gil_scoped_release release;
         resx::Model model(model_file, device);
-        if (!checkpoint.empty()) resx::load_weights(model, checkpoint);
+        if (!checkpoint.empty()) resx::load_weights(model, checkpoint, checkpoint_format);
         auto [x, y] = resx::first_n(resx::load_split(data_dir, "test"), test_subset);
         resx::CifarLoader loader(x, y, batch_size, false, 0, false, spec, true);
         auto r = resx::evaluate(model, loader, at::Device(device));
-        return std::make_tuple(r.loss, r.top1, r.images);
+        return std::make_tuple(r.loss, r.top_1, r.images);
       },
-      "model_file"_a, "checkpoint"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a, "device"_a = "cpu",
-      "Test loss and top-1 of a model file, with weights from a checkpoint when given.");
+      "model_file"_a, "checkpoint"_a, "checkpoint_format"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a,
+      "device"_a = "cpu", "Test loss, top-1 and images of a model file, with weights from a checkpoint when given.");
 
-  // ---- inference timing (mirrors resx.bench)
+  m.def("describe", &resx::describe, "model"_a, "claimed_name"_a, nb::call_guard<nb::gil_scoped_release>(),
+        "What a file says of itself, recomputed in C++ (the keys of manifest_claims).");
+  m.def("manifest_claims", &resx::manifest_claims, "manifest_json"_a, "source"_a);
+}
+
+// ---- inference timing (mirrors resx.bench.runners)
+void bind_timing(nb::module_& m) {
   m.def(
       "make_input",
       [](int64_t batch, uint64_t seed, const std::string& device) {
         return to_torch(resx::make_input(batch, seed, at::Device(device)));
       },
       "batch"_a, "seed"_a, "device"_a = "cpu");
+  m.def(
+      "input_hash",
+      [](int64_t batch, uint64_t seed) { return resx::tensor_sha1(resx::make_input(batch, seed, at::kCPU)); },
+      "batch"_a, "seed"_a, "SHA-1 of the benchmark input's bytes, made in C++.");
   m.def(
       "warm_up",
       [](resx::Model& model, nb::handle input, int64_t window, double tolerance, int64_t max_calls) {
@@ -260,4 +272,16 @@ NB_MODULE(_cpp, m) {
       },
       "model"_a, "inputs"_a, "labels"_a, "steps"_a, "lr"_a, "momentum"_a, "weight_decay"_a,
       "Nanoseconds of each bare training step on one batch (the overhead reference).");
+}
+
+}  // namespace
+
+NB_MODULE(_cpp, m) {
+  m.doc() = "resx C++ runtime (LibTorch), the same code as the resx-cpp executable";
+  // resx::Error is an input the user can fix: Python sees a resx.errors.ResxError (one line, no traceback).
+  nb::exception<resx::Error>(m, "CppError", nb::module_::import_("resx.errors").attr("ResxError").ptr());
+  bind_model(m);
+  bind_data(m);
+  bind_training(m);
+  bind_timing(m);
 }

@@ -5,29 +5,31 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "io.h"
+
 namespace resx {
 namespace fs = std::filesystem;
 
 std::pair<at::Tensor, at::Tensor> read_binary(const std::string& path) {
-  if (!fs::is_regular_file(path)) throw std::runtime_error(path + ": no such file");
+  if (!fs::is_regular_file(path)) throw Error(path + ": no such file");
   const auto size = static_cast<int64_t>(fs::file_size(path));
   if (size == 0 || size % kRecordBytes != 0) {
-    throw std::runtime_error(path + ": size " + std::to_string(size) + " is not a positive multiple of " +
-                             std::to_string(kRecordBytes) +
-                             " (1 label byte + 3,072 pixel bytes per record); the file is truncated or not CIFAR-10");
+    throw Error(path + ": size " + std::to_string(size) + " is not a positive multiple of " +
+                std::to_string(kRecordBytes) +
+                " (1 label byte + 3,072 pixel bytes per record); the file is truncated or not CIFAR-10");
   }
   const int64_t n = size / kRecordBytes;
   auto raw = at::empty({n, kRecordBytes}, at::kByte);
   std::ifstream in(path, std::ios::binary);
   if (!in.read(reinterpret_cast<char*>(raw.data_ptr<uint8_t>()), size)) {
-    throw std::runtime_error(path + ": read failed");
+    throw Error(path + ": read failed");
   }
   auto labels = raw.select(1, 0).to(at::kLong);
   const auto* l = raw.data_ptr<uint8_t>();
   for (int64_t i = 0; i < n; ++i) {
     if (l[i * kRecordBytes] > 9) {
-      throw std::runtime_error(path + ": record " + std::to_string(i) + " has label " +
-                               std::to_string(l[i * kRecordBytes]) + ", CIFAR-10 labels are 0..9");
+      throw Error(path + ": record " + std::to_string(i) + " has label " + std::to_string(l[i * kRecordBytes]) +
+                  ", CIFAR-10 labels are 0..9");
     }
   }
   auto images = raw.narrow(1, 1, kRecordBytes - 1).contiguous().view({n, 3, 32, 32});
@@ -37,7 +39,7 @@ std::pair<at::Tensor, at::Tensor> read_binary(const std::string& path) {
 std::pair<at::Tensor, at::Tensor> load_split(const std::string& data_dir, const std::string& split) {
   fs::path dir = data_dir;
   if (!fs::is_directory(dir)) {
-    throw std::runtime_error(data_dir + ": no such directory (get CIFAR-10 with `resx data fetch`)");
+    throw Error(data_dir + ": no such directory (get CIFAR-10 with `resx data fetch`)");
   }
   if (fs::is_directory(dir / "cifar-10-batches-bin")) dir /= "cifar-10-batches-bin";
   std::vector<std::string> names;
@@ -46,7 +48,7 @@ std::pair<at::Tensor, at::Tensor> load_split(const std::string& data_dir, const 
   } else if (split == "test") {
     names.push_back("test_batch.bin");
   } else {
-    throw std::runtime_error("unknown split '" + split + "': train or test");
+    throw Error("unknown split '" + split + "': train or test");
   }
   std::vector<at::Tensor> images, labels;
   for (const auto& name : names) {

@@ -80,7 +80,9 @@ EnvReport env_report() {
 void set_num_threads(int intra_op, int inter_op) {
   if (intra_op > 0) at::set_num_threads(intra_op);
   // Inter-op threads can be set once per process, before any inter-op work; LibTorch throws after.
-  if (inter_op > 0 && inter_op != at::get_num_interop_threads()) at::set_num_interop_threads(inter_op);
+  if (inter_op > 0 && static_cast<size_t>(inter_op) != at::get_num_interop_threads()) {
+    at::set_num_interop_threads(inter_op);
+  }
 }
 
 std::string to_json(const EnvReport& report) {

@@ -1,32 +1,71 @@
 #include "io.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <stdexcept>
 
 namespace resx {
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void write_failed(const std::string& path, int error, const std::string& tmp) {
+  if (!tmp.empty()) ::unlink(tmp.c_str());
+  throw Error(path + ": cannot write (" + std::strerror(error) + ")");
+}
+
+std::string temp_name(const fs::path& target) {
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", static_cast<unsigned>(std::random_device{}()));
+  std::string name = ".";
+  name += target.filename().string();
+  name += std::string(".") + suffix + ".tmp";
+  return (target.parent_path() / name).string();
+}
+
+}  // namespace
+
+bool is_temp(const std::string& name) {
+  return name.size() > 5 && name.front() == '.' && name.compare(name.size() - 4, 4, ".tmp") == 0;
+}
 
 void atomic_write(const std::string& path, const std::string& bytes) {
-  namespace fs = std::filesystem;
   const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw std::runtime_error(path + ": cannot write");
+  std::error_code ec;
+  if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
+  if (ec) write_failed(path, ec.value(), "");
+  const std::string tmp = temp_name(target);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) write_failed(path, errno, "");
+  const char* data = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      write_failed(path, error, tmp);
     }
+    data += n;
+    left -= static_cast<size_t>(n);
   }
-  fs::rename(tmp, target);
+  // ENOSPC can surface only here; and the rename must not overtake the data.
+  if (::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    write_failed(path, error, tmp);
+  }
+  if (::close(fd) != 0) write_failed(path, errno, tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, errno, tmp);
 }
 
 std::string json_quote(const std::string& s) {
@@ -60,6 +99,12 @@ std::string json_quote(const std::string& s) {
   return out.str();
 }
 
+std::string json_number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
+  return format_double(value);
+}
+
 std::string format_double(double value) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.17g", value);
@@ -68,7 +113,7 @@ std::string format_double(double value) {
 
 std::map<std::string, std::string> read_key_values(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw std::runtime_error(path + ": no such config file (write one with `resx train --runtime cpp-exe`)");
+  if (!in) throw Error(path + ": no such config file (write one with `resx train --runtime cpp-exe`)");
   std::map<std::string, std::string> out;
   int number = 0;
   for (std::string line; std::getline(in, line);) {
@@ -76,9 +121,7 @@ std::map<std::string, std::string> read_key_values(const std::string& path) {
     const auto first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == '#') continue;
     const auto eq = line.find('=');
-    if (eq == std::string::npos) {
-      throw std::runtime_error(path + ":" + std::to_string(number) + ": expected `key = value`");
-    }
+    if (eq == std::string::npos) throw Error(path + ":" + std::to_string(number) + ": expected `key = value`");
     auto trim = [](std::string s) {
       const auto a = s.find_first_not_of(" \t\r");
       const auto b = s.find_last_not_of(" \t\r");
@@ -89,17 +132,30 @@ std::map<std::string, std::string> read_key_values(const std::string& path) {
   return out;
 }
 
+double parse_double(const std::string& text, const std::string& what) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(what + ": '" + text + "' is not a number");
+}
+
+int64_t parse_int(const std::string& text, const std::string& what) {
+  try {
+    size_t used = 0;
+    const auto v = std::stoll(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(what + ": '" + text + "' is not an integer");
+}
+
 std::vector<double> parse_doubles(const std::string& text, const std::string& what) {
   std::vector<double> out;
   std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stod(item, &used));
-    } catch (const std::exception&) {
-      throw std::runtime_error(what + ": '" + item + "' is not a number");
-    }
-  }
+  for (std::string item; std::getline(in, item, ',');) out.push_back(parse_double(item, what));
   return out;
 }
 

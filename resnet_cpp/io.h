@@ -1,16 +1,31 @@
-// Small file helpers shared by the C++ runtime: atomic writes, JSON text, the key = value config.
+// Small file helpers shared by the C++ runtime: the user-facing error, atomic writes, JSON text, and
+// the key = value config.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace resx {
 
-// Write to PATH.tmp-XXXX in the same directory, then rename: readers never see a partial file.
+// A problem the user can fix (a bad input, a full disk): one line naming the thing and the fix. The
+// extension raises it as a resx.errors.ResxError, resx-cpp exits 1 with it; other exceptions are bugs.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Write to .NAME.XXXXXXXX.tmp beside PATH (mode 0666 less the umask), fsync, then rename: readers never
+// see a partial file, and a failure names the file and the cause and removes the temporary. Mirrors
+// resx.files.atomic_write.
 void atomic_write(const std::string& path, const std::string& bytes);
+bool is_temp(const std::string& name);
 
 std::string json_quote(const std::string& s);
+// A JSON number as Python's json module writes it (NaN and Infinity included), "%.17g" digits.
+std::string json_number(double value);
 
 // "%.17g": the shortest text that gives back the same double (Python writes the same digits).
 std::string format_double(double value);
@@ -18,6 +33,9 @@ std::string format_double(double value);
 // `key = value` lines, '#' comments: the config that resx.recipe writes (resx-config/1).
 std::map<std::string, std::string> read_key_values(const std::string& path);
 
+// Whole-text parsers: "0.1abc" or "" is an error naming `what`.
+double parse_double(const std::string& text, const std::string& what);
+int64_t parse_int(const std::string& text, const std::string& what);
 std::vector<double> parse_doubles(const std::string& text, const std::string& what);
 
 }  // namespace resx

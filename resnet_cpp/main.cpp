@@ -1,8 +1,13 @@
 // resx-cpp: the C++ runtime as a standalone program, with no Python in the process.
 #include <ATen/Parallel.h>
 
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <sstream>
@@ -11,6 +16,7 @@
 
 #include "bench.h"
 #include "env.h"
+#include "io.h"
 #include "model.h"
 #include "train.h"
 
@@ -30,7 +36,7 @@ int run_env(int argc, char** argv) {
     if (std::strcmp(argv[i], "--json") == 0) {
       json = true;
     } else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-      resx::set_num_threads(std::stoi(argv[++i]), 0);
+      resx::set_num_threads(static_cast<int>(resx::parse_int(argv[++i], "--threads")), 0);
     } else {
       std::cerr << "resx-cpp env: unknown argument '" << argv[i] << "' (try --json or --threads N)\n";
       return 2;
@@ -45,72 +51,145 @@ int run_env(int argc, char** argv) {
   return 0;
 }
 
-// Prints the manifest and what C++ recomputes of it; exit 1 when they disagree.
+// Prints what C++ recomputes of a file beside what its manifest states; exit 1 on any disagreement.
 int run_inspect(int argc, char** argv) {
   if (argc != 1) {
     std::cerr << "resx-cpp inspect: give exactly one FILE.pt\n";
     return 2;
   }
-  resx::Model model(argv[0]);
-  if (!model.has_manifest()) {
-    std::cerr << "resx-cpp inspect: " << argv[0] << ": no resx manifest (foreign TorchScript file)\n";
-    return 1;
+  const std::string path = argv[0];
+  resx::Model model(path);
+  if (!model.has_manifest()) throw resx::Error(path + ": no resx manifest (a foreign TorchScript file)");
+  const auto claims = resx::manifest_claims(model.manifest_json(), path);
+  const auto found = resx::describe(model, claims.at("model.name"));
+  std::string mismatches;
+  for (const auto& [key, claimed] : claims) {
+    const auto it = found.find(key);
+    const std::string value = it == found.end() ? "(absent)" : it->second;
+    const bool same = value == claimed;
+    std::cout << key << ": " << value << (same ? "" : "  MISMATCH, manifest: " + claimed) << '\n';
+    if (!same) mismatches += (mismatches.empty() ? "" : ", ") + key;
   }
-  std::cout << model.manifest_json() << '\n'
-            << "fingerprint (c++): " << model.fingerprint() << '\n'
-            << "weights_hash (c++): " << model.weights_hash() << '\n'
-            << "parameters (c++): " << model.parameter_count() << '\n';
+  if (!mismatches.empty()) throw resx::Error(path + ": " + mismatches + " do not match the manifest; re-export it");
   return 0;
 }
 
-// The same loop as the extension's, with no Python in the process. Exit 130 when interrupted.
+// A child of resx (RESX_PARENT_PID set) gets SIGTERM when its parent dies, so it never outlives it;
+// false when the parent is already gone.
+bool die_with_parent() {
+  const char* parent = std::getenv("RESX_PARENT_PID");
+  if (parent == nullptr) return true;
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  return std::to_string(::getppid()) == parent;
+}
+
+// The run directory's lock that resx train holds and passes down, or -1: take it here.
+int inherited_lock_fd() {
+  const char* fd = std::getenv("RESX_LOCK_FD");
+  return fd ? static_cast<int>(resx::parse_int(fd, "RESX_LOCK_FD")) : -1;
+}
+
+// The same loop as the extension's, with no Python in the process. SIGINT or SIGTERM stops it after the
+// current step: exit 128 + the signal, like a process the signal ended.
 int run_train(int argc, char** argv) {
   if (argc != 1) {
     std::cerr << "resx-cpp train: give exactly one CONFIG.txt\n";
     return 2;
   }
-  resx::Trainer trainer(resx::TrainConfig::read(argv[0]));
+  if (!die_with_parent()) return 128 + SIGTERM;
+  resx::Trainer trainer(resx::TrainConfig::read(argv[0]), inherited_lock_fd());
   std::atomic<bool> done{false};
-  std::thread reporter([&] {  // one progress line per second on stderr, for a person or a parent
-    while (!done) {
+  std::thread reporter([&] {  // one progress line per 0.2 s on stderr, for a person or a parent; one at the end
+    for (bool last = false; !last;) {
+      last = done;
       const auto p = trainer.progress();
-      std::cerr << "progress " << p.phase << " epoch " << p.epoch + (p.phase == "train" ? 1 : 0) << "/" << p.epochs
-                << " step " << p.step << "/" << p.steps << " loss " << p.loss << " img/s " << p.images_per_s << "\n";
-      for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::ostringstream line;  // the field names of resx.train.Progress
+      line << "progress phase=" << p.phase << " epoch=" << p.epoch << " epochs=" << p.epochs << " step=" << p.step
+           << " steps=" << p.steps << " loss=" << resx::format_double(p.loss)
+           << " images_per_s=" << resx::format_double(p.images_per_s) << '\n';
+      std::cerr << line.str() << std::flush;
+      for (int i = 0; i < 2 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
-  bool complete = false;
-  try {
-    complete = resx::run_interruptible(trainer);
-  } catch (...) {
-    done = true;
-    reporter.join();
-    throw;
-  }
-  done = true;
-  reporter.join();
-  if (!complete) {
-    std::cerr << "resx-cpp train: interrupted; the last complete epoch's checkpoint is kept\n";
-    return 130;
-  }
-  return 0;
+  struct Join {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Join() {
+      done = true;
+      t.join();
+    }
+  } join{done, reporter};
+  if (resx::run_interruptible(trainer)) return 0;
+  std::cerr << "resx-cpp train: stopped by " << (trainer.stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT")
+            << "; the last complete epoch's checkpoint is kept\n";
+  return 128 + trainer.stop_signal();
 }
 
 // A long-lived timing server, so that `resx bench` can interleave this process's runs with the
 // others' (A B A B ...) without paying a process start and a warm-up per round. One command per
 // line on stdin, one answer per line on stdout:
 //   threads N                  -> ok N            (intra-op threads)
-//   env                        -> {json}
+//   env                        -> env {json}
+//   input B SEED               -> input SHA1       (of the input tensor's bytes)
 //   output B SEED              -> output v1,v2,...  (logits, "%.9g")
 //   warmup B SEED W TOL MAX    -> warmup CALLS
 //   time B SEED CALLS          -> ns t1 t2 ...
 //   threads-run T SECONDS SEED -> calls CALLS WALL_NS
 //   quit
+// One bench-serve command (the words after it in `in`) -> its answer line.
+std::string serve(resx::Model& model, const std::string& command, std::istream& in) {
+  std::ostringstream out;
+  int64_t batch = 0;
+  uint64_t seed = 0;
+  if (command == "threads") {
+    int n = 0;
+    in >> n;
+    resx::set_num_threads(n, 0);
+    out << "ok " << at::get_num_threads();
+  } else if (command == "env") {
+    out << "env " << resx::to_json(resx::env_report());
+  } else if (command == "input") {
+    in >> batch >> seed;
+    out << "input " << resx::tensor_sha1(resx::make_input(batch, seed, at::kCPU));
+  } else if (command == "output") {
+    in >> batch >> seed;
+    c10::InferenceMode guard;
+    const auto y = model.forward(resx::make_input(batch, seed, model.device())).to(at::kCPU).contiguous();
+    char buf[32];
+    out << "output";
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      std::snprintf(buf, sizeof buf, "%.9g", y.data_ptr<float>()[i]);
+      out << (i ? "," : " ") << buf;
+    }
+  } else if (command == "warmup") {
+    int64_t window = 0, max_calls = 0;
+    double tolerance = 0;
+    in >> batch >> seed >> window >> tolerance >> max_calls;
+    const auto x = resx::make_input(batch, seed, model.device());
+    out << "warmup " << resx::warm_up(model, x, {window, tolerance, max_calls});
+  } else if (command == "time") {
+    int64_t calls = 0;
+    in >> batch >> seed >> calls;
+    out << "ns";
+    for (auto t : resx::time_forward(model, resx::make_input(batch, seed, model.device()), calls)) out << ' ' << t;
+  } else if (command == "threads-run") {
+    int threads = 0;
+    double seconds = 0;
+    in >> threads >> seconds >> seed;
+    const auto r = resx::time_threads(model, resx::make_input(1, seed, model.device()), threads, seconds);
+    out << "calls " << r.calls << ' ' << r.wall_ns;
+  } else {
+    out << "error unknown command '" << command << "'";
+  }
+  return out.str();
+}
+
 int run_bench_serve(int argc, char** argv) {
   if (argc < 1 || argc > 2) {
     std::cerr << "resx-cpp bench-serve: give FILE.pt [DEVICE]\n";
     return 2;
   }
+  if (!die_with_parent()) return 128 + SIGTERM;
   const std::string device = argc == 2 ? argv[1] : "cpu";
   resx::Model model(argv[0], device);
   model.train(false);
@@ -119,57 +198,11 @@ int run_bench_serve(int argc, char** argv) {
     std::istringstream in(line);
     std::string command;
     in >> command;
+    if (command == "quit") break;
     try {
-      if (command == "quit") break;
-      if (command == "threads") {
-        int n = 0;
-        in >> n;
-        resx::set_num_threads(n, 0);
-        std::cout << "ok " << at::get_num_threads() << std::endl;
-      } else if (command == "env") {
-        std::cout << resx::to_json(resx::env_report()) << std::endl;
-      } else if (command == "output") {
-        int64_t batch = 0;
-        uint64_t seed = 0;
-        in >> batch >> seed;
-        c10::InferenceMode guard;
-        auto out = model.forward(resx::make_input(batch, seed, model.device())).to(at::kCPU).contiguous();
-        std::cout << "output";
-        const char* sep = " ";
-        char buf[32];
-        for (int64_t i = 0; i < out.numel(); ++i) {
-          std::snprintf(buf, sizeof buf, "%.9g", out.data_ptr<float>()[i]);
-          std::cout << sep << buf;
-          sep = ",";
-        }
-        std::cout << std::endl;
-      } else if (command == "warmup") {
-        int64_t batch = 0, window = 0, max_calls = 0;
-        uint64_t seed = 0;
-        double tolerance = 0;
-        in >> batch >> seed >> window >> tolerance >> max_calls;
-        const auto x = resx::make_input(batch, seed, model.device());
-        std::cout << "warmup " << resx::warm_up(model, x, {window, tolerance, max_calls}) << std::endl;
-      } else if (command == "time") {
-        int64_t batch = 0, calls = 0;
-        uint64_t seed = 0;
-        in >> batch >> seed >> calls;
-        const auto times = resx::time_forward(model, resx::make_input(batch, seed, model.device()), calls);
-        std::cout << "ns";
-        for (auto t : times) std::cout << ' ' << t;
-        std::cout << std::endl;
-      } else if (command == "threads-run") {
-        int threads = 0;
-        double seconds = 0;
-        uint64_t seed = 0;
-        in >> threads >> seconds >> seed;
-        const auto r = resx::time_threads(model, resx::make_input(1, seed, model.device()), threads, seconds);
-        std::cout << "calls " << r.calls << ' ' << r.wall_ns << std::endl;
-      } else {
-        std::cout << "error unknown command '" << command << "'" << std::endl;
-      }
+      std::cout << serve(model, command, in) << std::endl;
     } catch (const std::exception& e) {
-      std::string what = e.what();
+      const std::string what = e.what();
       std::cout << "error " << what.substr(0, what.find('\n')) << std::endl;
     }
   }
@@ -180,6 +213,7 @@ int run_bench_serve(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc < 2) return usage(std::cerr, 2);
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the write (EFBIG, one line), as in Python
   const std::string command = argv[1];
   try {
     if (command == "env") return run_env(argc - 2, argv + 2);
@@ -187,9 +221,14 @@ int main(int argc, char** argv) {
     if (command == "train") return run_train(argc - 2, argv + 2);
     if (command == "bench-serve") return run_bench_serve(argc - 2, argv + 2);
     if (command == "--help" || command == "-h") return usage(std::cout, 0);
-  } catch (const std::exception& e) {
+  } catch (const resx::Error& e) {  // an input the user can fix: one line
     std::cerr << "resx-cpp " << command << ": " << e.what() << '\n';
     return 1;
+  } catch (const std::exception& e) {  // a bug: say so
+    const std::string what = e.what();
+    std::cerr << "resx-cpp " << command << ": internal error: " << what.substr(0, what.find('\n'))
+              << " (a bug in resx; please report it with the command you ran)\n";
+    return 70;
   }
   std::cerr << "resx-cpp: unknown command '" << command << "'\n";
   return usage(std::cerr, 2);

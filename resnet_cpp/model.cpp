@@ -6,7 +6,12 @@
 
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <sstream>
+
+#include "architectures.h"
+#include "io.h"
+#include "json.h"
 
 namespace resx {
 namespace {
@@ -24,6 +29,11 @@ void sync_device(const at::Device& device) {
 }
 
 std::string sha1_hex(const std::string& bytes) { return c10::sha1(bytes).str(); }
+
+std::string tensor_sha1(const at::Tensor& t) {
+  const auto cpu = t.detach().to(at::kCPU).contiguous();
+  return sha1_hex(std::string(static_cast<const char*>(cpu.const_data_ptr()), cpu.nbytes()));
+}
 
 std::string canonical_form(const torch::jit::Module& module) {
   auto graph = module.get_method("forward").graph()->copy();
@@ -43,20 +53,24 @@ std::string canonical_form(const torch::jit::Module& module) {
 
 Model::Model(const std::string& path, const std::string& device) : path_(path), device_(device) {
   if (!std::filesystem::is_regular_file(path)) {
-    throw std::runtime_error(path + ": no such file (export one with `resx export`)");
+    throw Error(path + ": no such file (export one with `resx export`)");
   }
   torch::jit::ExtraFilesMap extra{{kManifestName, ""}};
   try {
     module_ = torch::jit::load(path, device_, extra);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": not a loadable TorchScript file (" + e.what_without_backtrace() + ")");
+    std::string reason = e.what_without_backtrace();
+    throw Error(path + ": not a loadable TorchScript file (" + reason.substr(0, reason.find('\n')) + ")");
   }
   manifest_json_ = extra[kManifestName];
 }
 
 std::string Model::canonical_form() const { return resx::canonical_form(module_); }
 
-std::string Model::fingerprint() const { return sha1_hex(canonical_form()); }
+const std::string& Model::fingerprint() const {
+  if (fingerprint_.empty()) fingerprint_ = sha1_hex(canonical_form());
+  return fingerprint_;
+}
 
 std::string Model::weights_hash() const {
   std::string bytes;  // c10::sha1 hashes one string: concatenate names and raw tensor bytes
@@ -89,5 +103,81 @@ std::vector<std::pair<std::string, at::Tensor>> Model::named_buffers() const {
 }
 
 at::Tensor Model::forward(const at::Tensor& input) { return module_.forward({input.to(device_)}).toTensor(); }
+
+namespace {
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+  return out;
+}
+
+const Architecture* architecture_of(const std::string& block, const std::vector<int64_t>& layers) {
+  for (const auto& a : kArchitectures) {
+    if (block == a.block && std::equal(layers.begin(), layers.end(), a.layers.begin(), a.layers.end())) return &a;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> describe(const Model& model, const std::string& claimed_name) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [name, t] : model.named_parameters()) shapes[name] = t.sizes().vec();
+  std::map<std::string, std::string> out{{"fingerprint", model.fingerprint()},
+                                         {"weights_hash", model.weights_hash()},
+                                         {"parameters", std::to_string(model.parameter_count())}};
+  const auto conv1 = shapes.find("conv1.weight"), fc = shapes.find("fc.weight");
+  if (conv1 == shapes.end() || fc == shapes.end() || conv1->second.size() != 4 || fc->second.size() != 2) {
+    out["model.block"] = "(not a resx ResNet)";
+    return out;
+  }
+  std::vector<int64_t> layers;
+  for (int stage = 1; stage <= 4; ++stage) {
+    const std::string prefix = "layer" + std::to_string(stage) + ".";
+    std::set<std::string> blocks;
+    for (const auto& [name, shape] : shapes) {
+      if (name.rfind(prefix, 0) == 0)
+        blocks.insert(name.substr(prefix.size(), name.find('.', prefix.size()) - prefix.size()));
+    }
+    layers.push_back(static_cast<int64_t>(blocks.size()));
+  }
+  const std::string block = shapes.count("layer1.0.conv3.weight") ? "Bottleneck" : "BasicBlock";
+  const auto k = conv1->second[3];
+  out["model.block"] = block;
+  out["model.layers"] = join(layers);
+  out["model.stem"] = k == 3 ? "cifar" : k == 7 ? "imagenet" : std::to_string(k) + "x" + std::to_string(k) + " conv";
+  out["model.width"] = std::to_string(conv1->second[0]);
+  out["model.num_classes"] = std::to_string(fc->second[0]);
+  // The name these shapes imply: the architecture whose own blocks they are, else the claimed one if its
+  // block kind matches (custom layers).
+  if (const auto* a = architecture_of(block, layers)) {
+    out["model.name"] = a->name;
+  } else {
+    out["model.name"] = "(no " + block + " architecture)";
+    for (const auto& a : kArchitectures) {
+      if (claimed_name == a.name && block == a.block) out["model.name"] = a.name;
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> manifest_claims(const std::string& manifest_json, const std::string& source) {
+  const auto manifest = json::parse(manifest_json, source);
+  const auto what = [&](const std::string& key) { return source + " manifest '" + key + "'"; };
+  const auto& model = manifest.at("model");
+  std::vector<int64_t> layers;
+  for (const auto& n : model.at("layers").array(what("model.layers")))
+    layers.push_back(n.integer(what("model.layers")));
+  return {{"fingerprint", manifest.at("fingerprint").string(what("fingerprint"))},
+          {"weights_hash", manifest.at("weights_hash").string(what("weights_hash"))},
+          {"parameters", std::to_string(manifest.at("parameters").integer(what("parameters")))},
+          {"model.name", model.at("name").string(what("model.name"))},
+          {"model.block", model.at("block").string(what("model.block"))},
+          {"model.layers", join(layers)},
+          {"model.stem", model.at("stem").string(what("model.stem"))},
+          {"model.width", std::to_string(model.at("width").integer(what("model.width")))},
+          {"model.num_classes", std::to_string(model.at("num_classes").integer(what("model.num_classes")))}};
+}
 
 }  // namespace resx

@@ -6,19 +6,13 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "env.h"
 #include "io.h"
 
 namespace resx {
 namespace fs = std::filesystem;
-
-const char* const kMetricsHeader =
-    "Epoch,Wall Time,Epoch time,Train_loss,Train_top_1,Test_loss,Test_top_1,Eval time,"
-    "data_s,forward_s,backward_s,optimizer_s,images_per_s,lr\n";
-const char* const kStepsHeader = "epoch,step,lr,loss,batch_size,data_s,forward_s,backward_s,optimizer_s\n";
+namespace F = torch::nn::functional;
 
 namespace {
 
@@ -26,113 +20,85 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string fixed6(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6f", v);
-  return buf;
-}
+std::string optional_json(const std::optional<double>& v) { return v ? json_number(*v) : "null"; }
 
-const std::string& need(const std::map<std::string, std::string>& kv, const std::string& key, const std::string& path) {
-  auto it = kv.find(key);
-  if (it == kv.end()) throw std::runtime_error(path + ": missing key '" + key + "'");
-  return it->second;
-}
-
-int64_t to_int(const std::string& text, const std::string& key) {
-  try {
-    size_t used = 0;
-    const auto v = std::stoll(text, &used);
-    if (used != text.size()) throw std::invalid_argument(key);
-    return v;
-  } catch (const std::exception&) {
-    throw std::runtime_error("config key '" + key + "': '" + text + "' is not an integer");
-  }
-}
-
-std::array<double, 3> triple(const std::string& text, const std::string& key) {
-  auto v = parse_doubles(text, key);
-  if (v.size() != 3) throw std::runtime_error("config key '" + key + "' needs 3 values");
-  return {v[0], v[1], v[2]};
-}
-
-c10::Dict<std::string, at::Tensor> tensor_dict(const c10::IValue& checkpoint, const std::string& key,
-                                               const std::string& path) {
-  auto dict = checkpoint.toGenericDict();
-  if (!dict.contains(key)) throw std::runtime_error(path + ": checkpoint has no '" + key + "'");
-  c10::Dict<std::string, at::Tensor> out;
-  for (const auto& item : dict.at(key).toGenericDict()) out.insert(item.key().toStringRef(), item.value().toTensor());
-  return out;
+std::vector<std::pair<std::string, at::Tensor>> state_of(const Model& model) {
+  auto state = model.named_parameters();
+  for (auto& b : model.named_buffers()) state.push_back(std::move(b));
+  return state;
 }
 
 }  // namespace
 
 TrainConfig TrainConfig::read(const std::string& path) {
   const auto kv = read_key_values(path);
-  auto get = [&](const std::string& key) { return need(kv, key, path); };
-  if (get("format") != "resx-config/1") throw std::runtime_error(path + ": not a resx-config/1 file");
+  auto get = [&](const std::string& key) -> const std::string& {
+    const auto it = kv.find(key);
+    if (it == kv.end()) throw Error(path + ": missing key '" + key + "' (rewrite it with `resx train`)");
+    return it->second;
+  };
+  auto integer = [&](const std::string& key) { return parse_int(get(key), path + " " + key); };
+  auto number = [&](const std::string& key) { return parse_double(get(key), path + " " + key); };
+  auto triple = [&](const std::string& key) {
+    const auto v = parse_doubles(get(key), path + " " + key);
+    if (v.size() != 3) throw Error(path + " " + key + ": needs 3 values");
+    return std::array<double, 3>{v[0], v[1], v[2]};
+  };
+  if (get("format") != "resx-config/1") throw Error(path + ": not a resx-config/1 file");
   TrainConfig c;
-  c.raw = kv;
   c.runtime = kv.count("runtime") ? kv.at("runtime") : "cpp-exe";
   c.model_file = get("model_file");
   c.data_dir = get("data_dir");
   c.run_dir = get("run_dir");
   c.device = get("device");
   c.model_config_json = get("model_config");
-  c.epochs = to_int(get("epochs"), "epochs");
-  c.batch_size = to_int(get("batch_size"), "batch_size");
-  c.seed = to_int(get("seed"), "seed");
-  c.threads = to_int(get("threads"), "threads");
-  c.subset = to_int(get("subset"), "subset");
-  c.test_subset = to_int(get("test_subset"), "test_subset");
-  c.eval_every = to_int(get("eval_every"), "eval_every");
-  c.momentum = parse_doubles(get("momentum"), "momentum").at(0);
-  c.weight_decay = parse_doubles(get("weight_decay"), "weight_decay").at(0);
-  c.label_smoothing = parse_doubles(get("label_smoothing"), "label_smoothing").at(0);
-  c.nesterov = to_int(get("nesterov"), "nesterov") != 0;
-  c.drop_last = to_int(get("drop_last"), "drop_last") != 0;
-  c.prefetch = to_int(get("prefetch"), "prefetch") != 0;
-  c.resume = to_int(get("resume"), "resume") != 0;
-  c.spec =
-      AugmentSpec{to_int(get("crop"), "crop"), to_int(get("padding"), "padding"),
-                  parse_doubles(get("flip_p"), "flip_p").at(0), triple(get("mean"), "mean"), triple(get("std"), "std")};
-  c.lrs = parse_doubles(get("lrs"), "lrs");
-  if (c.epochs < 1) throw std::runtime_error(path + ": epochs must be at least 1");
-  if (c.batch_size < 1) throw std::runtime_error(path + ": batch_size must be at least 1");
+  c.config_json = get("config_json");
+  c.config_digest = get("config_digest");
+  c.epochs = integer("epochs");
+  c.batch_size = integer("batch_size");
+  c.steps_per_epoch = integer("steps_per_epoch");
+  c.seed = integer("seed");
+  c.threads = integer("threads");
+  c.subset = integer("subset");
+  c.test_subset = integer("test_subset");
+  c.eval_every = integer("eval_every");
+  c.momentum = number("momentum");
+  c.weight_decay = number("weight_decay");
+  c.label_smoothing = number("label_smoothing");
+  c.nesterov = integer("nesterov") != 0;
+  c.drop_last = integer("drop_last") != 0;
+  c.prefetch = integer("prefetch") != 0;
+  c.spec = AugmentSpec{integer("crop"), integer("padding"), number("flip_p"), triple("mean"), triple("std")};
+  c.files = RunFiles{get("checkpoint_format"), get("steps_file"),      get("steps_columns"),
+                     get("metrics_file"),      get("metrics_columns"), get("checkpoint_file"),
+                     get("final_file"),        get("run_file"),        get("lock_file")};
+  c.lrs = parse_doubles(get("lrs"), path + " lrs");
+  // resx.recipe validated these; a file edited by hand is checked again.
+  if (c.epochs < 1 || c.batch_size < 1 || c.steps_per_epoch < 1 || c.eval_every < 1 || c.threads < 0) {
+    throw Error(path + ": epochs, batch_size, steps_per_epoch and eval_every must be >= 1, threads >= 0");
+  }
+  if (static_cast<int64_t>(c.lrs.size()) != c.epochs * c.steps_per_epoch) {
+    throw Error(path + ": " + std::to_string(c.lrs.size()) + " learning rates for " +
+                std::to_string(c.epochs * c.steps_per_epoch) + " steps (rewrite it with `resx train`)");
+  }
+  for (double lr : c.lrs) {
+    if (!std::isfinite(lr) || lr <= 0) throw Error(path + ": learning rates must be finite and positive");
+  }
   return c;
 }
 
-c10::IValue read_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": no such checkpoint");
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(bytes);
-  } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": not a resx checkpoint (" + e.what_without_backtrace() + ")");
-  }
-  if (!value.isGenericDict() || !value.toGenericDict().contains("format") ||
-      value.toGenericDict().at("format").toStringRef() != kCheckpointFormat) {
-    throw std::runtime_error(path + ": not a resx checkpoint (no format " + std::string(kCheckpointFormat) + ")");
-  }
-  return value;
-}
-
-void load_weights(Model& model, const std::string& checkpoint_path) {
-  const auto checkpoint = read_checkpoint(checkpoint_path);
-  const auto fingerprint = checkpoint.toGenericDict().at("fingerprint").toStringRef();
+void load_weights(Model& model, const std::string& checkpoint_path, const std::string& checkpoint_format) {
+  const auto checkpoint = read_checkpoint(checkpoint_path, checkpoint_format);
+  const auto& fingerprint = checkpoint.at("fingerprint").toStringRef();
   if (fingerprint != model.fingerprint()) {
-    throw std::runtime_error(checkpoint_path + ": weights are for another architecture (fingerprint " +
-                             fingerprint.substr(0, 12) + " != model " + model.fingerprint().substr(0, 12) + ")");
+    throw Error(checkpoint_path + ": weights are for another architecture (fingerprint " + fingerprint.substr(0, 12) +
+                " != model " + model.fingerprint().substr(0, 12) + ")");
   }
   const auto tensors = tensor_dict(checkpoint, "model", checkpoint_path);
+  const auto state = state_of(model);
+  check_tensors(checkpoint_path, "model", state, tensors);
   torch::NoGradGuard no_grad;
-  auto copy = [&](const std::string& name, at::Tensor target) {
-    if (!tensors.contains(name)) throw std::runtime_error(checkpoint_path + ": no tensor '" + name + "'");
-    target.copy_(tensors.at(name));
-  };
-  for (const auto& [name, t] : model.named_parameters()) copy(name, t);
-  for (const auto& [name, t] : model.named_buffers()) copy(name, t);
+  for (const auto& [name, t] : state) t.copy_(tensors.at(name));
 }
 
 EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device) {
@@ -145,90 +111,172 @@ EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device)
     auto x = batch->inputs.to(device);
     auto y = batch->labels.to(device);
     auto logits = model.module().forward({x}).toTensor();
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
+    loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     seen += y.size(0);
   }
-  return {seen ? loss_sum / seen : 0, seen ? 100.0 * correct / seen : 0, seen};
+  return {seen ? loss_sum / static_cast<double>(seen) : 0, seen ? 100.0 * correct / static_cast<double>(seen) : 0,
+          seen};
 }
 
-Trainer::Trainer(TrainConfig config)
-    : config_(std::move(config)), device_(config_.device), model_(config_.model_file, config_.device) {
+// ---------------------------------------------------------------------------------------- Trainer
+
+Trainer::Trainer(TrainConfig config, int lock_fd)
+    : config_(std::move(config)),
+      run_dir_(config_.run_dir, config_.files, lock_fd),
+      device_(config_.device),
+      model_(config_.model_file, config_.device) {
   if (config_.threads > 0) set_num_threads(static_cast<int>(config_.threads), 0);
-  for (const auto& [name, p] : model_.named_parameters()) {
-    param_names_.push_back(name);
-    params_.push_back(p);
-  }
-  optimizer_ =
-      std::make_unique<torch::optim::SGD>(params_, torch::optim::SGDOptions(config_.lrs.empty() ? 0.0 : config_.lrs[0])
-                                                       .momentum(config_.momentum)
-                                                       .weight_decay(config_.weight_decay)
-                                                       .nesterov(config_.nesterov));
+  params_ = model_.named_parameters();
+  std::vector<at::Tensor> tensors;
+  for (const auto& [name, p] : params_) tensors.push_back(p);
+  optimizer_ = std::make_unique<torch::optim::SGD>(tensors, torch::optim::SGDOptions(config_.lrs.at(0))
+                                                                .momentum(config_.momentum)
+                                                                .weight_decay(config_.weight_decay)
+                                                                .nesterov(config_.nesterov));
   auto [train_x, train_y] = first_n(load_split(config_.data_dir, "train"), config_.subset);
   auto [test_x, test_y] = first_n(load_split(config_.data_dir, "test"), config_.test_subset);
   train_loader_ = std::make_unique<CifarLoader>(train_x, train_y, config_.batch_size, true, config_.seed,
                                                 config_.drop_last, config_.spec, config_.prefetch);
   test_loader_ = std::make_unique<CifarLoader>(test_x, test_y, config_.batch_size, false, config_.seed, false,
                                                config_.spec, config_.prefetch);
-  const auto steps = train_loader_->size() * config_.epochs;
-  if (static_cast<int64_t>(config_.lrs.size()) != steps) {
-    throw std::runtime_error("config: " + std::to_string(config_.lrs.size()) + " learning rates for " +
-                             std::to_string(steps) + " steps");
+  if (train_loader_->size() != config_.steps_per_epoch) {
+    throw Error(config_.data_dir + ": makes " + std::to_string(train_loader_->size()) + " batches per epoch, the run " +
+                "was prepared for " + std::to_string(config_.steps_per_epoch) + " (the data changed?)");
   }
-  metrics_csv_ = kMetricsHeader;
-  steps_csv_ = kStepsHeader;
-  const auto checkpoint = (fs::path(config_.run_dir) / "checkpoint.pt").string();
-  if (config_.resume && fs::exists(checkpoint)) restore(read_checkpoint(checkpoint));
+  progress_ = {"starting", 0, config_.epochs, 0, config_.steps_per_epoch, 0, 0};
+  // A run directory holds a checkpoint only when a run of this config made it (resx.rundir refuses other
+  // directories): continue from it.
+  const auto checkpoint = run_dir_.file(config_.files.checkpoint_file);
+  if (fs::exists(checkpoint)) restore(read_checkpoint(checkpoint, config_.files.checkpoint_format));
 }
 
-void Trainer::restore(const c10::IValue& checkpoint) {
-  const auto path = (fs::path(config_.run_dir) / "checkpoint.pt").string();
-  load_weights(model_, path);
-  auto dict = checkpoint.toGenericDict();
-  start_epoch_ = dict.at("epoch").toInt();
-  step_ = dict.at("step").toInt();
-  wall_offset_ = dict.at("wall_time").toDouble();
-  metrics_csv_ = dict.at("metrics_csv").toStringRef();
-  steps_csv_ = dict.at("steps_csv").toStringRef();
+void Trainer::restore(const c10::impl::GenericDict& checkpoint) {
+  const auto path = run_dir_.file(config_.files.checkpoint_file);
+  check_resumable(path, checkpoint, model_.fingerprint(), config_.config_digest, config_.steps_per_epoch,
+                  config_.epochs);
+  const auto tensors = tensor_dict(checkpoint, "model", path);
   const auto momentum = tensor_dict(checkpoint, "momentum", path);
-  auto& state = optimizer_->state();
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!momentum.contains(param_names_[i])) continue;  // no step taken yet for this parameter
-    auto param_state = std::make_unique<torch::optim::SGDParamState>();
-    param_state->momentum_buffer(momentum.at(param_names_[i]).to(device_).clone());
-    state[params_[i].unsafeGetTensorImpl()] = std::move(param_state);
+  const auto state = state_of(model_);
+  check_tensors(path, "model", state, tensors);
+  check_tensors(path, "momentum", params_, momentum, true);
+  std::vector<StepRecord> steps;
+  std::vector<EpochRecord> epochs;
+  for (const auto& f : run_dir_.steps().parse(checkpoint.at("steps_csv").toStringRef(), path)) {
+    steps.push_back(StepRecord::from(f));
   }
+  for (const auto& f : run_dir_.metrics().parse(checkpoint.at("metrics_csv").toStringRef(), path)) {
+    epochs.push_back(EpochRecord::from(f));
+  }
+  const auto epoch = checkpoint.at("epoch").toInt(), step = checkpoint.at("step").toInt();
+  if (static_cast<int64_t>(steps.size()) != step || static_cast<int64_t>(epochs.size()) != epoch) {
+    throw Error(path + ": its history does not match its position; the checkpoint is damaged");
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, t] : state) t.copy_(tensors.at(name));
+  }
+  auto& optimizer_state = optimizer_->state();
+  for (const auto& [name, p] : params_) {
+    if (!momentum.contains(name)) continue;  // no step taken yet for this parameter
+    auto param_state = std::make_unique<torch::optim::SGDParamState>();
+    param_state->momentum_buffer(momentum.at(name).to(device_).clone());
+    optimizer_state[p.unsafeGetTensorImpl()] = std::move(param_state);
+  }
+  epochs_done_ = epoch;
+  steps_done_ = step;
+  wall_time_ = checkpoint.at("wall_time").toDouble();
+  steps_ = std::move(steps);
+  epochs_ = std::move(epochs);
 }
 
-void Trainer::save_checkpoint(const std::string& path, int64_t epochs_done, bool with_momentum) const {
+std::optional<StepRecord> Trainer::step(int64_t epoch) {
+  const auto t0 = Clock::now();
+  auto batch = train_loader_->next();
+  if (!batch) return std::nullopt;
+  if (steps_done_ >= static_cast<int64_t>(config_.lrs.size())) {
+    throw Error("step " + std::to_string(steps_done_ + 1) + " is past the run's " + std::to_string(config_.lrs.size()) +
+                " learning rates");
+  }
+  auto x = batch->inputs.to(device_);
+  auto y = batch->labels.to(device_);
+  sync_device(device_);
+  const double t_data = seconds_since(t0);
+  const double lr = config_.lrs[static_cast<size_t>(steps_done_)];
+  static_cast<torch::optim::SGDOptions&>(optimizer_->param_groups()[0].options()).lr(lr);
+  optimizer_->zero_grad(true);
+  const auto t1 = Clock::now();
+  auto logits = model_.module().forward({x}).toTensor();
+  auto loss = F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
+  sync_device(device_);
+  const double t_forward = seconds_since(t1);
+  const auto t2 = Clock::now();
+  loss.backward();
+  sync_device(device_);
+  const double t_backward = seconds_since(t2);
+  const auto t3 = Clock::now();
+  optimizer_->step();
+  sync_device(device_);
+  const double t_optimizer = seconds_since(t3);
+  ++steps_done_;
+  const int64_t correct = logits.argmax(1).eq(y).sum().item<int64_t>();
+  StepRecord record{epoch + 1, steps_done_, lr,        loss.item<double>(), y.size(0),
+                    correct,   t_data,      t_forward, t_backward,          t_optimizer};
+  steps_.push_back(record);
+  return record;
+}
+
+EvalResult Trainer::evaluate() { return resx::evaluate(model_, *test_loader_, device_); }
+
+void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const {
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   c10::impl::GenericDict tensors(c10::StringType::get(), c10::TensorType::get());
-  for (const auto& [name, t] : model_.named_parameters()) tensors.insert(name, t.detach().to(at::kCPU).clone());
-  for (const auto& [name, t] : model_.named_buffers()) tensors.insert(name, t.detach().to(at::kCPU).clone());
+  for (const auto& [pname, t] : state_of(model_)) tensors.insert(pname, t.detach().to(at::kCPU).clone());
   c10::impl::GenericDict momentum(c10::StringType::get(), c10::TensorType::get());
   if (with_momentum) {
     const auto& state = optimizer_->state();
-    for (size_t i = 0; i < params_.size(); ++i) {
-      auto it = state.find(params_[i].unsafeGetTensorImpl());
+    for (const auto& [pname, p] : params_) {
+      const auto it = state.find(p.unsafeGetTensorImpl());
       if (it == state.end()) continue;
       const auto& s = static_cast<const torch::optim::SGDParamState&>(*it->second);
-      if (s.momentum_buffer().defined()) momentum.insert(param_names_[i], s.momentum_buffer().to(at::kCPU).clone());
+      if (s.momentum_buffer().defined()) momentum.insert(pname, s.momentum_buffer().to(at::kCPU).clone());
     }
   }
-  dict.insert("format", std::string(kCheckpointFormat));
+  std::vector<Fields> step_rows, epoch_rows;
+  for (const auto& r : steps_) step_rows.push_back(r.fields());
+  for (const auto& r : epochs_) epoch_rows.push_back(r.fields());
+  dict.insert("format", config_.files.checkpoint_format);
   dict.insert("fingerprint", model_.fingerprint());
   dict.insert("model_config", config_.model_config_json);
-  dict.insert("epoch", epochs_done);
-  dict.insert("step", step_);
-  dict.insert("wall_time", wall_offset_);
+  dict.insert("config_digest", config_.config_digest);
+  dict.insert("steps_per_epoch", config_.steps_per_epoch);
+  dict.insert("epoch", epochs_done_);
+  dict.insert("step", steps_done_);
+  dict.insert("wall_time", wall_time_);
   dict.insert("model", tensors);
   dict.insert("momentum", momentum);
-  dict.insert("metrics_csv", metrics_csv_);
-  dict.insert("steps_csv", steps_csv_);
-  const auto bytes = torch::pickle_save(dict);
-  atomic_write(path, std::string(bytes.begin(), bytes.end()));
+  dict.insert("metrics_csv", run_dir_.metrics().format(epoch_rows));
+  dict.insert("steps_csv", run_dir_.steps().format(step_rows));
+  run_dir_.save_checkpoint(name, dict);
+}
+
+void Trainer::write_outputs(const std::string& status) const {
+  run_dir_.write_history(steps_, epochs_);
+  std::string final = "null";
+  if (status == "complete") {
+    const EpochRecord* last = epochs_.empty() ? nullptr : &epochs_.back();
+    final = "{\"epochs\": " + std::to_string(config_.epochs) + ", \"steps\": " + std::to_string(steps_done_) +
+            ", \"wall_time\": " + json_number(wall_time_) +
+            ", \"test_loss\": " + (last ? optional_json(last->test_loss) : "null") +
+            ", \"test_top_1\": " + (last ? optional_json(last->test_top_1) : "null") +
+            ", \"train_loss\": " + (steps_.empty() ? "null" : json_number(steps_.back().loss)) + "}";
+  }
+  // The keys of resx.train.write_run_json.
+  run_dir_.write_run_json(
+      "{\n  \"runtime\": " + json_quote(config_.runtime) + ",\n  \"status\": " + json_quote(status) +
+      ",\n  \"epochs_done\": " + std::to_string(epochs_done_) + ",\n  \"config\": " + config_.config_json +
+      ",\n  \"env\": {" + json_quote(config_.runtime) + ": " + to_json(env_report()) +
+      "},\n  \"fingerprint\": " + json_quote(model_.fingerprint()) + ",\n  \"final\": " + final + "\n}\n");
 }
 
 Progress Trainer::progress() const {
@@ -236,110 +284,75 @@ Progress Trainer::progress() const {
   return progress_;
 }
 
-void Trainer::set_progress(const Progress& p) {
+void Trainer::report(const Progress& p) {
   std::lock_guard<std::mutex> lock(progress_mutex_);
   progress_ = p;
 }
 
-void Trainer::write_outputs(bool complete, const EvalResult& last_eval) const {
-  const fs::path dir(config_.run_dir);
-  atomic_write((dir / "metrics.csv").string(), metrics_csv_);
-  atomic_write((dir / "steps.csv").string(), steps_csv_);
-  if (!complete) return;
-  std::ostringstream json;
-  json << "{\n  \"runtime\": " << json_quote(config_.runtime) << ",\n  \"status\": \"complete\",\n  \"config\": {";
-  const char* sep = "";
-  for (const auto& [k, v] : config_.raw) {
-    if (k == "lrs") continue;  // thousands of numbers; they are in steps.csv
-    json << sep << "\n    " << json_quote(k) << ": " << json_quote(v);
-    sep = ",";
-  }
-  json << "\n  },\n  \"env\": " << to_json(env_report()) << ",\n  \"fingerprint\": " << json_quote(model_.fingerprint())
-       << ",\n  \"final\": {\"epochs\": " << config_.epochs << ", \"steps\": " << step_
-       << ", \"wall_time\": " << format_double(wall_offset_) << ", \"test_loss\": " << format_double(last_eval.loss)
-       << ", \"test_top_1\": " << format_double(last_eval.top1)
-       << ", \"train_loss\": " << format_double(losses_.empty() ? 0.0 : losses_.back()) << "}\n}\n";
-  atomic_write((dir / "run.json").string(), json.str());
-}
-
 bool Trainer::run() {
-  namespace F = torch::nn::functional;
-  const auto loss_options = F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing);
-  const int64_t steps = train_loader_->size();
-  const fs::path dir(config_.run_dir);
-  EvalResult last_eval;
-  set_progress({"train", start_epoch_, config_.epochs, 0, steps, 0, 0});
-  for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
+  Progress p = progress();
+  p.phase = "train";
+  p.epoch = epochs_done_;
+  report(p);
+  for (int64_t epoch = epochs_done_; epoch < config_.epochs; ++epoch) {
     model_.train(true);
-    const auto epoch_start = Clock::now();
+    const auto start = Clock::now();
     train_loader_->start_epoch(epoch);
     double loss_sum = 0, data_s = 0, forward_s = 0, backward_s = 0, optimizer_s = 0;
-    int64_t correct = 0, seen = 0, step_in_epoch = 0;
-    double lr = 0;
+    int64_t correct = 0, seen = 0, in_epoch = 0;
     while (true) {
-      if (stop_.load()) {
-        set_progress({"interrupted", epoch, config_.epochs, step_in_epoch, steps, 0, 0});
+      if (stop_signal()) {
+        write_outputs("interrupted");
+        p.phase = "stopped";
+        report(p);
         return false;
       }
-      auto t0 = Clock::now();
-      auto batch = train_loader_->next();
-      if (!batch) break;
-      auto x = batch->inputs.to(device_);
-      auto y = batch->labels.to(device_);
-      sync_device(device_);
-      const double t_data = seconds_since(t0);
-      lr = config_.lrs[step_];
-      static_cast<torch::optim::SGDOptions&>(optimizer_->param_groups()[0].options()).lr(lr);
-      optimizer_->zero_grad(true);
-      auto t1 = Clock::now();
-      auto logits = model_.module().forward({x}).toTensor();
-      auto loss = F::cross_entropy(logits, y, loss_options);
-      sync_device(device_);
-      const double t_forward = seconds_since(t1);
-      auto t2 = Clock::now();
-      loss.backward();
-      sync_device(device_);
-      const double t_backward = seconds_since(t2);
-      auto t3 = Clock::now();
-      optimizer_->step();
-      sync_device(device_);
-      const double t_optimizer = seconds_since(t3);
-      const double loss_value = loss.item<double>();
-      const int64_t n = y.size(0);
-      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-      loss_sum += loss_value * static_cast<double>(n);
-      seen += n;
-      data_s += t_data, forward_s += t_forward, backward_s += t_backward, optimizer_s += t_optimizer;
-      losses_.push_back(loss_value);
-      steps_csv_ += std::to_string(epoch + 1) + "," + std::to_string(step_ + 1) + "," + format_double(lr) + "," +
-                    format_double(loss_value) + "," + std::to_string(n) + "," + fixed6(t_data) + "," +
-                    fixed6(t_forward) + "," + fixed6(t_backward) + "," + fixed6(t_optimizer) + "\n";
-      ++step_, ++step_in_epoch;
-      set_progress({"train", epoch, config_.epochs, step_in_epoch, steps, loss_value,
-                    static_cast<double>(seen) / seconds_since(epoch_start)});
+      const auto record = step(epoch);
+      if (!record) break;
+      loss_sum += record->loss * static_cast<double>(record->batch_size);
+      correct += record->correct;
+      seen += record->batch_size;
+      ++in_epoch;
+      data_s += record->data_s, forward_s += record->forward_s, backward_s += record->backward_s,
+          optimizer_s += record->optimizer_s;
+      p.phase = "train", p.step = in_epoch, p.loss = record->loss;
+      p.images_per_s = static_cast<double>(seen) / seconds_since(start);
+      report(p);
     }
-    const double epoch_time = seconds_since(epoch_start);
-    const bool eval_now = (epoch + 1) % config_.eval_every == 0 || epoch + 1 == config_.epochs;
-    const auto eval_start = Clock::now();
-    if (eval_now) {
-      set_progress({"eval", epoch, config_.epochs, steps, steps, 0, 0});
-      last_eval = evaluate(model_, *test_loader_, device_);
+    const double epoch_time = seconds_since(start);
+    const bool evaluated = (epoch + 1) % config_.eval_every == 0 || epoch + 1 == config_.epochs;
+    std::optional<EvalResult> result;
+    double eval_time = 0;
+    if (evaluated) {
+      p.phase = "eval";
+      report(p);
+      const auto t = Clock::now();
+      result = evaluate();
+      eval_time = seconds_since(t);
     }
-    const double eval_time = eval_now ? seconds_since(eval_start) : 0.0;
-    wall_offset_ += epoch_time + eval_time;
-    metrics_csv_ += std::to_string(epoch + 1) + "," + fixed6(wall_offset_) + "," + fixed6(epoch_time) + "," +
-                    format_double(seen ? loss_sum / seen : 0) + "," + format_double(seen ? 100.0 * correct / seen : 0) +
-                    "," + (eval_now ? format_double(last_eval.loss) : "") + "," +
-                    (eval_now ? format_double(last_eval.top1) : "") + "," + fixed6(eval_time) + "," + fixed6(data_s) +
-                    "," + fixed6(forward_s) + "," + fixed6(backward_s) + "," + fixed6(optimizer_s) + "," +
-                    format_double(seen / epoch_time) + "," + format_double(lr) + "\n";
-    save_checkpoint((dir / "checkpoint.pt").string(), epoch + 1, true);
-    write_outputs(false, last_eval);
-    set_progress({"train", epoch + 1, config_.epochs, steps, steps, 0, 0});
+    wall_time_ += epoch_time + eval_time;
+    EpochRecord r;
+    r.epoch = epoch + 1;
+    r.wall_time = wall_time_;
+    r.epoch_time = epoch_time;
+    r.train_loss = loss_sum / static_cast<double>(seen);
+    r.train_top_1 = 100.0 * static_cast<double>(correct) / static_cast<double>(seen);
+    if (result) r.test_loss = result->loss, r.test_top_1 = result->top_1;
+    r.eval_time = eval_time;
+    r.data_s = data_s, r.forward_s = forward_s, r.backward_s = backward_s, r.optimizer_s = optimizer_s;
+    r.images_per_s = static_cast<double>(seen) / epoch_time;
+    r.lr = steps_.back().lr;
+    epochs_.push_back(r);
+    epochs_done_ = epoch + 1;
+    save_checkpoint(config_.files.checkpoint_file, true);
+    write_outputs("running");
+    p.phase = "train", p.epoch = epochs_done_, p.step = 0;
+    report(p);
   }
-  save_checkpoint((dir / "final.pt").string(), config_.epochs, false);
-  write_outputs(true, last_eval);
-  set_progress({"done", config_.epochs, config_.epochs, steps, steps, 0, 0});
+  save_checkpoint(config_.files.final_file, false);
+  write_outputs("complete");
+  p.phase = "done", p.step = config_.steps_per_epoch;
+  report(p);
   return true;
 }
 
@@ -354,7 +367,7 @@ std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, co
   for (int64_t i = 0; i < steps; ++i) {
     const auto t0 = Clock::now();
     optimizer.zero_grad(true);
-    auto loss = torch::nn::functional::cross_entropy(model.module().forward({x}).toTensor(), y);
+    auto loss = F::cross_entropy(model.module().forward({x}).toTensor(), y);
     loss.backward();
     optimizer.step();
     sync_device(model.device());
@@ -365,8 +378,8 @@ std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, co
 
 namespace {
 std::atomic<Trainer*> g_interruptible{nullptr};
-void stop_on_signal(int) {
-  if (Trainer* t = g_interruptible.load()) t->request_stop();  // atomic stores only: signal-safe
+void stop_on_signal(int signal) {
+  if (Trainer* t = g_interruptible.load()) t->request_stop(signal);  // atomic operations only: signal-safe
 }
 }  // namespace
 

@@ -1,5 +1,6 @@
-// Training and evaluation in the C++ runtime: the same loop as resx.train (resnet_py/train.py),
-// on the scripted file, with torch::optim::SGD, the C++ data pipeline and its prefetch thread.
+// Training and evaluation in the C++ runtime. resx::Trainer and resx.train.Trainer (resnet_py/train.py)
+// are one design in two languages, method for method: restore, step, evaluate, save_checkpoint,
+// write_outputs, run. It trains the scripted file with torch::optim::SGD and the C++ data pipeline.
 #pragma once
 
 #include <torch/optim/sgd.h>
@@ -8,97 +9,106 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "data.h"
 #include "model.h"
+#include "rundir.h"
 
 namespace resx {
 
-// Everything comes from the config file that resx.recipe.TrainConfig writes (resx-config/1):
-// recipe constants and the learning rate of every step are never retyped here.
+// Everything comes from the config file that resx.recipe.TrainConfig writes (resx-config/1): recipe
+// constants, the learning rate of every step and the run directory's files are never retyped here.
 struct TrainConfig {
   std::string runtime;  // "cpp" (extension) or "cpp-exe" (standalone), recorded in run.json
   std::string model_file, data_dir, run_dir, device;
   std::string model_config_json;  // resx.models.ModelConfig, stored in checkpoints
-  int64_t epochs = 0, batch_size = 0, seed = 0, threads = 0, subset = 0, test_subset = 0, eval_every = 1;
+  std::string config_json;        // train_config.json, echoed into run.json
+  std::string config_digest;      // what a checkpoint of this run carries (TrainConfig.digest)
+  int64_t epochs = 0, batch_size = 0, steps_per_epoch = 0, seed = 0, threads = 0, subset = 0, test_subset = 0,
+          eval_every = 1;
   double momentum = 0, weight_decay = 0, label_smoothing = 0;
-  bool nesterov = false, drop_last = true, prefetch = true, resume = false;
+  bool nesterov = false, drop_last = true, prefetch = true;
   AugmentSpec spec{};
-  std::vector<double> lrs;                 // one per optimizer step, all epochs
-  std::map<std::string, std::string> raw;  // the file as read, echoed into run.json
+  RunFiles files;
+  std::vector<double> lrs;  // one per optimizer step, all epochs
 
   static TrainConfig read(const std::string& path);
 };
 
+// Mirrors resx.train.Progress.
 struct Progress {
-  std::string phase = "starting";  // starting, train, eval, done, interrupted
-  int64_t epoch = 0, epochs = 0, step = 0, steps = 0;
-  double loss = 0, images_per_s = 0;
+  std::string phase = "starting";  // starting, train, eval, done, stopped
+  int64_t epoch = 0, epochs = 0;   // epochs done
+  int64_t step = 0, steps = 0;     // steps done in the current epoch
+  double loss = 0;                 // of the last step
+  double images_per_s = 0;         // in the current epoch so far
 };
 
 struct EvalResult {
-  double loss = 0;  // mean cross-entropy
-  double top1 = 0;  // percent
+  double loss = 0;   // mean cross-entropy
+  double top_1 = 0;  // percent
   int64_t images = 0;
 };
 
-// Checkpoints: a dict that `torch.load(weights_only=True)` and torch::pickle_load both read.
-// Keys: format, fingerprint, model_config, epoch, step, wall_time, model{name: tensor},
-// momentum{name: tensor}, metrics_csv, steps_csv (the history up to `epoch`, for resume).
-inline constexpr const char* kCheckpointFormat = "resx-checkpoint/1";
-c10::IValue read_checkpoint(const std::string& path);
-// Copy a checkpoint's "model" tensors into the model; refuses another architecture.
-void load_weights(Model& model, const std::string& checkpoint_path);
+// Copy a checkpoint's "model" tensors into the model, after checking architecture, names, shapes, dtypes.
+void load_weights(Model& model, const std::string& checkpoint_path, const std::string& checkpoint_format);
 
 EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device);
 
 class Trainer {
  public:
-  explicit Trainer(TrainConfig config);
+  // lock_fd: the run directory's lock held by the process that prepared the run, or -1 to take it.
+  explicit Trainer(TrainConfig config, int lock_fd = -1);
 
-  // Trains to the last epoch (true) or until request_stop() (false, after the current step;
-  // the last complete checkpoint stays).
+  void restore(const c10::impl::GenericDict& checkpoint);
+  std::optional<StepRecord> step(int64_t epoch);  // one optimizer step; nullopt at the epoch's end
+  EvalResult evaluate();
+  void save_checkpoint(const std::string& name, bool with_momentum) const;
+  void write_outputs(const std::string& status) const;
+  // Trains to the last epoch (true) or until request_stop() (false, after the current step; the last
+  // complete epoch's checkpoint stays).
   bool run();
-  void request_stop() { stop_.store(true); }
+
+  void request_stop(int signal) {
+    int none = 0;
+    stop_signal_.compare_exchange_strong(none, signal);
+  }
+  int stop_signal() const { return stop_signal_.load(); }
   Progress progress() const;
-  const std::vector<double>& losses() const { return losses_; }
+  const std::vector<StepRecord>& steps() const { return steps_; }
 
  private:
-  void set_progress(const Progress& p);
-  void save_checkpoint(const std::string& path, int64_t epochs_done, bool with_momentum) const;
-  void restore(const c10::IValue& checkpoint);
-  void write_outputs(bool complete, const EvalResult& last_eval) const;
+  void report(const Progress& p);
 
   TrainConfig config_;
+  RunDir run_dir_;
   at::Device device_;
   Model model_;
-  std::vector<std::string> param_names_;
-  std::vector<at::Tensor> params_;
+  std::vector<std::pair<std::string, at::Tensor>> params_;
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::unique_ptr<CifarLoader> train_loader_, test_loader_;
-  int64_t start_epoch_ = 0, step_ = 0;
-  double wall_offset_ = 0;
-  std::string metrics_csv_, steps_csv_;
-  std::vector<double> losses_;
-  std::atomic<bool> stop_{false};
+  int64_t epochs_done_ = 0, steps_done_ = 0;
+  double wall_time_ = 0;
+  std::vector<StepRecord> steps_;
+  std::vector<EpochRecord> epochs_;
+  std::atomic<int> stop_signal_{0};
   mutable std::mutex progress_mutex_;
   Progress progress_;
 };
 
-// Trainer::run with SIGINT/SIGTERM turned into request_stop() for its duration (the previous
-// handlers come back after). The extension and resx-cpp both train this way, on the calling thread:
-// a loop on a secondary thread was measured ~15% slower here (glibc gives it another malloc arena).
+// Trainer::run with SIGINT/SIGTERM turned into request_stop() for its duration (the previous handlers
+// come back after). The extension and resx-cpp both train this way, on the calling thread: a loop on a
+// secondary thread was measured ~15% slower here (glibc gives it another malloc arena).
 bool run_interruptible(Trainer& trainer);
 
-// The reference for the runtime's overhead: forward, loss, backward and SGD step on one pre-made
-// batch, nothing else (no data pipeline, no bookkeeping). Nanoseconds per step.
+// The reference for the runtime's overhead: forward, loss, backward and SGD step on one pre-made batch,
+// nothing else (no data pipeline, no bookkeeping). Nanoseconds per step.
 std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps,
                                       double lr, double momentum, double weight_decay);
-
-extern const char* const kMetricsHeader;
-extern const char* const kStepsHeader;
 
 }  // namespace resx

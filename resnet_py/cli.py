@@ -1,33 +1,68 @@
-"""The `resx` command line (typer + rich)."""
+"""The `resx` command line (typer + rich).
+
+Every command lets resx's own errors (resx.errors.ResxError) propagate: the group below prints them as
+one line and exits 1. Any other exception is a bug: it keeps its traceback, with a note to report it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 import resx
+from resx.errors import ResxError
+
+console = Console()
+err_console = Console(stderr=True)
+EXIT_BUG = 70  # EX_SOFTWARE, as resx-cpp
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class ResxGroup(TyperGroup):
+    """Turns resx's errors into one line and exit 1, for every command and subcommand."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ResxError as e:
+            error(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            raise typer.Exit(1) from None
+        except (TyperException, typer.Exit, typer.Abort):  # usage errors: click prints them itself
+            raise
+        except Exception:  # noqa: BLE001  (anything else is a bug: show it whole)
+            traceback.print_exc()
+            error(f"this is a bug in resx {resx.__version__}; please report it with the command you ran")
+            raise typer.Exit(EXIT_BUG) from None
+
 
 app = typer.Typer(
     name="resx",
     help="Python vs LibTorch C++ for ResNets, measured like for like.",
+    cls=ResxGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """One clear line on stderr and a non-zero exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -39,11 +74,37 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
 ) -> None:
     pass
+
+
+def ints(text: str | None, option: str, count: int | None = None) -> list[int] | None:
+    """'1,8,32' -> [1, 8, 32]; anything else is one line naming the option."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1 or (count is not None and len(values) != count):
+        what, example = (
+            (f"{count} positive whole numbers", ",".join(["2"] * count))
+            if count
+            else ("positive whole numbers", "1,8,32")
+        )
+        raise ResxError(f"{option} '{text}': give {what} separated by commas, e.g. {example}")
+    return values
+
+
+def check_threads(threads: int | None) -> None:
+    cores = os.cpu_count() or 1
+    if threads and threads > cores:
+        warn(f"--threads {threads} is more than the {cores} cores here: the runtimes will be oversubscribed")
+
+
+# ------------------------------------------------------------------------------------ env, export
 
 
 def _short(key: str, value: str) -> str:
@@ -59,12 +120,9 @@ def env(
 ) -> None:
     """What Python, the C++ extension and the standalone C++ executable report, side by side."""
     from resx import envinfo
-    from resx.cpp import CppRuntimeError
 
-    try:
-        reports = envinfo.collect(threads)
-    except CppRuntimeError as e:
-        raise fail(f"C++ runtime: {e}")
+    check_threads(threads)
+    reports = envinfo.collect(threads)
     diff = envinfo.differing(reports)
     if as_json:
         print(json.dumps({"runtimes": reports, "differing": diff}, indent=2))
@@ -93,27 +151,19 @@ def export_cmd(
     layers: Annotated[
         str | None, typer.Option(help="Blocks per stage, e.g. 3,3,3,3 (default: the depth's own).")
     ] = None,
+    width: Annotated[int, typer.Option(help="Channels of the first stage (64: the published ResNets).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
-    weights: Annotated[
-        Path | None, typer.Option(help="Weights to put in (export, checkpoint or state dict).")
-    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights to put in (export, checkpoint or state dict).")] = None,
 ) -> None:
     """Script a resx ResNet to a TorchScript file with its manifest (what the C++ runtime loads)."""
-    from resx.export import ExportError, export
+    from resx.export import export
     from resx.models import ModelConfig
 
-    try:
-        block_layers = [int(n) for n in layers.split(",")] if layers else None
-    except ValueError:
-        raise fail(f"--layers '{layers}': give four block counts such as 2,2,2,2")
-    try:
-        config = ModelConfig(model, num_classes, stem, block_layers)
-        manifest = export(config, output, seed=seed, weights=weights)
-    except (ValueError, ExportError) as e:
-        raise fail(str(e))
+    config = ModelConfig(model, num_classes, stem, ints(layers, "--layers", 4), width)
+    manifest = export(config, output, seed=seed, weights=weights)
     flops = manifest["flops_per_image"]
     console.print(
-        f"wrote {output}: {model} ({config.stem} stem, layers {config.block_layers}), "
+        f"wrote {output}: {model} ({config.stem} stem, layers {config.block_layers}, width {config.width}), "
         f"{manifest['parameters']:,} parameters, {flops['forward'] / 1e9:.3f} GFLOP/img forward, "
         f"fingerprint {manifest['fingerprint'][:12]}",
         highlight=False,
@@ -125,48 +175,37 @@ def inspect(
     file: Annotated[Path, typer.Argument(help="A TorchScript file written by resx export.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print manifest and checks as JSON.")] = False,
 ) -> None:
-    """Print a file's manifest and re-verify it in Python and in C++."""
-    from resx.export import ExportError
+    """Print a file's manifest and re-verify it, in Python and in C++, against its graph and parameters."""
     from resx.export import inspect as inspect_file
 
-    try:
-        result = inspect_file(file)
-    except (ExportError, RuntimeError) as e:
-        raise fail(str(e))
+    result = inspect_file(file)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "manifest": result.manifest,
-                    "checks": result.checks,
-                    "failures": result.failures,
-                    "foreign": result.foreign,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps({"manifest": result.manifest, "checks": result.checks, "failures": result.failures,
+                          "foreign": result.foreign}, indent=2))  # fmt: skip
     else:
         if result.manifest is not None:
             table = Table(title=f"{file}: resx manifest", show_header=False)
             for key, value in result.manifest.items():
                 table.add_row(key, value if isinstance(value, str) else json.dumps(value))
             console.print(table)
-        checks = Table(title="re-verified")
+        checks = Table(title="re-verified from the graph and the parameters")
         checks.add_column("")
-        sources = list(next(iter(result.checks.values())))
-        for source in sources:
+        for source in next(iter(result.checks.values())):
             checks.add_column(source)
         checks.add_column("")
         for what, values in result.checks.items():
             ok = what not in result.failures
-            checks.add_row(
-                what, *(v[:16] for v in values.values()), "[green]agree[/]" if ok else "[bold red]MISMATCH[/]"
-            )
+            mark = "[green]agree[/]" if ok else "[bold red]MISMATCH[/]"
+            checks.add_row(what, *(v[:16] for v in values.values()), mark)
         console.print(checks)
     if result.foreign:
-        raise fail(f"{file}: a TorchScript file without a resx manifest (foreign); export it with `resx export`")
+        raise ResxError(f"{file}: a TorchScript file without a resx manifest (foreign); export it with `resx export`")
     if result.failures:
-        raise fail(f"{file}: {', '.join(result.failures)} do not match the manifest; re-export the file")
+        verb = "does" if len(result.failures) == 1 else "do"
+        raise ResxError(f"{file}: {', '.join(result.failures)} {verb} not match the manifest; re-export the file")
+
+
+# ----------------------------------------------------------------------------------------- train
 
 
 class _TrainDisplay:
@@ -176,14 +215,10 @@ class _TrainDisplay:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} img/s"),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=False,
-        )
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} img/s"), TimeRemainingColumn(),
+            console=err_console, transient=False,
+        )  # fmt: skip
         self.task = None
 
     def __enter__(self):
@@ -197,104 +232,151 @@ class _TrainDisplay:
         if p.steps == 0:
             return
         total = p.steps * p.epochs
-        done = min(total, p.epoch * p.steps + (p.step if p.phase == "train" and p.step < p.steps else 0))
-        shown_epoch = min(p.epoch + 1, p.epochs)
-        description = f"epoch {shown_epoch}/{p.epochs} {p.phase}"
+        done = min(total, p.epoch * p.steps + (p.step if p.phase in ("train", "stopped") and p.step < p.steps else 0))
+        description = f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs} {p.phase}"
         if self.task is None:
             self.task = self.progress.add_task(description, total=total, loss=0.0, rate=0.0)
-        fields = {"loss": p.loss, "rate": p.images_per_s} if p.phase == "train" and p.images_per_s > 0 else {}
+        fields = {"loss": p.loss, "rate": p.images_per_s} if p.images_per_s > 0 else {}
         self.progress.update(self.task, completed=done, description=description, **fields)
+
+
+def _train_settings(**given) -> dict:
+    """The TrainConfig fields the user gave (None: not given)."""
+    settings = {k: v for k, v in given.items() if v is not None}
+    if "keep_last" in settings:
+        settings["drop_last"] = not settings.pop("keep_last")
+    return settings
+
+
+def _run_training(job, stop, run_dir: Path) -> None:
+    from resx import train as T
+
+    with _TrainDisplay() as display:
+        try:
+            complete = T.train(job, display, stop)
+        except KeyboardInterrupt:  # a second signal: stopped at once, mid-step
+            stop.signal, complete = stop.signal or signal.SIGINT, False
+    if not complete:
+        done = job.run_dir.status().epochs_done
+        name = signal.Signals(stop.signal).name
+        error(
+            f"stopped by {name}; the last complete epoch ({done} of {job.config.epochs}) is kept: continue with "
+            f"`resx train --resume {run_dir}`"
+        )
+        raise typer.Exit(128 + stop.signal)
+    epochs = job.run_dir.read_epochs()
+    table = Table(title=f"{job.runtime}: {job.config.model} on CIFAR-10 ({run_dir})")
+    columns = [("Epoch", "epoch"), ("Wall Time", "wall_time"), ("Epoch time", "epoch_time"),
+               ("Train_loss", "train_loss"), ("Train_top_1", "train_top_1"), ("Test_loss", "test_loss"),
+               ("Test_top_1", "test_top_1"), ("Eval time", "eval_time")]  # fmt: skip
+    for header, _ in columns:
+        table.add_column(header, justify="right")
+    for r in epochs:
+        values = [getattr(r, f) for _, f in columns]
+        table.add_row(str(r.epoch), *("" if v is None else f"{v:.4g}" for v in values[1:]))
+    console.print(table)
 
 
 @app.command()
 def train(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run directory to write.")] = None,
-    runtime: Annotated[
-        str, typer.Option(help="py (Python loop), cpp (C++ loop via the extension) or cpp-exe (resx-cpp).")
-    ] = "py",
-    model: Annotated[str, typer.Option(help="resnet18, resnet34, resnet50, resnet101, resnet152.")] = "resnet18",
-    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Base learning rate.")] = 0.1,
-    schedule: Annotated[str, typer.Option(help="cosine, step, onecycle or constant (per step).")] = "cosine",
-    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up, in epochs.")] = 0.0,
-    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 5e-4,
-    nesterov: Annotated[bool, typer.Option(help="Nesterov momentum.")] = False,
-    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
-    data: Annotated[Path | None, typer.Option(help="CIFAR-10 directory (default: $RESX_DATA or the cache).")] = None,
-    subset: Annotated[int, typer.Option(help="Train on the first N images (0: all).")] = 0,
-    test_subset: Annotated[int, typer.Option(help="Evaluate on the first M test images (0: all).")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of weights, shuffle and augmentation.")] = 0,
-    threads: Annotated[int, typer.Option(help="Intra-op threads (0: LibTorch's default).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    stem: Annotated[str, typer.Option(help="cifar or imagenet.")] = "cifar",
-    num_classes: Annotated[int, typer.Option(help="Classes of the head.")] = 10,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Run directory to create.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run from its last checkpoint.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in -o.")] = False,
+    runtime: Annotated[str | None, typer.Option(help="py, cpp (C++ loop via the extension) or cpp-exe. [py]")] = None,
+    data: Annotated[Path | None, typer.Option(help="CIFAR-10 directory. [$RESX_DATA or the cache]")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="resnet18, resnet34, resnet50, resnet101, resnet152. [resnet18]")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs to train; with --resume, a larger number extends. [1]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step. [128]")] = None,
+    lr: Annotated[float | None, typer.Option(help="Base learning rate. [0.1]")] = None,
+    schedule: Annotated[str | None, typer.Option(help="cosine, step, onecycle or constant, per step. [cosine]")] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(help="Linear warm-up, in epochs. [0]")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum. [0.9]")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="SGD weight decay. [5e-4]")] = None,
+    nesterov: Annotated[bool | None, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum. [no]")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="Cross-entropy label smoothing. [0]")] = None,
+    subset: Annotated[int | None, typer.Option(help="Train on the first N images (0: all). [0]")] = None,
+    test_subset: Annotated[int | None, typer.Option(help="Evaluate on the first M test images (0: all). [0]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, shuffle and augmentation. [0]")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads (0: LibTorch's default). [0]")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda. [cpu]")] = None,
+    stem: Annotated[str | None, typer.Option(help="cifar or imagenet. [cifar]")] = None,
+    layers: Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,3,3,3. [the depth's own]")] = None,
+    width: Annotated[int | None, typer.Option(help="Channels of the first stage. [64]")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of the head. [10]")] = None,
     keep_last: Annotated[
-        bool, typer.Option("--keep-last", help="Keep the last partial batch (default: drop it).")
-    ] = False,
-    eval_every: Annotated[int, typer.Option(help="Evaluate every N epochs (and after the last).")] = 1,
-    py_module: Annotated[str, typer.Option(help="py runtime: eager nn.Module or the scripted file.")] = "eager",
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue the run in this directory from its last checkpoint.")
+        bool | None, typer.Option("--keep-last/--drop-last", help="The last partial batch. [drop]")
+    ] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N epochs (and after the last). [1]")] = None,
+    py_module: Annotated[
+        str | None, typer.Option(help="py runtime: eager nn.Module or the scripted file. [eager]")
     ] = None,
 ) -> None:
     """Train a ResNet on CIFAR-10 in the Python or the C++ runtime, with the same recipe, data and seeds."""
-    from resx import data as D
-    from resx import train as T
     from resx.recipe import TrainConfig
 
-    try:
-        if resume is not None:
-            config, runtime, data_dir = T.load_run(resume)
-            run_dir = resume
-        else:
-            if output is None:
-                raise T.TrainError("give a run directory with -o RUN_DIR (or --resume RUN_DIR)")
-            config = TrainConfig(
-                model=model,
-                num_classes=num_classes,
-                stem=stem,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                nesterov=nesterov,
-                schedule=schedule,
-                warmup_epochs=warmup_epochs,
-                label_smoothing=label_smoothing,
-                seed=seed,
-                threads=threads,
-                device=device,
-                subset=subset,
-                test_subset=test_subset,
-                drop_last=not keep_last,
-                eval_every=eval_every,
-            )
-            data_dir, run_dir = (data if data is not None else D.default_data_dir()), output
-        prepared = T.prepare(config, runtime, data_dir, run_dir, resume=resume is not None)
-        with _TrainDisplay() as display:
-            result = T.train(prepared, py_module, display)
-    except T.TrainError as e:
-        raise fail(str(e))
-    except KeyboardInterrupt:
-        raise fail(
-            f"interrupted; the last complete epoch is kept in {run_dir}/checkpoint.pt: continue with "
-            f"`resx train --resume {run_dir}`",
-            code=130,
-        )
-    if not result.complete:
-        raise fail(f"stopped; continue with `resx train --resume {run_dir}`", code=130)
-    metrics = (Path(run_dir) / "metrics.csv").read_text().splitlines()
-    table = Table(title=f"{runtime}: {config.model} on CIFAR-10 ({run_dir})")
-    header = metrics[0].split(",")[:8]
-    for name in header:
-        table.add_column(name, justify="right")
-    for row in metrics[1:]:
-        cells = row.split(",")[:8]
-        table.add_row(*(c if i == 0 or not c else f"{float(c):.4g}" for i, c in enumerate(cells)))
-    console.print(table)
+    settings = _train_settings(
+        model=model, num_classes=num_classes, stem=stem, layers=ints(layers, "--layers", 4), width=width,
+        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, threads=threads,
+        device=device, subset=subset, test_subset=test_subset, keep_last=keep_last, eval_every=eval_every,
+    )  # fmt: skip
+    if resume is None:
+        if output is None:
+            raise ResxError("give a run directory with -o RUN (or continue one with --resume RUN)")
+        _new_run(output, overwrite, TrainConfig(**settings), runtime or "py", data, py_module or "eager")
+        return
+    if output is not None:
+        raise ResxError("give either -o RUN (a new run) or --resume RUN (an existing one), not both")
+    fixed = [k for k in settings if k != "epochs"] + [k for k, v in
+             {"runtime": runtime, "data": data, "py_module": py_module}.items() if v is not None]  # fmt: skip
+    if fixed or overwrite:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in fixed + (["overwrite"] if overwrite else []))
+        raise ResxError(f"--resume {resume}: a run's settings are fixed; drop {names} (or start a new run with -o)")
+    _resume_run(resume, epochs)
+
+
+def _new_run(output: Path, overwrite: bool, config, runtime: str, data: Path | None, py_module: str) -> None:
+    from resx import data as D
+    from resx import train as T
+    from resx.rundir import RunDir
+
+    config.validate()
+    check_threads(config.threads)
+    with T.Stop() as stop, RunDir.create(output, overwrite) as rd:
+        try:
+            job = T.prepare(config, runtime, data or D.default_data_dir(), rd, py_module=py_module)
+        except BaseException:
+            rd.remove_run_files()  # a run that never started leaves nothing behind
+            raise
+        _run_training(job, stop, output)
+
+
+def _resume_run(run: Path, epochs: int | None) -> None:
+    """The run's config is authoritative; only --epochs may change, to extend it (recorded)."""
+    from resx import train as T
+    from resx.recipe import TrainConfig
+    from resx.rundir import RunDir
+
+    with T.Stop() as stop, RunDir.resume(run) as rd:
+        status, saved = rd.status(), rd.read_config()
+        config = TrainConfig.from_dict(saved.get("config", {}))
+        extended = list(saved.get("extended", []))
+        if epochs is not None and epochs != config.epochs:
+            if epochs < config.epochs:
+                raise ResxError(f"--epochs {epochs}: --resume can only extend the run's {config.epochs} epochs")
+            extended.append({"from_epochs": config.epochs, "to_epochs": epochs, "after_epoch": status.epochs_done})
+            config.epochs = epochs
+        elif status.state == "complete":
+            console.print(f"{run}: the run is complete ({config.epochs} epochs); nothing to do "
+                          f"(--epochs N extends it)", highlight=False)  # fmt: skip
+            return
+        job = T.prepare(config, saved.get("runtime", "py"), Path(saved.get("data", "")), rd, resume=True,
+                        py_module=saved.get("py_module", "eager"), extended=extended)  # fmt: skip
+        _run_training(job, stop, run)
 
 
 @app.command("eval")
@@ -311,166 +393,89 @@ def eval_cmd(
     from resx import data as D
     from resx import train as T
 
-    try:
-        result = T.evaluate_checkpoint(
-            weights, data if data is not None else D.default_data_dir(), runtime, batch_size, test_subset, device
-        )
-    except T.TrainError as e:
-        raise fail(str(e))
+    result = T.evaluate_checkpoint(weights, data or D.default_data_dir(), runtime, batch_size, test_subset, device)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        console.print(
-            f"{runtime}: {result['model']} {weights}: test loss {result['test_loss']:.6f}, "
-            f"top-1 {result['test_top_1']:.2f}% on {result['images']} images",
-            highlight=False,
-        )
+        console.print(f"{runtime}: {result['model']} {weights}: test loss {result['test_loss']:.6f}, "
+                      f"top-1 {result['test_top_1']:.2f}% on {result['images']} images", highlight=False)  # fmt: skip
 
 
-def _ints(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise fail(f"{option} '{text}': give positive whole numbers separated by commas, e.g. 1,8,32")
-    return values
-
-
-PRESETS = {
-    # What `make demo` runs: about 3-5 minutes on a 2-core machine.
-    "quick": dict(
-        models=["resnet18"],
-        rounds=4,
-        latency_calls=200,
-        batch_sizes=[1, 8, 32, 128],
-        throughput_calls=2,
-        thread_counts=[1, 2, 4],
-        thread_seconds=1.0,
-        train_steps=3,
-        train_batch=32,
-        epochs=0,
-        train_rounds=2,
-    ),
-    # The structure of the well-known comparison: ResNet18 and ResNet34, 50 epochs at batch 128 (a GPU job).
-    "seed": dict(models=["resnet18", "resnet34"], epochs=50, train_batch=128),
-    "custom": {},
-}
+# ----------------------------------------------------------------------------------------- bench
 
 
 @app.command()
 def bench(
     output: Annotated[Path, typer.Option("-o", "--output", help="Report directory.")] = Path("resx-bench"),
-    runtime: Annotated[str, typer.Option(help="all, or a comma list of py-eager, py-script, cpp, cpp-exe.")] = "all",
+    runtime: Annotated[str, typer.Option(help="all, or a comma list of runtimes (see resx.bench.RUNTIMES).")] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="The short preset (what make demo runs).")] = False,
     preset: Annotated[
         str, typer.Option(help="quick, seed (ResNet18/34, 50 epochs, batch 128; for a GPU) or custom.")
     ] = "custom",
-    model: Annotated[
-        str | None, typer.Option(help="Comma list of models (default: the preset's, resnet18).")
-    ] = None,
+    model: Annotated[str | None, typer.Option(help="Comma list of models (default: the preset's, resnet18).")] = None,
     stem: Annotated[
         str, typer.Option(help="cifar, or imagenet to see what a mismatched architecture measures.")
     ] = "cifar",
     layers: Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,3,3,3.")] = None,
+    width: Annotated[int, typer.Option(help="Channels of the first stage (64: the published ResNets).")] = 64,
     data: Annotated[
         Path | None, typer.Option(help="CIFAR-10 for training (default: synthetic images, timing only).")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Annotated[int, typer.Option(help="Intra-op threads in every runtime (0: torch's default).")] = 0,
-    rounds: Annotated[int | None, typer.Option(help="Interleaved rounds.")] = None,
-    latency_calls: Annotated[
-        int | None, typer.Option(help="Timed batch-1 calls per runtime (>= 200 advised).")
-    ] = None,
+    rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, each on a fresh runtime state.")] = None,
+    latency_calls: Annotated[int | None, typer.Option(help="Timed batch-1 calls per runtime and round.")] = None,
     batch_sizes: Annotated[str | None, typer.Option(help="Throughput batch sizes, e.g. 1,8,32,128.")] = None,
-    throughput_calls: Annotated[int | None, typer.Option(help="Timed calls per runtime and batch size.")] = None,
+    throughput_calls: Annotated[int | None, typer.Option(help="Timed calls per runtime, batch size and round.")] = None,
     thread_counts: Annotated[str | None, typer.Option(help="Concurrent callers, e.g. 1,2,4.")] = None,
-    thread_seconds: Annotated[float | None, typer.Option(help="Seconds per runtime and thread count.")] = None,
-    train_steps: Annotated[int | None, typer.Option(help="Training steps per runtime (without --epochs).")] = None,
+    thread_seconds: Annotated[float | None, typer.Option(help="Seconds per runtime, thread count and round.")] = None,
+    train_steps: Annotated[
+        int | None, typer.Option(help="Training steps per runtime and round (without --epochs).")
+    ] = None,
     train_batch: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    train_rounds: Annotated[int | None, typer.Option(help="Training runs per runtime, interleaved.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Train full epochs (needs --data) and report accuracy.")] = None,
-    inference: Annotated[bool, typer.Option(help="Measure inference.")] = True,
-    training: Annotated[bool, typer.Option(help="Measure training.")] = True,
-    max_load: Annotated[float, typer.Option(help="Load average per core above which the run is marked loaded.")] = 0.5,
+    inference: Annotated[bool, typer.Option("--inference/--no-inference", help="Measure inference.")] = True,
+    training: Annotated[bool, typer.Option("--training/--no-training", help="Measure training.")] = True,
+    max_load: Annotated[
+        float, typer.Option(help="Other processes' busy cores per core above which the run is marked loaded.")
+    ] = 0.5,
     force: Annotated[bool, typer.Option("--force", help="Run even when the fairness gate fails (recorded).")] = False,
 ) -> None:
     """The fair comparison: latency, throughput, threads and training per runtime, with a report."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from resx import report
-    from resx.bench import RUNTIMES, BenchConfig, BenchError, run
+    from resx import bench as B
 
-    preset = "quick" if quick else preset
-    if preset not in PRESETS:
-        raise fail(f"unknown preset '{preset}': quick, seed or custom")
-    values = dict(PRESETS[preset])
-    explicit = dict(
-        models=model.split(",") if model else None,
-        rounds=rounds,
-        latency_calls=latency_calls,
-        batch_sizes=_ints(batch_sizes, "--batch-sizes"),
-        throughput_calls=throughput_calls,
-        thread_counts=_ints(thread_counts, "--thread-counts"),
-        thread_seconds=thread_seconds,
-        train_steps=train_steps,
-        train_batch=train_batch,
-        epochs=epochs,
-    )
-    values |= {k: v for k, v in explicit.items() if v is not None}
-    runtimes = list(RUNTIMES) if runtime == "all" else [r.strip() for r in runtime.split(",")]
-    cfg = BenchConfig(
-        **values,
-        runtimes=runtimes,
-        stem=stem,
-        layers=_ints(layers, "--layers"),
-        data=str(data) if data else None,
-        device=device,
-        threads=threads,
-        inference=inference,
-        training=training,
-        max_load=max_load,
-        force=force,
-        preset=preset,
-    )
-    if preset == "seed" and data is None:
-        raise fail("--preset seed trains 50 epochs on CIFAR-10: pass --data DIR (see `resx data fetch`)")
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=True
-    ) as progress:
+    check_threads(threads)
+    cfg = B.configure(
+        "quick" if quick else preset, runtimes=runtime, models=model.split(",") if model else None, stem=stem,
+        layers=ints(layers, "--layers", 4), width=width, data=str(data) if data else None, device=device,
+        threads=threads, rounds=rounds, latency_calls=latency_calls, batch_sizes=ints(batch_sizes, "--batch-sizes"),
+        throughput_calls=throughput_calls, thread_counts=ints(thread_counts, "--thread-counts"),
+        thread_seconds=thread_seconds, train_steps=train_steps, train_batch=train_batch, train_rounds=train_rounds,
+        epochs=epochs, inference=inference, training=training, max_load=max_load, force=force,
+    )  # fmt: skip
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as progress:  # fmt: skip
         task = progress.add_task("starting", total=None)
-        try:
-            results = run(
-                cfg,
-                notify=lambda text: progress.update(task, description=text),
-                warn=lambda text: err_console.print(f"[bold yellow]warning:[/] {text}", highlight=False),
-            )
-        except BenchError as e:
-            raise fail(str(e))
-    files = report.write(results, output)
-    table = Table(
-        title=f"resx bench ({preset}): {', '.join(cfg.models)}, {cfg.device}, {cfg.threads} intra-op threads"
-        + (" [LOADED]" if results["loaded"] else "")
-    )
-    for column in report.SEED_COLUMNS:
+        results = B.run(cfg, notify=lambda text: progress.update(task, description=text), warn=warn)
+    files = B.report.write(results, output)
+    title = f"resx bench ({cfg.preset}): {', '.join(cfg.models)}, {cfg.device}, {cfg.threads} intra-op threads"
+    table = Table(title=title + (" [LOADED]" if results["loaded"] else ""))
+    for column in B.report.SEED_COLUMNS:
         table.add_column(column, justify="left" if column in ("Runtime", "Model") else "right")
-    for row in report.seed_table(results):
+    for row in B.report.seed_table(results):
         table.add_row(*row)
     console.print(table)
-    for name, entry in results["models"].items():
-        for r in entry["ratios"]:
-            if r["measure"] in ("latency batch 1", "training step") or r["measure"].startswith("images/s with"):
-                console.print(
-                    f"  {name} {r['measure']}: {r['runtime']} / {r['baseline']} = {r['ratio']:.3f} "
-                    f"(95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f})",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+    for line in B.report.headline(results):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     console.print(f"report: {output / 'report.md'} ({len(files)} files)")
 
 
-data_app = typer.Typer(help="CIFAR-10: download, check, convert.", no_args_is_help=True)
+# ------------------------------------------------------------------------------------------ data
+
+data_app = typer.Typer(help="CIFAR-10: download, check, convert.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 
@@ -489,22 +494,13 @@ def data_fetch(
     """Download the official CIFAR-10 binary release (md5-checked, resumable, atomic)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from resx.data import URL, DataError, fetch
+    from resx.data import URL, fetch
 
     dest = _data_dir(directory)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
         task = progress.add_task(f"CIFAR-10 from {URL}", total=None)
-        try:
-            path = fetch(dest, progress=lambda done, total: progress.update(task, completed=done, total=total))
-        except DataError as e:
-            raise fail(str(e))
+        path = fetch(dest, progress=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(f"CIFAR-10 ready in {path}")
 
 
@@ -513,14 +509,11 @@ def data_check(
     directory: Annotated[Path | None, typer.Argument(help="A CIFAR-10 directory (default: the cache).")] = None,
 ) -> None:
     """Validate a CIFAR-10 directory: file sizes, labels, images per class."""
-    from resx.data import DataError, check, class_names
+    from resx.data import check, class_names
 
     directory = _data_dir(directory)
-    try:
-        report = check(directory)
-        names = class_names(directory)
-    except DataError as e:
-        raise fail(str(e))
+    report = check(directory)
+    names = class_names(directory)
     table = Table(title=f"{report.layout} layout: {report.directory}")
     table.add_column("class")
     for split in report.counts:
@@ -531,7 +524,7 @@ def data_check(
     for problem in report.problems:
         err_console.print(f"[bold red]problem:[/] {problem}", highlight=False, soft_wrap=True)
     if not report.ok:
-        raise fail(f"{directory}: {len(report.problems)} problem(s), see above")
+        raise ResxError(f"{directory}: {len(report.problems)} problem(s), see above")
     console.print("[green]CIFAR-10 is complete and valid.[/]")
 
 
@@ -541,14 +534,14 @@ def data_convert(
     dest: Annotated[Path, typer.Argument(help="Where to write cifar-10-batches-bin/.")],
 ) -> None:
     """Write the binary layout from the pickled one, for the C++ runtime's reader."""
-    from resx.data import DataError, convert_pickled_to_binary
+    from resx.data import convert_pickled_to_binary
 
-    try:
-        out = convert_pickled_to_binary(source, dest)
-    except DataError as e:
-        raise fail(str(e))
-    console.print(f"wrote {out}")
+    console.print(f"wrote {convert_pickled_to_binary(source, dest)}")
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

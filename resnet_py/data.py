@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from resx.errors import ResxError
 from resx.files import atomic_write
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -72,7 +73,7 @@ class AugmentSpec:
 AUGMENT = AugmentSpec()
 
 
-class DataError(Exception):
+class DataError(ResxError):
     """A CIFAR-10 file or directory is unusable; the message names it and says what is wrong."""
 
 
@@ -106,7 +107,7 @@ def _check_labels(path: Path, labels: Tensor) -> None:
 class _ArrayUnpickler(pickle.Unpickler):
     """CIFAR's pickled batches hold dicts of numpy arrays and lists: allow exactly that."""
 
-    ALLOWED = {
+    ALLOWED = frozenset({
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
@@ -114,7 +115,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
         ("_codecs", "encode"),
-    }
+    })  # fmt: skip
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
@@ -128,8 +129,8 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _ArrayUnpickler(f, encoding="bytes").load()
-    except Exception as e:
-        raise DataError(f"{path}: not a CIFAR-10 pickled batch ({type(e).__name__}: {e})")
+    except Exception as e:  # noqa: BLE001  (unpickling raises many kinds for a file that is not one)
+        raise DataError(f"{path}: not a CIFAR-10 pickled batch ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: not a CIFAR-10 pickled batch (holds {type(obj).__name__}, not dict)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -205,15 +206,24 @@ def class_names(data_dir: Path) -> list[str]:
 
 
 def convert_pickled_to_binary(src: Path, dst: Path) -> Path:
-    """Write the binary layout from the pickled one, so that the C++ reader can use it."""
+    """Write the binary layout from the pickled one, so that the C++ reader can use it. The files are
+    written into a temporary directory beside the result and appear together by one rename: a failure
+    (a bad batch, a full disk) leaves nothing behind, and an existing result is never touched."""
     layout, directory = find_layout(src)
     out = Path(dst) / BINARY_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    for split in SPLIT_SIZES:
-        for path in split_files(layout, directory, split):
-            images, labels = (read_binary if layout == "binary" else read_pickled)(path)
-            write_binary(out / (path.name.removesuffix(".bin") + ".bin"), images, labels)
-    atomic_write(out / "batches.meta.txt", ("\n".join(class_names(src)) + "\n").encode())
+    if out.exists():
+        raise DataError(f"{out}: exists already; remove it or choose another destination")
+    read = read_binary if layout == "binary" else read_pickled
+    try:
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{BINARY_DIR}.", dir=dst, ignore_cleanup_errors=True) as tmp:
+            for split in SPLIT_SIZES:
+                for path in split_files(layout, directory, split):
+                    write_binary(Path(tmp) / (path.name.removesuffix(".bin") + ".bin"), *read(path))
+            atomic_write(Path(tmp) / "batches.meta.txt", "\n".join(class_names(src)) + "\n")
+            os.rename(tmp, out)  # what remains to clean up on success: nothing
+    except OSError as e:
+        raise DataError(f"{e.filename or out}: cannot write ({e.strerror})") from None
     return out
 
 
@@ -284,39 +294,57 @@ def fetch(
     final = dest / BINARY_DIR
     if final.is_dir() and (final / "test_batch.bin").is_file():
         return final
-    dest.mkdir(parents=True, exist_ok=True)
     part = dest / "cifar-10-binary.tar.gz.part"
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        _download(url, part, progress, timeout)
+        digest = hashlib.md5(part.read_bytes()).hexdigest()
+        if digest != md5:
+            part.unlink()
+            raise DataError(f"{url}: md5 {digest} != published {md5}; the download was corrupt and is deleted, "
+                            f"run again")  # fmt: skip
+        with tempfile.TemporaryDirectory(dir=dest) as tmp:
+            with tarfile.open(part) as tar:
+                tar.extractall(tmp, filter="data")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(Path(tmp) / BINARY_DIR, final)
+    except OSError as e:  # a local write: a full disk keeps no partial archive either
+        part.unlink(missing_ok=True)
+        raise DataError(f"{e.filename or dest}: cannot write ({e.strerror})") from None
+    part.unlink()
+    return final
+
+
+def _download(url: str, part: Path, progress: Callable[[int, int | None], None] | None, timeout: float) -> None:
+    """Append to `part` what the server has beyond it (HTTP Range); a network failure keeps `part` for the
+    next try, a local write failure raises OSError."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            resumed = getattr(response, "status", None) == 206  # the server honoured Range
-            length = int(response.headers.get("Content-Length") or 0)
-            total = length + (have if resumed else 0) if length else None
-            with open(part, "ab" if resumed else "wb") as f:
-                done = have if resumed else 0
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         reason = getattr(e, "reason", e)
-        raise DataError(
-            f"cannot download {url} ({reason}); without internet, copy the CIFAR-10 binary release "
-            f"to a directory and pass it with --data DIR or ${DATA_ENV}=DIR"
-        )
-    digest = hashlib.md5(part.read_bytes()).hexdigest()
-    if digest != md5:
-        part.unlink()
-        raise DataError(f"{url}: md5 {digest} != published {md5}; the download was corrupt and is deleted, run again")
-    with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        with tarfile.open(part) as tar:
-            tar.extractall(tmp, filter="data")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(Path(tmp) / BINARY_DIR, final)
-    part.unlink()
-    return final
+        raise DataError(f"cannot download {url} ({reason}); without internet, copy the CIFAR-10 binary release "
+                        f"to a directory and pass it with --data DIR or ${DATA_ENV}=DIR") from None  # fmt: skip
+    with response:
+        resumed = getattr(response, "status", None) == 206  # the server honoured Range
+        length = int(response.headers.get("Content-Length") or 0)
+        total = length + (have if resumed else 0) if length else None
+        with open(part, "ab" if resumed else "wb") as f:
+            done = have if resumed else 0
+            while True:
+                try:
+                    chunk = response.read(1 << 20)
+                except (TimeoutError, ConnectionError) as e:
+                    raise DataError(
+                        f"download of {url} cut off after {done:,} bytes ({e}); run again to resume"
+                    ) from None
+                if not chunk:
+                    break
+                f.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
 
 
 # ------------------------------------------------------------------------------------ augmentation
@@ -353,7 +381,7 @@ def augment_batch(images: Tensor, offsets: Tensor, flips: Tensor, spec: AugmentS
 
     Output pixel (y, x) of sample b is padded[b, :, dy + y, dx + x'] with x' = crop-1-x when flipped:
     one gather over the flattened padded image, no per-image Python."""
-    b, c, h, w = images.shape
+    b, c, _, w = images.shape
     p, size = spec.padding, spec.crop
     padded = F.pad(images, (p, p, p, p)).view(b, c, -1)
     ar = torch.arange(size)

@@ -30,7 +30,7 @@ def cpu_model() -> str:
 
 def load_average() -> str:
     try:
-        return "%.2f %.2f %.2f" % os.getloadavg()
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     except OSError:
         return ""
 

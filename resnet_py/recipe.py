@@ -3,16 +3,18 @@ including the learning rate of every step, so no schedule formula is retyped in 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from resx.data import AUGMENT, AugmentSpec
-from resx.models import ModelConfig
+from resx.errors import ConfigError
+from resx.models import DEFAULT_WIDTH, ModelConfig
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
-RUNTIMES = ("py", "cpp", "cpp-exe")
+DEVICES = ("cpu", "cuda")
 CONFIG_FORMAT = "resx-config/1"
 
 
@@ -22,6 +24,7 @@ class TrainConfig:
     num_classes: int = 10
     stem: str = "cifar"
     layers: list[int] | None = None
+    width: int = DEFAULT_WIDTH
     epochs: int = 1
     batch_size: int = 128
     lr: float = 0.1
@@ -41,30 +44,50 @@ class TrainConfig:
     augment: AugmentSpec = field(default_factory=lambda: AUGMENT)
 
     def validate(self) -> None:
-        """Raise ValueError with one line naming the setting and the fix."""
-        self.model_config()  # model name, stem, classes, layers
+        """Raise ConfigError with one line naming the setting (as its command-line option) and the range."""
+        self.model_config()  # model name, stem, classes, layers, width
+        for option, value in (
+            ("--lr", self.lr),
+            ("--momentum", self.momentum),
+            ("--weight-decay", self.weight_decay),
+            ("--warmup-epochs", self.warmup_epochs),
+            ("--label-smoothing", self.label_smoothing),
+        ):
+            if not math.isfinite(value):
+                raise ConfigError(f"{option} must be a finite number, got {value}")
         checks = [
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (self.schedule in SCHEDULES, f"unknown schedule '{self.schedule}': choose {', '.join(SCHEDULES)}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.threads >= 0, f"threads must be >= 0, got {self.threads}"),
-            (self.subset >= 0 and self.test_subset >= 0, "subset sizes must be >= 0"),
-            (self.eval_every >= 1, f"eval-every must be at least 1, got {self.eval_every}"),
-            (self.device == "cpu" or self.device.startswith("cuda"), f"unknown device '{self.device}': cpu or cuda"),
-        ]
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (not self.nesterov or self.momentum > 0, "--nesterov needs a positive --momentum"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.schedule in SCHEDULES, f"unknown --schedule '{self.schedule}': choose {', '.join(SCHEDULES)}"),
+            (0 <= self.warmup_epochs <= self.epochs,
+             f"--warmup-epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}"),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (self.threads >= 0, f"--threads must be >= 0 (0: LibTorch's default), got {self.threads}"),
+            (self.subset >= 0, f"--subset must be >= 0 (0: all), got {self.subset}"),
+            (self.test_subset >= 0, f"--test-subset must be >= 0 (0: all), got {self.test_subset}"),
+            (self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}"),
+            (self.device.split(":")[0] in DEVICES, f"unknown --device '{self.device}': cpu or cuda"),
+        ]  # fmt: skip
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(self.model, self.num_classes, self.stem, self.layers)
+        return ModelConfig(self.model, self.num_classes, self.stem, self.layers, self.width)
 
     def steps_per_epoch(self, n_train: int) -> int:
         return n_train // self.batch_size if self.drop_last else -(-n_train // self.batch_size)
+
+    def digest(self) -> str:
+        """What a checkpoint must have been made with to continue this run: everything but the number
+        of epochs (which --resume may extend)."""
+        settings = {k: v for k, v in self.to_dict().items() if k != "epochs"}
+        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     def learning_rates(self, steps_per_epoch: int) -> list[float]:
         """The learning rate of every optimizer step of the run (linear warm-up, then the schedule)."""
@@ -97,10 +120,13 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
-        if isinstance(values.get("augment"), dict):
-            a = values["augment"]
-            values["augment"] = AugmentSpec(a["crop"], a["padding"], a["flip_p"], tuple(a["mean"]), tuple(a["std"]))
-        return cls(**values)
+        try:
+            if isinstance(values.get("augment"), dict):
+                a = values["augment"]
+                values["augment"] = AugmentSpec(a["crop"], a["padding"], a["flip_p"], tuple(a["mean"]), tuple(a["std"]))
+            return cls(**values)
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"not a resx training config ({type(e).__name__}: {e})") from None
 
     def cpp_config_text(
         self,
@@ -110,41 +136,32 @@ class TrainConfig:
         data_dir: Path,
         run_dir: Path,
         steps_per_epoch: int,
-        resume: bool,
+        run_keys: dict[str, str],
+        saved: dict,
         prefetch: bool = True,
     ) -> str:
-        """The resx-config/1 file that resx::TrainConfig::read parses. Floats as repr: the exact
-        same doubles reach C++."""
+        """The resx-config/1 file that resx::TrainConfig::read parses. Floats as repr: the exact same
+        doubles reach C++. run_keys: the run directory's file names and columns (resx.rundir);
+        saved: train_config.json, echoed into run.json."""
         a = self.augment
         values = {
-            "format": CONFIG_FORMAT,
-            "runtime": runtime,
-            "model_file": model_file,
-            "data_dir": data_dir,
-            "run_dir": run_dir,
-            "device": self.device,
+            "format": CONFIG_FORMAT, "runtime": runtime, "model_file": model_file, "data_dir": data_dir,
+            "run_dir": run_dir, "device": self.device,
             "model_config": json.dumps(self.model_config().to_dict(), separators=(",", ":")),
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "threads": self.threads,
-            "subset": self.subset,
-            "test_subset": self.test_subset,
-            "eval_every": self.eval_every,
-            "momentum": repr(self.momentum),
-            "weight_decay": repr(self.weight_decay),
-            "label_smoothing": repr(self.label_smoothing),
-            "nesterov": int(self.nesterov),
-            "drop_last": int(self.drop_last),
-            "prefetch": int(prefetch),
-            "resume": int(resume),
-            "crop": a.crop,
-            "padding": a.padding,
-            "flip_p": repr(a.flip_p),
-            "mean": ",".join(map(repr, a.mean)),
-            "std": ",".join(map(repr, a.std)),
+            "config_json": json.dumps(saved, separators=(",", ":")), "config_digest": self.digest(),
+            "epochs": self.epochs, "batch_size": self.batch_size, "steps_per_epoch": steps_per_epoch,
+            "seed": self.seed, "threads": self.threads, "subset": self.subset, "test_subset": self.test_subset,
+            "eval_every": self.eval_every, "momentum": repr(self.momentum), "weight_decay": repr(self.weight_decay),
+            "label_smoothing": repr(self.label_smoothing), "nesterov": int(self.nesterov),
+            "drop_last": int(self.drop_last), "prefetch": int(prefetch),
+            "crop": a.crop, "padding": a.padding, "flip_p": repr(a.flip_p),
+            "mean": ",".join(map(repr, a.mean)), "std": ",".join(map(repr, a.std)),
+            **run_keys,
             "lrs": ",".join(map(repr, self.learning_rates(steps_per_epoch))),
-        }
+        }  # fmt: skip
         lines = ["# resx training config: written by resx, read by the C++ runtime (resx-cpp train FILE)"]
-        lines += [f"{k} = {v}" for k, v in values.items()]
+        for key, value in values.items():
+            if "\n" in str(value):
+                raise ConfigError(f"{key} '{value}' contains a line break; use another path")
+            lines.append(f"{key} = {value}")
         return "\n".join(lines) + "\n"

@@ -1,94 +1,117 @@
-"""Training and evaluation: the Python loop, and the driver of the C++ loop (resnet_cpp/train.cpp).
+"""Training and evaluation: the Python Trainer, and the drivers of the C++ one.
 
-Both runtimes write the same run directory:
-    train_config.json  the TrainConfig and runtime (what --resume reads)
-    config.txt         the same config for the C++ runtime (resx-config/1)
-    model.pt           the exported TorchScript file (its fingerprint names the architecture)
-    steps.csv          one row per step: lr, loss, batch size, data/forward/backward/optimizer seconds
-    metrics.csv        one row per epoch, the well-known columns and the timing split
-    checkpoint.pt      the last complete epoch: weights, momentum, position, history (for --resume)
-    final.pt           the final weights
-    run.json           config, env snapshot, fingerprint, final metrics
-Checkpoints are dicts of tensors, numbers and strings that torch.load(weights_only=True) and
-torch::pickle_load both read.
+`Trainer` here and `resx::Trainer` (resnet_cpp/train.cpp) are one design in two languages, method for
+method: restore, step, evaluate, save_checkpoint, write_outputs, run. Each emits typed StepRecords and
+EpochRecords that the run directory's owner (resx.rundir / resx::RunDir) writes.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from resx import data as D
-from resx.export import ExportError, export, fingerprint, load
-from resx.files import atomic_output, atomic_write, safe_torch_load
+from resx import envinfo
+from resx.cpp import CppRuntimeError, _cpp, executable
+from resx.errors import ResxError
+from resx.export import export, fingerprint, load
+from resx.files import atomic_write
 from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
+from resx.rundir import (
+    CHECKPOINT,
+    CHECKPOINT_FORMAT,
+    CPP_CONFIG,
+    FINAL,
+    METRICS,
+    MODEL,
+    STEPS,
+    EpochRecord,
+    RunDir,
+    StepRecord,
+    check_resumable,
+    check_tensors,
+    read_checkpoint,
+)
 
-CHECKPOINT_FORMAT = "resx-checkpoint/1"  # mirrors resx::kCheckpointFormat
-METRICS_HEADER = (
-    "Epoch,Wall Time,Epoch time,Train_loss,Train_top_1,Test_loss,Test_top_1,Eval time,"
-    "data_s,forward_s,backward_s,optimizer_s,images_per_s,lr\n"
-)  # mirrors resx::kMetricsHeader
-STEPS_HEADER = "epoch,step,lr,loss,batch_size,data_s,forward_s,backward_s,optimizer_s\n"
+RUNTIMES = ("py", "cpp", "cpp-exe")
+PY_MODULES = ("eager", "scripted")
 
 
-class TrainError(Exception):
+class TrainError(ResxError):
     """A run cannot start or continue; the message names the input and the fix."""
 
 
 @dataclass
 class Progress:
-    """Mirrors resx::Progress: what the one progress display shows for either runtime."""
+    """Mirrors resx::Progress: what the one progress display shows for every runtime."""
 
-    phase: str = "starting"
-    epoch: int = 0
+    phase: str = "starting"  # starting, train, eval, done, stopped
+    epoch: int = 0  # epochs done
     epochs: int = 0
-    step: int = 0
+    step: int = 0  # steps done in the current epoch
     steps: int = 0
-    loss: float = 0.0
-    images_per_s: float = 0.0
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    complete: bool
-    losses: list[float] = field(default_factory=list)
+    loss: float = 0.0  # of the last step
+    images_per_s: float = 0.0  # in the current epoch so far
 
 
 ProgressFn = Callable[[Progress], None]
 
 
-def _g(x: float) -> str:
-    return "%.17g" % x  # the C++ side prints "%.17g" too: equal doubles, equal text
+def progress_of(source) -> Progress:
+    """A Progress from anything with its fields (resx._cpp.Progress, a Progress being updated)."""
+    return Progress(**{f.name: getattr(source, f.name) for f in fields(Progress)})
 
 
-def _f6(x: float) -> str:
-    return "%.6f" % x
+@dataclass
+class EvalResult:
+    loss: float = 0.0  # mean cross-entropy
+    top_1: float = 0.0  # percent
+    images: int = 0
 
 
-def read_checkpoint(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainError(f"{path}: no such checkpoint")
-    try:
-        ckpt = safe_torch_load(path)
-    except Exception as e:
-        raise TrainError(f"{path}: not a resx checkpoint ({type(e).__name__})")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainError(f"{path}: not a resx checkpoint (no format {CHECKPOINT_FORMAT})")
-    return ckpt
+class Stop:
+    """How a run is asked to stop: SIGINT or SIGTERM alike in every runtime, or request(). The run ends
+    after the current step and keeps its last complete epoch; a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signal = 0
+        self.listeners: list[Callable[[int], None]] = []  # the C++ trainer, a resx-cpp child
+        self._saved: dict[int, object] = {}
+
+    def request(self, signum: int = signal.SIGINT) -> bool:
+        """Ask the run to stop; False when it had already been asked."""
+        first = not self.signal
+        self.signal = self.signal or signum
+        for listener in self.listeners:
+            listener(signum)
+        return first
+
+    def _handle(self, signum: int, _frame) -> None:
+        if not self.request(signum):
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> Stop:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._saved[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._saved.items():
+            signal.signal(s, handler)
+        self._saved.clear()
 
 
 def sync(device: torch.device | str) -> None:
@@ -97,7 +120,12 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device) -> tuple[float, float, int]:
+def check_device(device: str, option: str = "--device") -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError(f"{option} {device}: CUDA is not available on this machine; use {option} cpu")
+
+
+def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device) -> EvalResult:
     """Mean test loss, top-1 percent, images. Mirrors resx::evaluate."""
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -108,7 +136,7 @@ def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum().item())
             seen += len(y)
-    return (loss_sum / seen if seen else 0.0), (100.0 * correct / seen if seen else 0.0), seen
+    return EvalResult(loss_sum / seen if seen else 0.0, 100.0 * correct / seen if seen else 0.0, seen)
 
 
 # --------------------------------------------------------------------------------------- preparing
@@ -116,15 +144,19 @@ def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device
 
 @dataclass
 class Prepared:
+    """A validated run: its config, runtime and the files both runtimes read."""
+
     config: TrainConfig
     runtime: str
-    run_dir: Path
+    py_module: str
+    run_dir: RunDir
     data_dir: Path  # the directory of the batch files
     layout: str
-    model_file: Path
     fingerprint: str
     steps_per_epoch: int
     resume: bool
+    checkpoint: dict | None = None  # the one to continue from, checked against this config (mmap)
+    checkpoint: dict | None = None  # the one to continue from, checked against this config (mmap)
 
 
 def _count_train(layout: str, directory: Path) -> int:
@@ -137,277 +169,303 @@ def _count_train(layout: str, directory: Path) -> int:
     return len(D.load_split(directory, "train")[1])
 
 
-def prepare(
-    config: TrainConfig,
-    runtime: str,
-    data: Path,
-    run_dir: Path,
-    resume: bool = False,
-    model_file: Path | None = None,
-) -> Prepared:
-    """Validate everything, export the model (or copy `model_file`, an export of the same seed and
-    architecture) and write both config files. No training yet."""
-    try:
-        config.validate()
-    except ValueError as e:
-        raise TrainError(str(e))
-    if runtime not in ("py", "cpp", "cpp-exe"):
+def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path | None) -> str:
+    """model.pt of the run (exported, copied from `source`, or kept on resume); returns its fingerprint,
+    recomputed from the file."""
+    target = run_dir / MODEL
+    if resume and target.exists():
+        module, manifest = load(target)
+        fp = fingerprint(module)
+        if manifest is None or manifest.get("fingerprint") != fp:
+            raise TrainError(f"{target}: its manifest does not match its graph; the run directory is damaged")
+        return fp
+    if source is not None:
+        module, manifest = load(source)
+        if (
+            manifest is None
+            or manifest.get("seed") != config.seed
+            or ModelConfig.from_dict(manifest["model"]) != config.model_config()
+        ):
+            raise TrainError(f"{source}: not an export of {config.model} with seed {config.seed}")
+        export(config.model_config(), target, seed=config.seed)  # the same file, made here (atomically)
+        return fingerprint(load(target)[0])
+    return export(config.model_config(), target, seed=config.seed)["fingerprint"]
+
+
+def _check_inputs(config: TrainConfig, runtime: str, data: Path, py_module: str) -> tuple[str, Path, int]:
+    """(layout, batch-file directory, steps per epoch) of a run that can start."""
+    config.validate()
+    if runtime not in RUNTIMES:
         raise TrainError(f"unknown runtime '{runtime}': py, cpp or cpp-exe")
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"--device {config.device}: CUDA is not available on this machine; use --device cpu")
-    try:
-        layout, directory = D.find_layout(data)
-    except D.DataError as e:
-        raise TrainError(str(e))
+    if py_module not in PY_MODULES:
+        raise TrainError(f"unknown --py-module '{py_module}': eager or scripted")
+    if runtime != "py" and py_module != "eager":
+        raise TrainError(f"--py-module {py_module} applies to the py runtime only")
+    check_device(config.device)
+    layout, directory = D.find_layout(data)
     if runtime != "py" and layout != "binary":
-        raise TrainError(
-            f"{data}: the C++ runtime reads the binary layout; convert it with "
-            f"`resx data convert {data} DEST` and pass --data DEST"
-        )
+        raise TrainError(f"{data}: the C++ runtime reads the binary layout; convert it with "
+                         f"`resx data convert {data} DEST` and pass --data DEST")  # fmt: skip
     n_train = _count_train(layout, directory)
     if config.subset:
         n_train = min(n_train, config.subset)
     steps = config.steps_per_epoch(n_train)
     if steps < 1:
-        raise TrainError(
-            f"{n_train} training images make no batch of {config.batch_size} (drop_last); "
-            f"lower --batch-size or use more images"
+        raise TrainError(f"{n_train} training images make no batch of {config.batch_size} (drop_last); "
+                         f"lower --batch-size or use more images")  # fmt: skip
+    return layout, directory, steps
+
+
+def prepare(
+    config: TrainConfig,
+    runtime: str,
+    data: Path,
+    run_dir: RunDir,
+    *,
+    resume: bool = False,
+    model_file: Path | None = None,
+    py_module: str = "eager",
+    extended: list | None = None,
+) -> Prepared:
+    """Validate everything, export the model (or reuse `model_file`, an export of the same seed and
+    architecture) and write both config files. No training yet."""
+    layout, directory, steps = _check_inputs(config, runtime, data, py_module)
+    saved = {
+        "runtime": runtime,
+        "py_module": py_module,
+        "data": str(data),
+        "config": config.to_dict(),
+        "extended": extended or [],
+    }
+    if not resume:
+        run_dir.write_config(saved)  # first: a directory with it is a run (resx.rundir.RunDir.status)
+    fp = _model_file(config, run_dir, resume, model_file)
+    checkpoint = None
+    if resume and (run_dir / CHECKPOINT).exists():  # refused before anything is written
+        checkpoint = read_checkpoint(run_dir / CHECKPOINT, mmap=True)
+        check_resumable(run_dir / CHECKPOINT, checkpoint, fingerprint=fp, config_digest=config.digest(),
+                        steps_per_epoch=steps, epochs=config.epochs)  # fmt: skip
+    if resume:
+        run_dir.write_config(saved)  # the same, or with extended epochs
+    text = config.cpp_config_text(
+        runtime=runtime,
+        model_file=(run_dir / MODEL).resolve(),
+        data_dir=directory.resolve(),
+        run_dir=run_dir.path.resolve(),
+        steps_per_epoch=steps,
+        run_keys=run_dir.cpp_keys(),
+        saved=saved,
+    )
+    atomic_write(run_dir / CPP_CONFIG, text)
+    job = Prepared(config, runtime, py_module, run_dir, directory, layout, fp, steps, resume, checkpoint)
+    if not resume:
+        write_run_json(job, "started", 0, None)
+    return job
+
+
+def write_run_json(job: Prepared, status: str, epochs_done: int, final: dict | None) -> None:
+    """run.json; resx::RunDir::write_run_json writes the same keys."""
+    job.run_dir.write_run_json({
+        "runtime": job.runtime, "status": status, "epochs_done": epochs_done, "config": job.run_dir.read_config(),
+        "env": envinfo.collect(executable=False), "fingerprint": job.fingerprint, "final": final,
+    })  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------- Trainer
+
+
+class Trainer:
+    """The Python training loop over the eager nn.Module (or the scripted file), on one thread."""
+
+    def __init__(self, job: Prepared, stop: Stop | None = None):
+        cfg = job.config
+        self.job, self.config, self.run_dir, self.stop = job, cfg, job.run_dir, stop or Stop()
+        self.device = torch.device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        model = build(cfg.model_config(), seed=cfg.seed) if job.py_module == "eager" else load(self.run_dir / MODEL)[0]
+        self.model = model.to(self.device)
+        self.params = dict(self.model.named_parameters())
+        self.lrs = cfg.learning_rates(job.steps_per_epoch)
+        self.optimizer = torch.optim.SGD(
+            list(self.params.values()),
+            lr=self.lrs[0],
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov,
         )
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    source, model_file = model_file, run_dir / "model.pt"
-    if resume and model_file.exists():
-        module, manifest = load(model_file)
-        fp = manifest["fingerprint"] if manifest else fingerprint(module)
-    elif source is not None:
-        _, manifest = load(source)
-        if (
-            manifest is None
-            or manifest["seed"] != config.seed
-            or ModelConfig.from_dict(manifest["model"]) != config.model_config()
-        ):
-            raise TrainError(f"{source}: not an export of {config.model} with seed {config.seed}")
-        shutil.copyfile(source, model_file)
-        fp = manifest["fingerprint"]
-    else:
-        try:
-            fp = export(config.model_config(), model_file, seed=config.seed)["fingerprint"]
-        except (ExportError, ValueError) as e:
-            raise TrainError(str(e))
-    atomic_write(
-        run_dir / "train_config.json",
-        json.dumps({"runtime": runtime, "data": str(data), "config": config.to_dict()}, indent=2),
-    )
-    atomic_write(
-        run_dir / "config.txt",
-        config.cpp_config_text(
-            runtime=runtime,
-            model_file=model_file.resolve(),
-            data_dir=directory.resolve(),
-            run_dir=run_dir.resolve(),
-            steps_per_epoch=steps,
-            resume=resume,
-        ),
-    )
-    return Prepared(config, runtime, run_dir, directory, layout, model_file, fp, steps, resume)
+        train = D.first_n(D.load_split(job.data_dir, "train"), cfg.subset)
+        test = D.first_n(D.load_split(job.data_dir, "test"), cfg.test_subset)
+        self.train_loader = D.CifarLoader(
+            *train, cfg.batch_size, train=True, seed=cfg.seed, drop_last=cfg.drop_last, spec=cfg.augment
+        )
+        self.test_loader = D.CifarLoader(*test, cfg.batch_size, train=False, spec=cfg.augment)
+        self.epochs_done, self.steps_done, self.wall_time = 0, 0, 0.0
+        self.steps: list[StepRecord] = []
+        self.epochs: list[EpochRecord] = []
+        self._batches: Iterator[D.Batch] = iter(())
+        self._progress = Progress(epochs=cfg.epochs, steps=job.steps_per_epoch)
+        if job.checkpoint is not None:
+            self.restore(job.checkpoint)
 
-
-def load_run(run_dir: Path) -> tuple[TrainConfig, str, Path]:
-    """(config, runtime, data) of an earlier run, for --resume."""
-    path = Path(run_dir) / "train_config.json"
-    if not path.is_file():
-        raise TrainError(f"{run_dir}: not a resx run directory (no train_config.json)")
-    saved = json.loads(path.read_text())
-    return TrainConfig.from_dict(saved["config"]), saved["runtime"], Path(saved["data"])
-
-
-# ------------------------------------------------------------------------------------- Python loop
-
-
-def train_py(p: Prepared, py_module: str = "eager", progress: ProgressFn | None = None) -> RunResult:
-    """The idiomatic Python loop over the eager nn.Module (or the scripted file)."""
-    cfg, device = p.config, torch.device(p.config.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if py_module == "eager":
-        model = build(cfg.model_config(), seed=cfg.seed)
-    elif py_module == "scripted":
-        model, _ = load(p.model_file)
-    else:
-        raise TrainError(f"unknown --py-module '{py_module}': eager or scripted")
-    model.to(device)
-    names = [n for n, _ in model.named_parameters()]
-    params = [q for _, q in model.named_parameters()]
-    lrs = cfg.learning_rates(p.steps_per_epoch)
-    opt = torch.optim.SGD(
-        params, lr=lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
-    )
-    train_loader = D.CifarLoader(
-        *D.first_n(D.load_split(p.data_dir, "train"), cfg.subset),
-        cfg.batch_size,
-        train=True,
-        seed=cfg.seed,
-        drop_last=cfg.drop_last,
-        spec=cfg.augment,
-    )
-    test_loader = D.CifarLoader(
-        *D.first_n(D.load_split(p.data_dir, "test"), cfg.test_subset), cfg.batch_size, train=False, spec=cfg.augment
-    )
-
-    start_epoch, step, wall = 0, 0, 0.0
-    metrics_csv, steps_csv = METRICS_HEADER, STEPS_HEADER
-    checkpoint_path = p.run_dir / "checkpoint.pt"
-    if p.resume and checkpoint_path.exists():
-        ckpt = read_checkpoint(checkpoint_path)
-        if ckpt["fingerprint"] != p.fingerprint:
-            raise TrainError(f"{checkpoint_path}: weights are for another architecture")
+    def restore(self, checkpoint: dict) -> None:
+        """Continue from a checkpoint of this run: verified whole before anything is copied."""
+        path, cfg = self.run_dir / CHECKPOINT, self.config
+        check_resumable(
+            path,
+            checkpoint,
+            fingerprint=self.job.fingerprint,
+            config_digest=cfg.digest(),
+            steps_per_epoch=self.job.steps_per_epoch,
+            epochs=cfg.epochs,
+        )
+        state = self.model.state_dict()
+        check_tensors(path, "model", state, checkpoint["model"])
+        check_tensors(path, "momentum", self.params, checkpoint["momentum"], partial=True)
+        steps = STEPS.parse(checkpoint["steps_csv"], path)
+        epochs = METRICS.parse(checkpoint["metrics_csv"], path)
+        if len(steps) != checkpoint["step"] or len(epochs) != checkpoint["epoch"]:
+            raise TrainError(f"{path}: its history does not match its position; the checkpoint is damaged")
         with torch.no_grad():
-            for name, t in model.state_dict().items():
-                t.copy_(ckpt["model"][name])
-        for name, q in zip(names, params):
-            if name in ckpt["momentum"]:
-                opt.state[q]["momentum_buffer"] = ckpt["momentum"][name].to(device).clone()
-        start_epoch, step, wall = ckpt["epoch"], ckpt["step"], ckpt["wall_time"]
-        metrics_csv, steps_csv = ckpt["metrics_csv"], ckpt["steps_csv"]
+            for name, t in state.items():
+                t.copy_(checkpoint["model"][name])
+        for name, buf in checkpoint["momentum"].items():
+            self.optimizer.state[self.params[name]]["momentum_buffer"] = buf.to(self.device).clone()
+        self.epochs_done, self.steps_done = checkpoint["epoch"], checkpoint["step"]
+        self.wall_time, self.steps, self.epochs = checkpoint["wall_time"], steps, epochs
 
-    def save(path: Path, epochs_done: int, with_momentum: bool) -> None:
+    def step(self, epoch: int) -> StepRecord | None:
+        """One optimizer step on the epoch's next batch, timed in four parts; None at the epoch's end."""
+        t0 = time.perf_counter()
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        if self.steps_done >= len(self.lrs):
+            raise TrainError(f"step {self.steps_done + 1} is past the run's {len(self.lrs)} learning rates")
+        x, y = batch.inputs.to(self.device), batch.labels.to(self.device)
+        sync(self.device)
+        t_data = time.perf_counter() - t0
+        lr = self.lrs[self.steps_done]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        t1 = time.perf_counter()
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        sync(self.device)
+        t_forward = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        loss.backward()
+        sync(self.device)
+        t_backward = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        self.optimizer.step()
+        sync(self.device)
+        t_optimizer = time.perf_counter() - t3
+        self.steps_done += 1
+        correct = int((logits.argmax(1) == y).sum().item())
+        record = StepRecord(
+            epoch + 1, self.steps_done, lr, loss.item(), len(y), correct, t_data, t_forward, t_backward, t_optimizer
+        )
+        self.steps.append(record)
+        return record
+
+    def evaluate(self) -> EvalResult:
+        return evaluate(self.model, self.test_loader, self.device)
+
+    def save_checkpoint(self, name: str, with_momentum: bool) -> None:
         momentum = {}
         if with_momentum:
-            for name, q in zip(names, params):
-                buf = opt.state.get(q, {}).get("momentum_buffer")
+            for pname, p in self.params.items():
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
                 if buf is not None:
-                    momentum[name] = buf.detach().cpu().clone()
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": p.fingerprint,
-            "model_config": json.dumps(cfg.model_config().to_dict(), separators=(",", ":")),
-            "epoch": epochs_done,
-            "step": step,
-            "wall_time": wall,
-            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "momentum": momentum,
-            "metrics_csv": metrics_csv,
-            "steps_csv": steps_csv,
-        }
-        with atomic_output(path) as tmp:
-            torch.save(checkpoint, tmp)
+                    momentum[pname] = buf.detach().cpu().clone()
+        self.run_dir.save_checkpoint(name, {
+            "format": CHECKPOINT_FORMAT, "fingerprint": self.job.fingerprint,
+            "model_config": json.dumps(self.config.model_config().to_dict(), separators=(",", ":")),
+            "config_digest": self.config.digest(), "steps_per_epoch": self.job.steps_per_epoch,
+            "epoch": self.epochs_done, "step": self.steps_done, "wall_time": self.wall_time,
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "momentum": momentum, "metrics_csv": METRICS.format(self.epochs), "steps_csv": STEPS.format(self.steps),
+        })  # fmt: skip
 
-    losses: list[float] = []
-    steps = len(train_loader)
-    test_loss = test_top1 = 0.0
-    report = progress or (lambda _: None)
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        epoch_start = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        split = [0.0, 0.0, 0.0, 0.0]
-        batches = train_loader.batches(epoch)
-        lr = lrs[step]
-        for i in range(steps):
-            t0 = time.perf_counter()
-            batch = next(batches)
-            x, y = batch.inputs.to(device), batch.labels.to(device)
-            sync(device)
-            t_data = time.perf_counter() - t0
-            lr = lrs[step]
-            for group in opt.param_groups:
-                group["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            t1 = time.perf_counter()
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            sync(device)
-            t_forward = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            loss.backward()
-            sync(device)
-            t_backward = time.perf_counter() - t2
-            t3 = time.perf_counter()
-            opt.step()
-            sync(device)
-            t_optimizer = time.perf_counter() - t3
-            value = loss.item()
-            correct += int((logits.argmax(1) == y).sum().item())
-            loss_sum += value * len(y)
-            seen += len(y)
-            for k, t in enumerate((t_data, t_forward, t_backward, t_optimizer)):
-                split[k] += t
-            losses.append(value)
-            steps_csv += (
-                f"{epoch + 1},{step + 1},{_g(lr)},{_g(value)},{len(y)},{_f6(t_data)},{_f6(t_forward)},"
-                f"{_f6(t_backward)},{_f6(t_optimizer)}\n"
-            )
-            step += 1
-            report(
-                Progress("train", epoch, cfg.epochs, i + 1, steps, value, seen / (time.perf_counter() - epoch_start))
-            )
-        epoch_time = time.perf_counter() - epoch_start
-        eval_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
-        eval_start = time.perf_counter()
-        if eval_now:
-            report(Progress("eval", epoch, cfg.epochs, steps, steps))
-            test_loss, test_top1, _ = evaluate(model, test_loader, device)
-        eval_time = time.perf_counter() - eval_start if eval_now else 0.0
-        wall += epoch_time + eval_time
-        metrics_csv += (
-            f"{epoch + 1},{_f6(wall)},{_f6(epoch_time)},{_g(loss_sum / seen)},{_g(100.0 * correct / seen)},"
-            f"{_g(test_loss) if eval_now else ''},{_g(test_top1) if eval_now else ''},{_f6(eval_time)},"
-            f"{','.join(map(_f6, split))},{_g(seen / epoch_time)},{_g(lr)}\n"
-        )
-        save(checkpoint_path, epoch + 1, True)
-        atomic_write(p.run_dir / "metrics.csv", metrics_csv)
-        atomic_write(p.run_dir / "steps.csv", steps_csv)
-        report(Progress("train", epoch + 1, cfg.epochs, steps, steps))
-    save(p.run_dir / "final.pt", cfg.epochs, False)
-    _write_run_json(
-        p,
-        "complete",
-        {
-            "epochs": cfg.epochs,
-            "steps": step,
-            "wall_time": wall,
-            "test_loss": test_loss,
-            "test_top_1": test_top1,
-            "train_loss": losses[-1] if losses else 0.0,
-        },
-    )
-    report(Progress("done", cfg.epochs, cfg.epochs, steps, steps))
-    return RunResult(p.run_dir, True, losses)
+    def write_outputs(self, status: str) -> None:
+        self.run_dir.write_history(self.steps, self.epochs)
+        final = None
+        if status == "complete":
+            last = self.epochs[-1] if self.epochs else None
+            final = {"epochs": self.config.epochs, "steps": self.steps_done, "wall_time": self.wall_time,
+                     "test_loss": last.test_loss if last else None, "test_top_1": last.test_top_1 if last else None,
+                     "train_loss": self.steps[-1].loss if self.steps else None}  # fmt: skip
+        write_run_json(self.job, status, self.epochs_done, final)
+
+    def _report(self, progress: ProgressFn | None, **changes) -> None:
+        for key, value in changes.items():
+            setattr(self._progress, key, value)
+        if progress is not None:
+            progress(progress_of(self._progress))
+
+    def run(self, progress: ProgressFn | None = None) -> bool:
+        """Train to the last epoch (True) or until a stop is requested (False, after the current step;
+        the last complete epoch's checkpoint stays)."""
+        cfg = self.config
+        self._report(progress, phase="train", epoch=self.epochs_done)
+        for epoch in range(self.epochs_done, cfg.epochs):
+            self.model.train()
+            start = time.perf_counter()
+            self._batches = self.train_loader.batches(epoch)
+            loss_sum, correct, seen, in_epoch, split = 0.0, 0, 0, 0, [0.0, 0.0, 0.0, 0.0]
+            while True:
+                if self.stop.signal:
+                    self.write_outputs("interrupted")
+                    self._report(progress, phase="stopped")
+                    return False
+                record = self.step(epoch)
+                if record is None:
+                    break
+                loss_sum += record.loss * record.batch_size
+                correct, seen, in_epoch = correct + record.correct, seen + record.batch_size, in_epoch + 1
+                for k, t in enumerate((record.data_s, record.forward_s, record.backward_s, record.optimizer_s)):
+                    split[k] += t
+                self._report(
+                    progress,
+                    phase="train",
+                    step=in_epoch,
+                    loss=record.loss,
+                    images_per_s=seen / (time.perf_counter() - start),
+                )
+            epoch_time = time.perf_counter() - start
+            evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+            result, eval_time = None, 0.0
+            if evaluated:
+                self._report(progress, phase="eval")
+                t = time.perf_counter()
+                result = self.evaluate()
+                eval_time = time.perf_counter() - t
+            self.wall_time += epoch_time + eval_time
+            self.epochs.append(EpochRecord(
+                epoch + 1, self.wall_time, epoch_time, loss_sum / seen, 100.0 * correct / seen,
+                result.loss if result else None, result.top_1 if result else None, eval_time, *split,
+                seen / epoch_time, self.steps[-1].lr,
+            ))  # fmt: skip
+            self.epochs_done = epoch + 1
+            self.save_checkpoint(CHECKPOINT, with_momentum=True)
+            self.write_outputs("running")
+            self._report(progress, phase="train", epoch=self.epochs_done, step=0)
+        self.save_checkpoint(FINAL, with_momentum=False)
+        self.write_outputs("complete")
+        self._report(progress, phase="done", step=self.job.steps_per_epoch)
+        return True
 
 
-def _write_run_json(p: Prepared, status: str, final: dict) -> None:
-    from resx import envinfo
-
-    atomic_write(
-        p.run_dir / "run.json",
-        json.dumps(
-            {
-                "runtime": p.runtime,
-                "status": status,
-                "config": p.config.to_dict(),
-                "env": envinfo.collect(executable=False),
-                "fingerprint": p.fingerprint,
-                "final": final,
-            },
-            indent=2,
-        ),
-    )
+# ---------------------------------------------------------------------------------- C++ drivers
 
 
-# --------------------------------------------------------------------------------- C++ loop driver
-
-
-def train_cpp(p: Prepared, progress: ProgressFn | None = None, poll: float = 0.1) -> RunResult:
-    """Run the C++ loop on this thread with the GIL released (a loop on another thread measured
-    slower), while a Python thread polls its progress for the display. Ctrl-C reaches the C++ loop,
-    which stops after the current step."""
-    from resx import _cpp
-
-    try:
-        trainer = _cpp.Trainer(str(p.run_dir / "config.txt"), "cpp")
-    except RuntimeError as e:
-        raise TrainError(str(e).splitlines()[0])
-    report = progress or (lambda _: None)
+def _train_cpp(job: Prepared, progress: ProgressFn | None, stop: Stop, poll: float = 0.1) -> bool:
+    """The C++ Trainer in this process, on this thread with the GIL released (a loop on another thread
+    measured slower), while a Python thread polls its progress for the display. It adopts our lock and
+    stops on SIGINT/SIGTERM after the current step, like the Python one."""
+    trainer = _cpp.Trainer(str(job.run_dir / CPP_CONFIG), "cpp", job.run_dir.lock_fd)
     finished = threading.Event()
     raised: list[BaseException] = []
 
@@ -415,73 +473,93 @@ def train_cpp(p: Prepared, progress: ProgressFn | None = None, poll: float = 0.1
         while not finished.wait(poll):
             q = trainer.progress()
             try:
-                report(Progress(q.phase, q.epoch, q.epochs, q.step, q.steps, q.loss, q.images_per_s))
-            except BaseException as e:
+                if progress is not None:
+                    progress(progress_of(q))
+            except BaseException as e:  # noqa: BLE001  (e.g. KeyboardInterrupt from the display)
                 raised.append(e)
-                trainer.request_stop()
+                trainer.request_stop(signal.SIGINT)
                 return
 
+    request_stop = trainer.request_stop  # one bound method, to remove the same object
+    stop.listeners.append(request_stop)
     watcher = threading.Thread(target=watch, name="resx-progress", daemon=True)
     watcher.start()
     try:
         complete = trainer.run()
-    except RuntimeError as e:
-        raise TrainError(str(e).splitlines()[0])
     finally:
         finished.set()
         watcher.join()
+        stop.listeners.remove(request_stop)
     if raised:
         raise raised[0]
+    if progress is not None:  # the final state, which the poll may have missed
+        progress(progress_of(trainer.progress()))
     if not complete:
-        raise KeyboardInterrupt
-    return RunResult(p.run_dir, True, list(trainer.losses()))
+        stop.request(trainer.stop_signal() or signal.SIGINT)
+    return complete
 
 
-def train_cpp_exe(p: Prepared, progress: ProgressFn | None = None) -> RunResult:
-    """Run resx-cpp train CONFIG (no Python in that process); Ctrl-C is forwarded as SIGINT."""
-    from resx.cpp import executable
+def parse_progress(line: str) -> Progress | None:
+    """`progress phase=train epoch=0 ...` (resx-cpp train's stderr) -> Progress, by field name."""
+    if not line.startswith("progress "):
+        return None
+    values = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
+    try:
+        return Progress(**{f.name: type(getattr(Progress(), f.name))(values[f.name]) for f in fields(Progress)})
+    except (KeyError, ValueError):
+        return None
 
+
+def _train_cpp_exe(job: Prepared, progress: ProgressFn | None, stop: Stop) -> bool:
+    """resx-cpp train CONFIG: no Python in that process. It inherits the run's lock, dies with us
+    (PR_SET_PDEATHSIG) and receives our SIGINT/SIGTERM."""
+    fd = job.run_dir.lock_fd
+    env = os.environ | {"RESX_LOCK_FD": str(fd), "RESX_PARENT_PID": str(os.getpid())}
     proc = subprocess.Popen(
-        [str(executable()), "train", str(p.run_dir / "config.txt")],
+        [str(executable()), "train", str(job.run_dir / CPP_CONFIG)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        pass_fds=(fd,),
+        env=env,
     )
-    report = progress or (lambda _: None)
+    stop.listeners.append(proc.send_signal)
     last_error = ""
     try:
         for line in proc.stderr:
-            parts = line.split()
-            if len(parts) == 11 and parts[0] == "progress":
-                epoch, epochs = parts[3].split("/")
-                step, steps = parts[5].split("/")
-                report(
-                    Progress(
-                        parts[1],
-                        max(0, int(epoch) - (parts[1] == "train")),
-                        int(epochs),
-                        int(step),
-                        int(steps),
-                        float(parts[8]),
-                        float(parts[10]),
-                    )
-                )
-            elif line.strip():
-                last_error = line.strip()
-        proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+            p = parse_progress(line)
+            if p is None:
+                last_error = line.strip() or last_error
+            elif progress is not None:
+                progress(p)
+        code = proc.wait()
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)
         proc.wait()
         raise
-    if proc.returncode not in (0, 130):
-        raise TrainError(last_error or f"resx-cpp train exited {proc.returncode}")
-    return RunResult(p.run_dir, proc.returncode == 0)
+    finally:
+        stop.listeners.remove(proc.send_signal)
+    if code == 0:
+        return True
+    stopped = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM)} | {-s: s for s in (signal.SIGINT, signal.SIGTERM)}
+    if code in stopped:  # stopped after a step (128 + signal), or by a repeated signal while it was ending
+        stop.request(stopped[code])
+        return False
+    if code < 0:  # killed by another signal (SIGKILL from the OOM killer, say): not an input error, not a bug
+        raise TrainError(f"resx-cpp train was killed by {signal.Signals(-code).name}; the last complete epoch is "
+                         f"kept: continue with `resx train --resume {job.run_dir.path}`")  # fmt: skip
+    reason = last_error.removeprefix("resx-cpp train: ")
+    if code == 1:
+        raise TrainError(reason or "resx-cpp train failed")
+    raise CppRuntimeError(f"resx-cpp train exited {code}: {reason}")
 
 
-def train(p: Prepared, py_module: str = "eager", progress: ProgressFn | None = None) -> RunResult:
-    if p.runtime == "py":
-        return train_py(p, py_module, progress)
-    return (train_cpp if p.runtime == "cpp" else train_cpp_exe)(p, progress)
+def train(job: Prepared, progress: ProgressFn | None = None, stop: Stop | None = None) -> bool:
+    """Run the job in its runtime; True when complete, False when stopped (stop.signal says why)."""
+    stop = stop or Stop()
+    if job.runtime == "py":
+        return Trainer(job, stop).run(progress)
+    return (_train_cpp if job.runtime == "cpp" else _train_cpp_exe)(job, progress, stop)
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -491,12 +569,21 @@ def evaluate_checkpoint(
     weights: Path, data: Path, runtime: str = "py", batch_size: int = 128, test_subset: int = 0, device: str = "cpu"
 ) -> dict:
     """Test loss and top-1 of a checkpoint in either runtime."""
+    if runtime not in ("py", "cpp"):
+        raise TrainError(f"unknown runtime '{runtime}': py or cpp")
+    if batch_size < 1:
+        raise TrainError(f"--batch-size must be at least 1, got {batch_size}")
+    if test_subset < 0:
+        raise TrainError(f"--test-subset must be >= 0 (0: all), got {test_subset}")
+    check_device(device)
     ckpt = read_checkpoint(weights)
-    config = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
     try:
-        layout, directory = D.find_layout(data)
-    except D.DataError as e:
-        raise TrainError(str(e))
+        config = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
+    except json.JSONDecodeError:
+        raise TrainError(f"{weights}: malformed resx checkpoint (model_config is not JSON)") from None
+    layout, directory = D.find_layout(data)
+    if runtime == "cpp" and layout != "binary":
+        raise TrainError(f"{data}: the C++ runtime reads the binary layout; use `resx data convert`")
     with tempfile.TemporaryDirectory() as tmp:
         model_file = Path(tmp) / "model.pt"
         fp = export(config, model_file)["fingerprint"]
@@ -507,29 +594,29 @@ def evaluate_checkpoint(
             )
         if runtime == "py":
             model = build(config)
+            check_tensors(weights, "model", model.state_dict(), ckpt["model"])
             model.load_state_dict(ckpt["model"])
             model.to(device)
-            loader = D.CifarLoader(*D.first_n(D.load_split(directory, "test"), test_subset), batch_size, train=False)
-            loss, top1, n = evaluate(model, loader, torch.device(device))
-        elif runtime == "cpp":
-            if layout != "binary":
-                raise TrainError(f"{data}: the C++ runtime reads the binary layout; use `resx data convert`")
-            from resx import _cpp
-
-            try:
-                loss, top1, n = _cpp.evaluate(
-                    str(model_file), str(weights), str(directory), batch_size, test_subset, D.AUGMENT.to_cpp(), device
-                )
-            except RuntimeError as e:
-                raise TrainError(str(e).splitlines()[0])
+            split = D.first_n(D.load_split(directory, "test"), test_subset)
+            result = evaluate(model, D.CifarLoader(*split, batch_size, train=False), torch.device(device))
         else:
-            raise TrainError(f"unknown runtime '{runtime}': py or cpp")
+            loss, top_1, n = _cpp.evaluate(
+                str(model_file),
+                str(weights),
+                CHECKPOINT_FORMAT,
+                str(directory),
+                batch_size,
+                test_subset,
+                D.AUGMENT.to_cpp(),
+                device,
+            )
+            result = EvalResult(loss, top_1, n)
     return {
         "runtime": runtime,
         "weights": str(weights),
         "model": config.name,
         "fingerprint": fp,
-        "test_loss": loss,
-        "test_top_1": top1,
-        "images": n,
+        "test_loss": result.loss,
+        "test_top_1": result.top_1,
+        "images": result.images,
     }

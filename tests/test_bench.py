@@ -1,4 +1,4 @@
-"""resx bench: statistics, the fairness gate, and the report files. No timing assertions."""
+"""resx bench: statistics, the fairness gate (every row can fail), and the report files. No timing assertions."""
 
 import csv
 import json
@@ -8,9 +8,13 @@ import pytest
 import torch
 from conftest import run_resx
 
-from resx import _cpp, bench, report, stats
-from resx.export import export
-from resx.models import ModelConfig
+from resx import _cpp, bench, stats
+from resx.bench import gate as G
+from resx.bench.runners import python as pyrunner
+from resx.export import export, tensor_sha1
+from resx.models import ModelConfig, build
+
+SMALL = dict(width=8)  # the same architecture, narrow: the gate's machinery, quickly
 
 
 def test_summarize_known_sample():
@@ -27,15 +31,24 @@ def test_throughput_uses_the_median_call():
     assert stats.throughput([10_000_000, 10_000_000, 90_000_000], batch=8) == pytest.approx(800.0)
 
 
-def test_bootstrap_ratio():
+def test_bootstrap_ratio_resamples_rounds():
     rng = np.random.default_rng(1)
-    b = rng.normal(10, 1, 400)
-    exact = stats.bootstrap_ratio(2 * b, b)
-    assert exact["ratio"] == pytest.approx(2.0)
-    noisy = stats.bootstrap_ratio(rng.normal(15, 1, 400), b)
-    assert noisy["ci_low"] < 1.5 < noisy["ci_high"] and noisy["ci_high"] - noisy["ci_low"] < 0.1
-    mean = stats.bootstrap_ratio([2.0, 2.0, 2.0], [1.0, 1.0, 1.0], np.mean)
+    b = [rng.normal(10, 0.1, 50) for _ in range(6)]
+    exact = stats.bootstrap_ratio([2 * r for r in b], b)
+    assert exact["ratio"] == pytest.approx(2.0, rel=1e-3) and exact["rounds"] == 6
+    # Calls barely vary within a round, but the rounds disagree (a fresh process each): the interval
+    # must be as wide as the rounds' spread, which a call-level bootstrap would miss.
+    shifts = [0.90, 0.95, 1.0, 1.0, 1.05, 1.10]
+    a = [s * r for s, r in zip(shifts, b, strict=True)]
+    r = stats.bootstrap_ratio(a, b)
+    assert r["ci_low"] < 0.97 and r["ci_high"] > 1.03
+    assert r["round_q25"] == pytest.approx(0.9625, abs=0.01) and r["round_q75"] == pytest.approx(1.0375, abs=0.01)
+    pooled_calls = stats.bootstrap_ratio([np.concatenate(a)], [np.concatenate(b)])  # one "round": calls only
+    assert pooled_calls["ci_high"] - pooled_calls["ci_low"] < r["ci_high"] - r["ci_low"]
+    mean = stats.bootstrap_ratio([[2.0], [2.0], [2.0]], [[1.0], [1.0], [1.0]], "mean")
     assert (mean["ratio"], mean["ci_low"], mean["ci_high"]) == (2.0, 2.0, 2.0)
+    with pytest.raises(ValueError):
+        stats.bootstrap_ratio([[1.0]], [[1.0], [2.0]])
 
 
 def test_warm_up_rule():
@@ -47,56 +60,116 @@ def test_warm_up_rule():
 
 def test_inputs_are_the_same_numbers_in_both_languages():
     assert torch.equal(bench.make_input(4, 7), _cpp.make_input(4, 7, "cpu"))
+    assert tensor_sha1(bench.make_input(1, 7)) == _cpp.input_hash(1, 7)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bench")
-    a, b = d / "a.pt", d / "b.pt"
-    return a, export(ModelConfig("resnet18"), a), b, export(ModelConfig("resnet18", stem="imagenet"), b)
+    paths = {k: d / f"{k}.pt" for k in ("a", "seed1", "imagenet")}
+    manifest = export(ModelConfig("resnet18", **SMALL), paths["a"])
+    export(ModelConfig("resnet18", **SMALL), paths["seed1"], seed=1)
+    export(ModelConfig("resnet18", stem="imagenet", **SMALL), paths["imagenet"])
+    return paths, manifest
+
+
+def started(specs):
+    runners = [bench.make_runner(name, path, "cpu") for name, path in specs]
+    threads = torch.get_num_threads()
+    for r in runners:
+        r.start()
+        r.set_threads(threads)
+    return runners
+
+
+def gate_of(specs, manifest, threads=None):
+    runners = started(specs)
+    try:
+        return G.fairness_gate(runners, manifest, threads or torch.get_num_threads(), 0, max_load=100)
+    finally:
+        for r in runners:
+            r.stop()
+
+
+def failed(gate):
+    return {c["check"].split(" (")[0] for c in gate.failures}
 
 
 def test_gate_passes_for_the_same_file(files):
-    a, manifest, _, _ = files
-    runners = [bench.make_runner(n, a, "cpu") for n in bench.RUNTIMES]
-    try:
-        threads = torch.get_num_threads()
-        for r in runners:
-            r.set_threads(threads)
-        gate = bench.fairness_gate(runners, manifest, threads, 0, max_load=100)
-        assert gate.failures == [], gate.failures
-        assert not gate.loaded
-        assert {c["check"] for c in gate.checks} >= {"fingerprint", "weights", "intra-op threads", "LibTorch build"}
-    finally:
-        for r in runners:
-            r.close()
+    paths, manifest = files
+    gate = gate_of([(n, paths["a"]) for n in bench.RUNTIMES], manifest)
+    assert gate.failures == [], gate.failures
+    assert not gate.loaded
+    assert {c["check"].split(" (")[0] for c in gate.checks} >= {"fingerprint", "weights", "input", "outputs",
+                                                                "intra-op threads", "LibTorch build"}  # fmt: skip
 
 
-def test_gate_refuses_a_fingerprint_mismatch(files):
-    a, manifest, b, _ = files
-    runners = [bench.make_runner("py-script", a, "cpu"), bench.make_runner("cpp", b, "cpu")]
-    gate = bench.fairness_gate(runners, manifest, torch.get_num_threads(), 0, max_load=100)
-    failed = {c["check"] for c in gate.failures}
-    assert "fingerprint" in failed and "weights" in failed
+class _Extra(torch.nn.Module):
+    """A different eager module with the same parameters: one ReLU more at the end."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return torch.relu(self.inner(x))
 
 
-def test_gate_refuses_a_thread_mismatch(files):
-    a, manifest, _, _ = files
-    exe = bench.make_runner("cpp-exe", a, "cpu")
+def test_gate_refuses_a_different_eager_module(files, monkeypatch):
+    paths, manifest = files
+    monkeypatch.setattr(pyrunner, "build", lambda config: _Extra(build(config)))
+    monkeypatch.setattr(_Extra, "load_state_dict", lambda self, state: self.inner.load_state_dict(state), raising=False)
+    gate = gate_of([("py-eager", paths["a"]), ("cpp", paths["a"])], manifest)
+    assert "fingerprint" in failed(gate)  # the eager module's own graph, scripted: not the file's
+
+
+def test_gate_refuses_other_weights(files):
+    paths, manifest = files
+    gate = gate_of([("py-script", paths["a"]), ("cpp-exe", paths["seed1"])], manifest)
+    assert failed(gate) == {"weights", "outputs"}
+
+
+def test_gate_refuses_another_architecture(files):
+    paths, manifest = files
+    gate = gate_of([("py-eager", paths["a"]), ("cpp", paths["imagenet"])], manifest)
+    assert {"fingerprint", "weights", "outputs"} <= failed(gate)
+
+
+def test_gate_refuses_another_input(files, monkeypatch):
+    paths, manifest = files
+    other = lambda batch, seed, device="cpu": torch.randn(batch, 3, 32, 32).to(device)  # unseeded
+    monkeypatch.setattr(pyrunner, "make_input", other)
+    gate = gate_of([("py-eager", paths["a"]), ("cpp", paths["a"])], manifest)
+    assert failed(gate) == {"input", "outputs"}
+
+
+def test_gate_refuses_a_thread_mismatch_and_oversubscription(files):
+    paths, manifest = files
+    runners = started([("cpp", paths["a"]), ("cpp-exe", paths["a"])])
     try:
         requested = torch.get_num_threads()
-        exe.set_threads(requested + 1)
-        gate = bench.fairness_gate([bench.make_runner("cpp", a, "cpu"), exe], manifest, requested, 0, max_load=100)
-        assert [c["check"] for c in gate.failures] == ["intra-op threads"]
+        runners[1].set_threads(requested + 1)
+        assert failed(G.fairness_gate(runners, manifest, requested, 0, max_load=100)) == {"intra-op threads"}
+        many = 64
+        for r in runners:
+            r.set_threads(many)
+        assert (
+            failed(G.fairness_gate(runners, manifest, many, 0, max_load=100)) == {"threads within the 2 cores"}
+            or torch.get_num_threads() >= many
+        )  # a machine with 64 cores or more has none to refuse
     finally:
-        exe.close()
+        for r in runners:
+            r.stop()
+        torch.set_num_threads(requested)
 
 
 def test_run_refuses_then_force_records(files, monkeypatch):
-    a, _, b, _ = files
-    real = bench.make_runner
-    monkeypatch.setattr(bench, "make_runner", lambda name, f, d: real(name, b if name == "cpp" else f, d))
-    cfg = bench.BenchConfig(runtimes=["py-script", "cpp"], inference=False, training=False, max_load=100)
+    paths, _ = files
+    from resx.bench import compare as R
+
+    real = R.make_runner
+    monkeypatch.setattr(R, "make_runner", lambda name, f, d: real(name, paths["imagenet"] if name == "cpp" else f, d))
+    cfg = bench.configure(runtimes="py-script,cpp", inference=False, training=False, max_load=100, **SMALL)
     with pytest.raises(bench.BenchError, match="fairness gate refused resnet18: fingerprint"):
         bench.run(cfg)
     cfg.force = True
@@ -105,25 +178,20 @@ def test_run_refuses_then_force_records(files, monkeypatch):
     assert not results["models"]["resnet18"]["gate"]["passed"]
 
 
-TINY = [
-    "--quick",
-    "--latency-calls",
-    "8",
-    "--rounds",
-    "2",
-    "--batch-sizes",
-    "1,2",
-    "--throughput-calls",
-    "1",
-    "--thread-counts",
-    "1,2",
-    "--thread-seconds",
-    "0.2",
-    "--train-steps",
-    "2",
-    "--train-batch",
-    "4",
-]
+def test_executable_runner_starts_a_fresh_process_each_time(files):
+    paths, _ = files
+    (exe,) = started([("cpp-exe", paths["a"])])
+    try:
+        first = exe.proc.pid
+        exe.restart()
+        assert exe.proc.pid != first and exe.identity(0).fingerprint
+    finally:
+        exe.stop()
+
+
+TINY = ["--quick", "--width", "8", "--latency-calls", "4", "--rounds", "2", "--batch-sizes", "1,2",
+        "--throughput-calls", "1", "--thread-counts", "1,2", "--thread-seconds", "0.2", "--train-steps", "2",
+        "--train-batch", "4"]  # fmt: skip
 
 
 def test_quick_bench_writes_every_report_file(tmp_path):
@@ -135,36 +203,39 @@ def test_quick_bench_writes_every_report_file(tmp_path):
     assert results["loaded"]
     entry = results["models"]["resnet18"]
     assert set(entry["inference"]["latency"]) == set(bench.RUNTIMES)
+    assert all(len(e["rounds_ns"]) == 2 and len(e["warmup_calls"]) == 2 for e in entry["inference"]["latency"].values())
     assert entry["gate"]["passed"]
     with open(out / "results.csv") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == report.CSV_COLUMNS
+    assert reader.fieldnames == bench.report.CSV_COLUMNS
     measured = {(r["runtime"], r["measurement"]) for r in rows}
     for runtime in bench.RUNTIMES:
         for m in ("latency", "throughput", "concurrent throughput", "training step", "training epoch"):
             assert (runtime, m) in measured, (runtime, m)
-    ratio_rows = [r for r in rows if r["measurement"] == "latency" and r["runtime"] == "cpp"]
-    assert (
-        float(ratio_rows[0]["ci_low"]) <= float(ratio_rows[0]["ratio_vs_py_eager"]) <= float(ratio_rows[0]["ci_high"])
-    )
+    ratio = next(r for r in rows if r["measurement"] == "latency" and r["runtime"] == "cpp")
+    assert float(ratio["ci_low"]) <= float(ratio["ratio_vs_baseline"]) <= float(ratio["ci_high"])
+    assert ratio["rounds"] == "2" and float(ratio["round_q25"]) <= float(ratio["round_q75"])
     md = (out / "report.md").read_text()
     assert "| Runtime | Model | Total time | Time per epoch | Latency p50 (ms) |" in md
-    assert "Machine loaded" in md and "extrapolated" in md
+    assert "Machine loaded" in md and "extrapolated" in md and "between rounds (IQR)" in md
     for plot in ("latency", "throughput-batch", "throughput-threads", "train-split"):
         assert (out / f"resnet18-{plot}.png").stat().st_size > 1000
-    assert "py-eager" in proc.stdout and "resnet18" in proc.stdout
+    assert "py-eager" in proc.stdout and "resnet18" in proc.stdout and "between rounds" in proc.stdout
 
 
 def test_bench_bad_inputs(tmp_path):
     def error(*args):
         proc = run_resx("bench", *args, "-o", str(tmp_path / "r"))
         lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-        assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+        assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
         return lines[0]
 
     assert "unknown runtime" in error("--runtime", "rust")
     assert "unknown model" in error("--model", "vgg")
     assert "--batch-sizes" in error("--batch-sizes", "0,x")
     assert "--data" in error("--preset", "seed")
+    assert "--rounds must be at least 1" in error("--rounds", "0")
+    assert "--thread-seconds" in error("--thread-seconds", "nan")
+    assert "twice" in error("--runtime", "cpp,cpp")
     assert not (tmp_path / "r").exists()

@@ -8,6 +8,7 @@ from conftest import make_cifar, run_resx
 
 from resx import _cpp
 from resx import data as D
+from resx.errors import ResxError
 from resx.export import export
 from resx.models import ModelConfig
 
@@ -31,7 +32,7 @@ def test_pickled_converts_to_binary_for_cpp(cifar_dir, tmp_path):
     out = D.convert_pickled_to_binary(cifar_dir / D.PICKLED_DIR, tmp_path)
     for name in ("data_batch_3.bin", "test_batch.bin"):
         assert (out / name).read_bytes() == (cifar_dir / D.BINARY_DIR / name).read_bytes()
-    images, labels = _cpp.load_split(str(tmp_path), "test")
+    images, _labels = _cpp.load_split(str(tmp_path), "test")
     assert torch.equal(images, D.load_split(cifar_dir, "test")[0])
 
 
@@ -70,7 +71,7 @@ def test_test_loader_keeps_order_and_only_normalises(cifar_dir):
     cpp = _cpp.CifarLoader(images, labels, 25, False, 0, False, SPEC, True)
     cpp.start_epoch(0)
     for batch in py:
-        c_images, c_inputs, c_labels = cpp.next()
+        _c_images, c_inputs, c_labels = cpp.next()
         assert torch.equal(batch.inputs, c_inputs) and torch.equal(batch.labels, c_labels)
     assert torch.equal(torch.cat([b.images for b in py]), images)
 
@@ -120,7 +121,7 @@ def _both_readers(path):
     """Each runtime's reader must fail with the same one-line reason."""
     with pytest.raises(D.DataError) as py:
         D.read_binary(path)
-    with pytest.raises(RuntimeError) as cpp:
+    with pytest.raises(ResxError) as cpp:
         _cpp.read_binary(str(path))
     assert str(py.value) == str(cpp.value) and "\n" not in str(py.value) and str(path) in str(py.value)
     return str(py.value)
@@ -143,7 +144,7 @@ def test_bad_pickled_and_directories(tmp_path):
     missing_keys = tmp_path / "data_batch_1"
     with open(missing_keys, "wb") as f:
         pickle.dump({b"data": b"x"}, f)
-    with pytest.raises(D.DataError, match="lacks key.*labels"):
+    with pytest.raises(D.DataError, match=r"lacks key.*labels"):
         D.read_pickled(missing_keys)
     evil = tmp_path / "evil"
     with open(evil, "wb") as f:
@@ -154,7 +155,7 @@ def test_bad_pickled_and_directories(tmp_path):
     empty.mkdir()
     with pytest.raises(D.DataError, match="holds no CIFAR-10 batches"):
         D.load_split(empty, "train")
-    with pytest.raises(RuntimeError, match="no such file"):
+    with pytest.raises(ResxError, match="no such file"):
         _cpp.load_split(str(empty), "train")
 
 

@@ -1,0 +1,361 @@
+#include "rundir.h"
+
+#include <torch/serialize.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "io.h"
+
+namespace resx {
+namespace fs = std::filesystem;
+
+namespace {
+
+template <typename T>
+T get(const Fields& f, const std::string& name) {
+  const auto it = f.find(name);
+  if (it == f.end()) throw Error("record has no field '" + name + "'");
+  if (const auto* v = std::get_if<T>(&it->second)) return *v;
+  if constexpr (std::is_same_v<T, double>) {
+    if (const auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  }
+  throw Error("record field '" + name + "' has the wrong type");
+}
+
+std::optional<double> get_optional(const Fields& f, const std::string& name) {
+  const auto it = f.find(name);
+  if (it == f.end() || std::holds_alternative<std::monostate>(it->second)) return std::nullopt;
+  return get<double>(f, name);
+}
+
+Value optional_value(const std::optional<double>& v) { return v ? Value(*v) : Value(); }
+
+std::string format_value(const Table::Column& c, const Value& value) {
+  if (std::holds_alternative<std::monostate>(value)) return "";
+  if (c.kind == "int") {
+    const auto* i = std::get_if<int64_t>(&value);
+    return std::to_string(i ? *i : static_cast<int64_t>(std::get<double>(value)));
+  }
+  const double d =
+      std::holds_alternative<double>(value) ? std::get<double>(value) : static_cast<double>(std::get<int64_t>(value));
+  if (c.kind == "exact") return format_double(d);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.6f", d);
+  return buf;
+}
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, sep);) out.push_back(item);
+  if (!text.empty() && text.back() == sep) out.emplace_back();
+  return out;
+}
+
+}  // namespace
+
+Fields StepRecord::fields() const {
+  return {{"epoch", epoch},
+          {"step", step},
+          {"lr", lr},
+          {"loss", loss},
+          {"batch_size", batch_size},
+          {"correct", correct},
+          {"data_s", data_s},
+          {"forward_s", forward_s},
+          {"backward_s", backward_s},
+          {"optimizer_s", optimizer_s}};
+}
+
+StepRecord StepRecord::from(const Fields& f) {
+  return {get<int64_t>(f, "epoch"),     get<int64_t>(f, "step"),       get<double>(f, "lr"),
+          get<double>(f, "loss"),       get<int64_t>(f, "batch_size"), get<int64_t>(f, "correct"),
+          get<double>(f, "data_s"),     get<double>(f, "forward_s"),   get<double>(f, "backward_s"),
+          get<double>(f, "optimizer_s")};
+}
+
+Fields EpochRecord::fields() const {
+  return {{"epoch", epoch},
+          {"wall_time", wall_time},
+          {"epoch_time", epoch_time},
+          {"train_loss", train_loss},
+          {"train_top_1", train_top_1},
+          {"test_loss", optional_value(test_loss)},
+          {"test_top_1", optional_value(test_top_1)},
+          {"eval_time", eval_time},
+          {"data_s", data_s},
+          {"forward_s", forward_s},
+          {"backward_s", backward_s},
+          {"optimizer_s", optimizer_s},
+          {"images_per_s", images_per_s},
+          {"lr", lr}};
+}
+
+EpochRecord EpochRecord::from(const Fields& f) {
+  EpochRecord r;
+  r.epoch = get<int64_t>(f, "epoch");
+  r.wall_time = get<double>(f, "wall_time");
+  r.epoch_time = get<double>(f, "epoch_time");
+  r.train_loss = get<double>(f, "train_loss");
+  r.train_top_1 = get<double>(f, "train_top_1");
+  r.test_loss = get_optional(f, "test_loss");
+  r.test_top_1 = get_optional(f, "test_top_1");
+  r.eval_time = get<double>(f, "eval_time");
+  r.data_s = get<double>(f, "data_s");
+  r.forward_s = get<double>(f, "forward_s");
+  r.backward_s = get<double>(f, "backward_s");
+  r.optimizer_s = get<double>(f, "optimizer_s");
+  r.images_per_s = get<double>(f, "images_per_s");
+  r.lr = get<double>(f, "lr");
+  return r;
+}
+
+Table::Table(std::string file, const std::string& spec, const Fields& known) : file_(std::move(file)) {
+  for (const auto& item : split(spec, ',')) {
+    const auto parts = split(item, ':');
+    if (parts.size() != 3 || (parts[2] != "int" && parts[2] != "exact" && parts[2] != "seconds")) {
+      throw Error(file_ + " columns: '" + item + "' is not header:field:kind");
+    }
+    if (!known.count(parts[1])) throw Error(file_ + " columns: field '" + parts[1] + "' is unknown to resx-cpp");
+    columns_.push_back({parts[0], parts[1], parts[2]});
+  }
+  if (columns_.empty()) throw Error(file_ + ": no columns given");
+}
+
+std::string Table::format(const std::vector<Fields>& rows) const {
+  std::string out;
+  for (size_t i = 0; i < columns_.size(); ++i) {
+    if (i) out += ',';
+    out += columns_[i].header;
+  }
+  out += '\n';
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < columns_.size(); ++i) {
+      if (i) out += ',';
+      const auto it = row.find(columns_[i].field);
+      if (it != row.end()) out += format_value(columns_[i], it->second);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+std::vector<Fields> Table::parse(const std::string& text, const std::string& source) const {
+  std::istringstream in(text);
+  std::string line;
+  if (!std::getline(in, line)) throw Error(source + ": not a resx " + file_ + " (empty)");
+  const auto header = split(line, ',');
+  std::vector<int> index;
+  for (const auto& c : columns_) {
+    const auto it = std::find(header.begin(), header.end(), c.header);
+    if (it == header.end()) throw Error(source + ": not a resx " + file_ + " (no column " + c.header + ")");
+    index.push_back(static_cast<int>(it - header.begin()));
+  }
+  std::vector<Fields> rows;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const auto cells = split(line, ',');
+    if (cells.size() != header.size()) throw Error(source + ": malformed " + file_ + " row '" + line + "'");
+    Fields row;
+    for (size_t i = 0; i < columns_.size(); ++i) {
+      const auto& cell = cells[index[i]];
+      const auto& c = columns_[i];
+      if (cell.empty()) {
+        row[c.field] = std::monostate{};
+      } else if (c.kind == "int") {
+        row[c.field] = parse_int(cell, source + " " + c.header);
+      } else {
+        row[c.field] = parse_double(cell, source + " " + c.header);
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+// ------------------------------------------------------------------------------------ checkpoints
+
+c10::impl::GenericDict read_checkpoint(const std::string& path, const std::string& format) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": no such checkpoint");
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    std::string reason = e.what_without_backtrace();
+    throw Error(path + ": not a resx checkpoint (" + reason.substr(0, reason.find('\n')) + ")");
+  }
+  if (!value.isGenericDict()) throw Error(path + ": not a resx checkpoint (no format " + format + ")");
+  auto dict = value.toGenericDict();
+  auto has = [&](const char* key, bool (c10::IValue::*is)() const) {
+    return dict.contains(key) && (dict.at(key).*is)();
+  };
+  if (!has("format", &c10::IValue::isString) || dict.at("format").toStringRef() != format) {
+    throw Error(path + ": not a resx checkpoint (no format " + format + ")");
+  }
+  // The keys resx.rundir.read_checkpoint checks, with their types.
+  const std::vector<std::pair<const char*, bool (c10::IValue::*)() const>> keys = {
+      {"fingerprint", &c10::IValue::isString},
+      {"model_config", &c10::IValue::isString},
+      {"config_digest", &c10::IValue::isString},
+      {"steps_per_epoch", &c10::IValue::isInt},
+      {"epoch", &c10::IValue::isInt},
+      {"step", &c10::IValue::isInt},
+      {"wall_time", &c10::IValue::isDouble},
+      {"model", &c10::IValue::isGenericDict},
+      {"momentum", &c10::IValue::isGenericDict},
+      {"metrics_csv", &c10::IValue::isString},
+      {"steps_csv", &c10::IValue::isString}};
+  for (const auto& [key, is] : keys) {
+    if (!has(key, is)) throw Error(path + ": malformed resx checkpoint ('" + key + "' missing or of another type)");
+  }
+  return dict;
+}
+
+c10::Dict<std::string, at::Tensor> tensor_dict(const c10::impl::GenericDict& checkpoint, const std::string& key,
+                                               const std::string& path) {
+  c10::Dict<std::string, at::Tensor> out;
+  for (const auto& item : checkpoint.at(key).toGenericDict()) {
+    if (!item.key().isString() || !item.value().isTensor()) {
+      throw Error(path + ": malformed resx checkpoint ('" + key + "' holds something other than named tensors)");
+    }
+    out.insert(item.key().toStringRef(), item.value().toTensor());
+  }
+  return out;
+}
+
+void check_tensors(const std::string& path, const std::string& what,
+                   const std::vector<std::pair<std::string, at::Tensor>>& expected,
+                   const c10::Dict<std::string, at::Tensor>& got, bool partial) {
+  std::map<std::string, at::Tensor> want(expected.begin(), expected.end());
+  std::vector<std::string> missing, extra;
+  if (!partial) {
+    for (const auto& [name, t] : want) {
+      if (!got.contains(name)) missing.push_back(name);
+    }
+  }
+  for (const auto& item : got) {
+    if (!want.count(item.key())) extra.push_back(item.key());
+  }
+  if (!missing.empty() || !extra.empty()) {
+    std::string names;
+    auto all = missing;
+    all.insert(all.end(), extra.begin(), extra.end());
+    for (size_t i = 0; i < all.size() && i < 3; ++i) names += (i ? ", " : "") + all[i];
+    throw Error(path + ": " + what + " tensors do not match the model (" + std::to_string(missing.size()) +
+                " missing, " + std::to_string(extra.size()) + " unknown: " + names + ")");
+  }
+  for (const auto& item : got) {
+    const auto& t = item.value();
+    const auto& w = want.at(item.key());
+    if (t.sizes() != w.sizes() || t.scalar_type() != w.scalar_type()) {
+      std::ostringstream msg;
+      msg << path << ": " << what << " tensor '" << item.key() << "' is " << t.sizes() << ' '
+          << c10::toString(t.scalar_type()) << ", the model's is " << w.sizes() << ' '
+          << c10::toString(w.scalar_type());
+      throw Error(msg.str());
+    }
+  }
+}
+
+void check_resumable(const std::string& path, const c10::impl::GenericDict& checkpoint, const std::string& fingerprint,
+                     const std::string& config_digest, int64_t steps_per_epoch, int64_t epochs) {
+  const auto& fp = checkpoint.at("fingerprint").toStringRef();
+  if (fp != fingerprint) {
+    throw Error(path + ": weights are for another architecture (fingerprint " + fp.substr(0, 12) +
+                " != " + fingerprint.substr(0, 12) + ")");
+  }
+  if (checkpoint.at("config_digest").toStringRef() != config_digest ||
+      checkpoint.at("steps_per_epoch").toInt() != steps_per_epoch) {
+    throw Error(path + ": made by another configuration than this run's; start a new run with -o");
+  }
+  const auto epoch = checkpoint.at("epoch").toInt(), step = checkpoint.at("step").toInt();
+  if (epoch < 0 || epoch > epochs || step != epoch * steps_per_epoch) {
+    throw Error(path + ": position (epoch " + std::to_string(epoch) + ", step " + std::to_string(step) +
+                ") does not fit this run (" + std::to_string(epochs) + " epochs of " + std::to_string(steps_per_epoch) +
+                " steps)");
+  }
+}
+
+// ----------------------------------------------------------------------------------------- RunDir
+
+RunDir::RunDir(std::string path, RunFiles files, int lock_fd)
+    : path_(std::move(path)),
+      files_(std::move(files)),
+      steps_(files_.steps_file, files_.steps_columns, StepRecord{}.fields()),
+      metrics_(files_.metrics_file, files_.metrics_columns, EpochRecord{}.fields()) {
+  if (!fs::is_directory(path_)) throw Error(path_ + ": no such run directory (prepare it with `resx train`)");
+  if (lock_fd < 0) {
+    take_lock();
+    return;
+  }
+  struct stat held{}, lock{};
+  if (::fstat(lock_fd, &held) != 0 || ::stat(file(files_.lock_file).c_str(), &lock) != 0 ||
+      held.st_dev != lock.st_dev || held.st_ino != lock.st_ino) {
+    throw Error("lock fd " + std::to_string(lock_fd) + " is not " + file(files_.lock_file) +
+                "'s; run resx-cpp train without RESX_LOCK_FD");
+  }
+}
+
+RunDir::~RunDir() {
+  if (owned_lock_fd_ >= 0) ::close(owned_lock_fd_);
+}
+
+void RunDir::take_lock() {
+  const auto path = file(files_.lock_file);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) throw Error(path + ": cannot open (" + std::string(std::strerror(errno)) + ")");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {0};
+    const auto n = ::pread(fd, holder, sizeof holder - 1, 0);
+    std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "unknown";
+    pid.erase(pid.find_last_not_of(" \n") + 1);
+    ::close(fd);
+    throw Error(path_ + ": in use by another resx run (pid " + pid +
+                "); wait for it to end or choose another run directory");
+  }
+  const auto pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    ::close(fd);
+    throw Error(path + ": cannot write (" + std::string(std::strerror(errno)) + ")");
+  }
+  owned_lock_fd_ = fd;
+  remove_temporaries();
+}
+
+void RunDir::remove_temporaries() const {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path_, ec)) {
+    if (is_temp(entry.path().filename().string())) fs::remove(entry.path(), ec);
+  }
+}
+
+std::string RunDir::file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+void RunDir::write_history(const std::vector<StepRecord>& steps, const std::vector<EpochRecord>& epochs) const {
+  std::vector<Fields> step_rows, epoch_rows;
+  for (const auto& r : steps) step_rows.push_back(r.fields());
+  for (const auto& r : epochs) epoch_rows.push_back(r.fields());
+  atomic_write(file(steps_.file()), steps_.format(step_rows));
+  atomic_write(file(metrics_.file()), metrics_.format(epoch_rows));
+}
+
+void RunDir::write_run_json(const std::string& json) const { atomic_write(file(files_.run_file), json); }
+
+void RunDir::save_checkpoint(const std::string& name, const c10::impl::GenericDict& checkpoint) const {
+  const auto bytes = torch::pickle_save(checkpoint);
+  atomic_write(file(name), std::string(bytes.begin(), bytes.end()));
+}
+
+}  // namespace resx

@@ -1,0 +1,62 @@
+"""What every runner does. Each runtime returns raw per-call nanoseconds; resx.stats computes the
+statistics for all of them in one place."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from resx.bench.config import WarmupRule
+
+
+def make_input(batch: int, seed: int, device: str = "cpu") -> torch.Tensor:
+    """The benchmark input; the same ATen call as resx::make_input, so the same numbers."""
+    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+@dataclass
+class Identity:
+    """What a runtime reports of what it runs, computed inside it: the fairness gate compares these."""
+
+    fingerprint: str  # of the graph it runs (the eager module: scripted for this purpose)
+    weights_hash: str  # of the weights it holds
+    input_hash: str  # of the batch-1 input it makes itself
+    output: torch.Tensor  # its batch-1 logits on that input (CPU)
+    env: dict[str, str]  # resx env's keys, from inside the runtime
+
+
+class Runner(ABC):
+    """One runtime holding one model. start() gives it a fresh state (a new load, or a new process for
+    the executable); the measurements call the rest between start() and stop()."""
+
+    def __init__(self, name: str, engine: str, model_file: Path, device: str):
+        self.name, self.engine, self.model_file, self.device = name, engine, model_file, device
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    def stop(self) -> None:  # noqa: B027  (most runners hold nothing that needs closing)
+        pass
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @abstractmethod
+    def identity(self, seed: int) -> Identity: ...
+
+    @abstractmethod
+    def set_threads(self, n: int) -> None: ...
+
+    @abstractmethod
+    def warm_up(self, batch: int, seed: int, rule: WarmupRule) -> int: ...
+
+    @abstractmethod
+    def time(self, batch: int, seed: int, calls: int) -> list[int]: ...
+
+    @abstractmethod
+    def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
+        """(calls, wall ns) of `threads` callers, each running batch-1 inference for `seconds`."""
