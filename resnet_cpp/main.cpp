@@ -125,13 +125,16 @@ int run_train(int argc, char** argv) {
   return 128 + trainer.stop_signal();
 }
 
-// A long-lived timing server, so that `resx bench` can interleave this process's runs with the
-// others' (A B A B ...) without paying a process start and a warm-up per round. One command per
-// line on stdin, one answer per line on stdout:
-//   threads N                  -> ok N            (intra-op threads)
+// A timing server: `resx bench` starts one per runtime and round (a fresh process each round) and
+// interleaves the runtimes round by round. resx.bench.runners.serve speaks the same protocol for the
+// runtimes that live in Python. "ready" once loaded, then one command per line on stdin, one answer
+// per line on stdout:
+//   fingerprint                -> fingerprint HEX  (of the graph it runs)
+//   weights                    -> weights HEX      (of the weights it holds)
+//   threads N                  -> ok N             (intra-op threads)
 //   env                        -> env {json}
 //   input B SEED               -> input SHA1       (of the input tensor's bytes)
-//   output B SEED              -> output v1,v2,...  (logits, "%.9g")
+//   output B SEED              -> output v1,v2,... (logits, "%.9g")
 //   warmup B SEED W TOL MAX    -> warmup CALLS
 //   time B SEED CALLS          -> ns t1 t2 ...
 //   threads-run T SECONDS SEED -> calls CALLS WALL_NS
@@ -146,6 +149,10 @@ std::string serve(resx::Model& model, const std::string& command, std::istream& 
     in >> n;
     resx::set_num_threads(n, 0);
     out << "ok " << at::get_num_threads();
+  } else if (command == "fingerprint") {
+    out << "fingerprint " << model.fingerprint();
+  } else if (command == "weights") {
+    out << "weights " << model.weights_hash();
   } else if (command == "env") {
     out << "env " << resx::to_json(resx::env_report());
   } else if (command == "input") {
@@ -193,7 +200,7 @@ int run_bench_serve(int argc, char** argv) {
   const std::string device = argc == 2 ? argv[1] : "cpu";
   resx::Model model(argv[0], device);
   model.train(false);
-  std::cout << "ready " << model.fingerprint() << ' ' << model.weights_hash() << std::endl;
+  std::cout << "ready" << std::endl;
   for (std::string line; std::getline(std::cin, line);) {
     std::istringstream in(line);
     std::string command;

@@ -10,6 +10,7 @@ from conftest import run_resx
 
 from resx import _cpp, bench, stats
 from resx.bench import gate as G
+from resx.bench.runners import make_local_runner
 from resx.bench.runners import python as pyrunner
 from resx.export import export, tensor_sha1
 from resx.models import ModelConfig, build
@@ -73,8 +74,13 @@ def files(tmp_path_factory):
     return paths, manifest
 
 
-def started(specs):
-    runners = [bench.make_runner(name, path, "cpu") for name, path in specs]
+def started(specs, local=True):
+    """Runners started on (name, file) pairs: in this process where they can be (so that a test can
+    change what they run), in a process of their own otherwise or when local=False (as the bench does)."""
+    make = lambda name, path: (
+        make_local_runner(name, path, "cpu") if local and bench.RUNTIMES[name].language != "exe"
+        else bench.make_runner(name, path, "cpu"))  # fmt: skip
+    runners = [make(name, path) for name, path in specs]
     threads = torch.get_num_threads()
     for r in runners:
         r.start()
@@ -82,8 +88,8 @@ def started(specs):
     return runners
 
 
-def gate_of(specs, manifest, threads=None):
-    runners = started(specs)
+def gate_of(specs, manifest, threads=None, local=True):
+    runners = started(specs, local)
     try:
         return G.fairness_gate(runners, manifest, threads or torch.get_num_threads(), 0, max_load=100)
     finally:
@@ -97,7 +103,7 @@ def failed(gate):
 
 def test_gate_passes_for_the_same_file(files):
     paths, manifest = files
-    gate = gate_of([(n, paths["a"]) for n in bench.RUNTIMES], manifest)
+    gate = gate_of([(n, paths["a"]) for n in bench.RUNTIMES], manifest, local=False)
     assert gate.failures == [], gate.failures
     assert not gate.loaded
     assert {c["check"].split(" (")[0] for c in gate.checks} >= {"fingerprint", "weights", "input", "outputs",
@@ -178,15 +184,17 @@ def test_run_refuses_then_force_records(files, monkeypatch):
     assert not results["models"]["resnet18"]["gate"]["passed"]
 
 
-def test_executable_runner_starts_a_fresh_process_each_time(files):
-    paths, _ = files
-    (exe,) = started([("cpp-exe", paths["a"])])
+@pytest.mark.parametrize("runtime", ["cpp-exe", "py-eager"])
+def test_every_runtime_starts_a_fresh_process_each_time(files, runtime):
+    paths, manifest = files
+    (runner,) = started([(runtime, paths["a"])], local=False)
     try:
-        first = exe.proc.pid
-        exe.restart()
-        assert exe.proc.pid != first and exe.identity(0).fingerprint
+        first = runner.proc.pid
+        runner.restart()
+        assert runner.proc.pid != first and runner.fingerprint() == manifest["fingerprint"]
+        assert runner.env()["intra_op_threads"] and len(runner.time(1, 0, 3)) == 3
     finally:
-        exe.stop()
+        runner.stop()
 
 
 TINY = ["--quick", "--width", "8", "--latency-calls", "4", "--rounds", "2", "--batch-sizes", "1,2",

@@ -149,8 +149,8 @@ def _latency_section(entry: dict, baseline: str) -> str:
                      _spread(r)])  # fmt: skip
     header = ["runtime", "rounds × calls", "warm-up calls", "mean", "p50", "p90", "p99", "round medians",
               f"vs {baseline} (95% CI)", "between rounds (IQR)"]  # fmt: skip
-    return ("\n### Batch-1 latency (ms)\n\nEach round starts every runtime afresh (a new model load and warm-up; a "
-            "new resx-cpp process). The interval resamples rounds, then calls within them.\n\n"
+    return ("\n### Batch-1 latency (ms)\n\nEach round starts every runtime afresh, in a new process of its own (a "
+            "new load and warm-up). The interval resamples rounds, then calls within them.\n\n"
             + _md_table(header, rows))  # fmt: skip
 
 

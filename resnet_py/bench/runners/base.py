@@ -29,8 +29,8 @@ class Identity:
 
 
 class Runner(ABC):
-    """One runtime holding one model. start() gives it a fresh state (a new load, or a new process for
-    the executable); the measurements call the rest between start() and stop()."""
+    """One runtime holding one model. start() gives it a fresh state; the measurements call the rest
+    between start() and stop(). Every method answers from inside the runtime."""
 
     def __init__(self, name: str, engine: str, model_file: Path, device: str):
         self.name, self.engine, self.model_file, self.device = name, engine, model_file, device
@@ -46,7 +46,23 @@ class Runner(ABC):
         self.start()
 
     @abstractmethod
-    def identity(self, seed: int) -> Identity: ...
+    def fingerprint(self) -> str: ...
+
+    @abstractmethod
+    def weights_hash(self) -> str: ...
+
+    @abstractmethod
+    def input_hash(self, batch: int, seed: int) -> str: ...
+
+    @abstractmethod
+    def output(self, batch: int, seed: int) -> torch.Tensor: ...
+
+    @abstractmethod
+    def env(self) -> dict[str, str]: ...
+
+    def identity(self, seed: int) -> Identity:
+        return Identity(self.fingerprint(), self.weights_hash(), self.input_hash(1, seed), self.output(1, seed),
+                        self.env())  # fmt: skip
 
     @abstractmethod
     def set_threads(self, n: int) -> None: ...

@@ -4,7 +4,7 @@ run in C++ (resnet_cpp/bench.cpp) and hand back raw nanoseconds."""
 from __future__ import annotations
 
 from resx.bench.config import WarmupRule
-from resx.bench.runners.base import Identity, Runner
+from resx.bench.runners.base import Runner
 from resx.cpp import _cpp
 
 
@@ -16,11 +16,20 @@ class CppRunner(Runner):
     def stop(self) -> None:
         self.model = None
 
-    def identity(self, seed: int) -> Identity:
-        output = self.model.forward(_cpp.make_input(1, seed, self.device)).cpu()
-        return Identity(
-            self.model.fingerprint(), self.model.weights_hash(), _cpp.input_hash(1, seed), output, _cpp.env()
-        )
+    def fingerprint(self) -> str:
+        return self.model.fingerprint()
+
+    def weights_hash(self) -> str:
+        return self.model.weights_hash()
+
+    def input_hash(self, batch: int, seed: int) -> str:
+        return _cpp.input_hash(batch, seed)
+
+    def output(self, batch: int, seed: int):
+        return self.model.forward(_cpp.make_input(batch, seed, self.device)).cpu()
+
+    def env(self) -> dict[str, str]:
+        return _cpp.env()
 
     def set_threads(self, n: int) -> None:
         _cpp.set_num_threads(n)

@@ -9,7 +9,7 @@ import torch
 
 from resx import stats
 from resx.bench.config import BenchError, WarmupRule
-from resx.bench.runners.base import Identity, Runner, make_input
+from resx.bench.runners.base import Runner, make_input
 from resx.envinfo import python_env
 from resx.export import fingerprint, load, script, tensor_sha1, weights_hash
 from resx.models import ModelConfig, build
@@ -30,20 +30,22 @@ class PyRunner(Runner):
             model = scripted
         self.model = model.to(self.device).eval()
 
-    def identity(self, seed: int) -> Identity:
+    def fingerprint(self) -> str:
         # The eager module has no graph of its own: script the very module this runner times.
-        graph = script(self.model) if self.engine == "eager" else self.model
-        return Identity(
-            fingerprint(graph),
-            weights_hash(self.model),
-            tensor_sha1(make_input(1, seed)),
-            self._output(seed),
-            python_env(),
-        )
+        return fingerprint(script(self.model) if self.engine == "eager" else self.model)
 
-    def _output(self, seed: int) -> torch.Tensor:
+    def weights_hash(self) -> str:
+        return weights_hash(self.model)
+
+    def input_hash(self, batch: int, seed: int) -> str:
+        return tensor_sha1(make_input(batch, seed))
+
+    def output(self, batch: int, seed: int) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(make_input(1, seed, self.device)).cpu()
+            return self.model(make_input(batch, seed, self.device)).cpu()
+
+    def env(self) -> dict[str, str]:
+        return python_env()
 
     def set_threads(self, n: int) -> None:
         torch.set_num_threads(n)

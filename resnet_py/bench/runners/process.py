@@ -1,6 +1,8 @@
-"""cpp-exe: `resx-cpp bench-serve`, a process with no Python answering timing commands one line at a time.
-Each start() is a new process (a fresh runtime state); its stderr goes to a file, so that no amount of
-warnings can fill a pipe and stall it, and the file's last line explains a failure."""
+"""A runtime in a process of its own, driven over the timing-server protocol (resnet_cpp/main.cpp,
+resx.bench.runners.serve): `resx-cpp bench-serve` for the executable, a Python worker for the runtimes
+that live in Python. Each start() is a new process, so every round of the bench samples a fresh
+process of every runtime. Its stderr goes to a file: no amount of warnings can fill a pipe and stall
+it, and the file's last line explains a failure."""
 
 from __future__ import annotations
 
@@ -12,24 +14,23 @@ import tempfile
 import torch
 
 from resx.bench.config import BenchError, WarmupRule
-from resx.bench.runners.base import Identity, Runner
-from resx.cpp import executable
+from resx.bench.runners.base import Runner
 
 
-class ExeRunner(Runner):
+class ServeRunner(Runner):
     proc: subprocess.Popen | None = None
+
+    def __init__(self, name: str, engine: str, model_file, device: str, command: list[str]):
+        super().__init__(name, engine, model_file, device)
+        self.command = command
 
     def start(self) -> None:
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop())
-        env = os.environ | {"RESX_PARENT_PID": str(os.getpid())}  # it dies with us (PR_SET_PDEATHSIG)
-        self.proc = subprocess.Popen(
-            [str(executable()), "bench-serve", str(self.model_file), self.device], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1, env=env,
-        )  # fmt: skip
-        first = self.proc.stdout.readline().split()
-        if len(first) != 3 or first[0] != "ready":
-            raise BenchError(f"resx-cpp bench-serve did not start: {self._last_error()}")
-        self.fingerprint, self.weights_hash = first[1], first[2]
+        env = os.environ | {"RESX_PARENT_PID": str(os.getpid()), "RESX_QUIET_JIT": "1"}  # it dies with us
+        self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True, bufsize=1, env=env)  # fmt: skip
+        if self.proc.stdout.readline().strip() != "ready":
+            raise BenchError(f"{self.name} did not start: {self._last_error()}")
 
     def stop(self) -> None:
         if self.proc is None:
@@ -60,15 +61,26 @@ class ExeRunner(Runner):
         except OSError:
             answer = ""
         if not answer:
-            raise BenchError(f"resx-cpp bench-serve stopped at '{line}': {self._last_error()}")
+            raise BenchError(f"{self.name} stopped at '{line}': {self._last_error()}")
         if not answer.startswith(expect + " ") and answer != expect:
-            raise BenchError(f"resx-cpp bench-serve: '{line}' answered '{answer[:200]}'")
+            raise BenchError(f"{self.name}: '{line}' answered '{answer[:200]}'")
         return answer[len(expect) :].strip()
 
-    def identity(self, seed: int) -> Identity:
-        env = json.loads(self._ask("env", "env"))
-        output = torch.tensor([float(v) for v in self._ask(f"output 1 {seed}", "output").split(",")]).view(1, -1)
-        return Identity(self.fingerprint, self.weights_hash, self._ask(f"input 1 {seed}", "input"), output, env)
+    def fingerprint(self) -> str:
+        return self._ask("fingerprint", "fingerprint")
+
+    def weights_hash(self) -> str:
+        return self._ask("weights", "weights")
+
+    def input_hash(self, batch: int, seed: int) -> str:
+        return self._ask(f"input {batch} {seed}", "input")
+
+    def output(self, batch: int, seed: int) -> torch.Tensor:
+        values = self._ask(f"output {batch} {seed}", "output").split(",")
+        return torch.tensor([float(v) for v in values]).view(batch, -1)
+
+    def env(self) -> dict[str, str]:
+        return json.loads(self._ask("env", "env"))
 
     def set_threads(self, n: int) -> None:
         self._ask(f"threads {n}", "ok")
