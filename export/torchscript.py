@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -143,8 +144,12 @@ def save(module: torch.jit.ScriptModule, path: Path, manifest: dict | None = Non
     atomic_write(Path(path), buf.getvalue())
 
 
-def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
-    """Script the model and save it with its manifest; returns the manifest."""
+def prepared(
+    config: ModelConfig, seed: int = 0, weights: Path | None = None
+) -> tuple[nn.Module, torch.jit.ScriptModule, dict]:
+    """The eval-mode network an export holds, scripted as LibTorch loads it, and the manifest every
+    format of export shares (the fingerprint of that graph, the weights hash, FLOPs, normalisation,
+    provenance)."""
     model = build(config, seed=seed)
     if weights is not None:
         state = load_weights(weights)
@@ -173,8 +178,14 @@ def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None 
         "resx_version": resx.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    save(loaded, Path(path), manifest)
-    return json.loads(json.dumps(manifest))  # as stored: tuples become lists
+    return model, loaded, json.loads(json.dumps(manifest))  # as stored: tuples become lists
+
+
+def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
+    """Script the model and save it with its manifest; returns the manifest."""
+    _, scripted, manifest = prepared(config, seed, weights)
+    save(scripted, Path(path), manifest)
+    return manifest
 
 
 def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
@@ -204,12 +215,18 @@ def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
 
 
 def describe(module: nn.Module, claimed_name: str) -> dict[str, str]:
-    """What a file says of itself, recomputed from its graph and parameters; mirrors resx::describe.
-    model.name is the architecture the shapes imply: the one whose own blocks they are, else the
-    claimed one if its block kind matches (custom layers)."""
-    out = {"fingerprint": fingerprint(module), "weights_hash": weights_hash(module),
-           "parameters": str(parameter_count(module))}  # fmt: skip
-    found = structure({name: list(t.shape) for name, t in module.named_parameters()})
+    """What a file says of itself, recomputed from its graph and parameters; mirrors resx::describe."""
+    shapes = {name: list(t.shape) for name, t in module.named_parameters()}
+    return describe_architecture(shapes, claimed_name) | {"fingerprint": fingerprint(module),
+                                                          "weights_hash": weights_hash(module)}  # fmt: skip
+
+
+def describe_architecture(shapes: dict[str, list[int]], claimed_name: str) -> dict[str, str]:
+    """The architecture that parameter names and shapes describe, and the parameter count
+    (resx::describe_architecture). model.name is the architecture the shapes imply: the one whose own
+    blocks they are, else the claimed one if its block kind matches (custom layers)."""
+    out = {"parameters": str(sum(math.prod(s) for s in shapes.values()))}
+    found = structure(shapes)
     if not found:
         return out | {"model.block": "(not a resx ResNet)"}
     name = architecture_of(found["block"], found["layers"])

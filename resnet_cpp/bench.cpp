@@ -1,5 +1,7 @@
 #include "bench.h"
 
+#include "model.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -21,10 +23,10 @@ double median(std::vector<int64_t> v) {
   return n % 2 ? static_cast<double>(v[n / 2]) : 0.5 * static_cast<double>(v[n / 2 - 1] + v[n / 2]);
 }
 
-int64_t one_call(Model& model, const at::Tensor& input) {
+int64_t one_call(Engine& engine, const at::Tensor& input) {
   const auto t0 = now_ns();
-  auto out = model.module().forward({input}).toTensor();
-  sync_device(input.device());
+  auto out = engine.forward(input);
+  sync_device(engine.device());
   return now_ns() - t0;
 }
 
@@ -35,12 +37,11 @@ at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device) {
   return at::randn({batch, 3, 32, 32}, gen, at::kFloat).to(device);
 }
 
-int64_t warm_up(Model& model, const at::Tensor& input, const WarmupRule& rule) {
+int64_t warm_up(Engine& engine, const at::Tensor& input, const WarmupRule& rule) {
   c10::InferenceMode guard;
-  model.train(false);
   std::vector<int64_t> times;
   while (static_cast<int64_t>(times.size()) < rule.max_calls) {
-    times.push_back(one_call(model, input));
+    times.push_back(one_call(engine, input));
     const auto n = static_cast<int64_t>(times.size());
     if (n >= 2 * rule.window) {
       const double last = median({times.end() - rule.window, times.end()});
@@ -51,16 +52,14 @@ int64_t warm_up(Model& model, const at::Tensor& input, const WarmupRule& rule) {
   return static_cast<int64_t>(times.size());
 }
 
-std::vector<int64_t> time_forward(Model& model, const at::Tensor& input, int64_t calls) {
+std::vector<int64_t> time_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
   c10::InferenceMode guard;
-  model.train(false);
   std::vector<int64_t> times(calls);
-  for (auto& t : times) t = one_call(model, input);
+  for (auto& t : times) t = one_call(engine, input);
   return times;
 }
 
-ThreadsResult time_threads(Model& model, const at::Tensor& input, int threads, double seconds) {
-  model.train(false);
+ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads, double seconds) {
   std::atomic<int64_t> calls{0};
   std::atomic<bool> go{false};
   const auto duration = std::chrono::duration<double>(seconds);
@@ -72,8 +71,8 @@ ThreadsResult time_threads(Model& model, const at::Tensor& input, int threads, d
       const auto end = Clock::now() + duration;
       int64_t mine = 0;
       while (Clock::now() < end) {
-        model.module().forward({x});
-        sync_device(x.device());
+        engine.forward(x);
+        sync_device(engine.device());
         ++mine;
       }
       calls += mine;

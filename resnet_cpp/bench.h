@@ -1,17 +1,17 @@
-// Inference timing in the C++ runtime. Raw per-call nanoseconds go back to Python
+// Inference timing in the C++ runtime, on any engine. Raw per-call nanoseconds go back to Python
 // (resx.stats computes every statistic, for every runtime, in one place).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "model.h"
+#include "engine.h"
 
 namespace resx {
 
 // When to stop warming up: the median of the last `window` calls is within `tolerance` of the
 // median of the window before (TorchScript's profiling executor re-optimises during its first
-// calls), or `max_calls` were made. Mirrors resx.bench.runners.python.PyRunner.warm_up.
+// calls), or `max_calls` were made. Mirrors resx.bench.WarmupRule.
 struct WarmupRule {
   int64_t window;
   double tolerance;
@@ -22,15 +22,15 @@ struct WarmupRule {
 // ATen call as resx.bench.runners.make_input, so every runtime sees the same numbers.
 at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device);
 
-// Eval mode, c10::InferenceMode, device synchronised around every call.
-int64_t warm_up(Model& model, const at::Tensor& input, const WarmupRule& rule);
-std::vector<int64_t> time_forward(Model& model, const at::Tensor& input, int64_t calls);
+// c10::InferenceMode, device synchronised around every call.
+int64_t warm_up(Engine& engine, const at::Tensor& input, const WarmupRule& rule);
+std::vector<int64_t> time_forward(Engine& engine, const at::Tensor& input, int64_t calls);
 
 struct ThreadsResult {
   int64_t calls = 0;
   int64_t wall_ns = 0;
 };
 // `threads` std::threads, each calling forward on its own copy of `input` until `seconds` pass.
-ThreadsResult time_threads(Model& model, const at::Tensor& input, int threads, double seconds);
+ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads, double seconds);
 
 }  // namespace resx

@@ -12,6 +12,7 @@
 
 #include "bench.h"
 #include "data.h"
+#include "engine.h"
 #include "env.h"
 #include "io.h"
 #include "model.h"
@@ -225,7 +226,61 @@ void bind_training(nb::module_& m) {
 }
 
 // ---- inference timing (mirrors resx.bench.runners)
+// The extension's handle on an engine: Engine::open returns one of its subclasses.
+struct EngineHandle {
+  std::unique_ptr<resx::Engine> engine;
+};
+
 void bind_timing(nb::module_& m) {
+  nb::class_<EngineHandle>(m, "Engine", "One engine (script, frozen, aoti) running a resx model for inference.")
+      .def(
+          "__init__",
+          [](EngineHandle* self, const std::string& path, const std::string& engine, const std::string& device,
+             const std::string& dtype, bool channels_last, int64_t runners) {
+            const resx::EngineOptions options{engine, device, dtype, channels_last, runners};
+            std::unique_ptr<resx::Engine> opened;
+            {
+              nb::gil_scoped_release release;
+              opened = resx::Engine::open(path, options);
+            }
+            new (self) EngineHandle{std::move(opened)};
+          },
+          "path"_a, "engine"_a = "script", "device"_a = "cpu", "dtype"_a = "fp32", "channels_last"_a = false,
+          "runners"_a = 1)
+      .def(
+          "forward",
+          [](EngineHandle& self, nb::handle input) {
+            at::Tensor x = from_torch(input), y;
+            {
+              nb::gil_scoped_release release;
+              c10::InferenceMode guard;
+              y = self.engine->forward(x);
+            }
+            return to_torch(y);
+          },
+          "input"_a, "Eval-mode forward with the GIL released; float32 in and out.")
+      .def("fingerprint", [](const EngineHandle& self) { return self.engine->fingerprint(); })
+      .def("weights_hash",
+           [](const EngineHandle& self) {
+             nb::gil_scoped_release release;
+             return self.engine->weights_hash();
+           })
+      .def("compiled_threads", [](const EngineHandle& self) { return self.engine->compiled_threads(); })
+      .def("recorded", [](const EngineHandle& self) { return self.engine->recorded(); })
+      .def_prop_ro("load_seconds", [](const EngineHandle& self) { return self.engine->load_seconds(); });
+
+  m.def(
+      "describe_package",
+      [](const std::string& path) {
+        std::string manifest;
+        std::map<std::string, std::string> found;
+        {
+          nb::gil_scoped_release release;
+          found = resx::describe_package(path, &manifest);
+        }
+        return std::make_pair(found, manifest);
+      },
+      "path"_a, "(what an AOTInductor package's constants say, recomputed in C++; its manifest JSON)");
   m.def(
       "make_input",
       [](int64_t batch, uint64_t seed, const std::string& device) {
@@ -238,29 +293,29 @@ void bind_timing(nb::module_& m) {
       "batch"_a, "seed"_a, "SHA-1 of the benchmark input's bytes, made in C++.");
   m.def(
       "warm_up",
-      [](resx::Model& model, nb::handle input, int64_t window, double tolerance, int64_t max_calls) {
+      [](EngineHandle& engine, nb::handle input, int64_t window, double tolerance, int64_t max_calls) {
         auto x = from_torch(input);
         nb::gil_scoped_release release;
-        return resx::warm_up(model, x, {window, tolerance, max_calls});
+        return resx::warm_up(*engine.engine, x, {window, tolerance, max_calls});
       },
-      "model"_a, "input"_a, "window"_a, "tolerance"_a, "max_calls"_a);
+      "engine"_a, "input"_a, "window"_a, "tolerance"_a, "max_calls"_a);
   m.def(
       "time_forward",
-      [](resx::Model& model, nb::handle input, int64_t calls) {
+      [](EngineHandle& engine, nb::handle input, int64_t calls) {
         auto x = from_torch(input);
         nb::gil_scoped_release release;
-        return resx::time_forward(model, x, calls);
+        return resx::time_forward(*engine.engine, x, calls);
       },
-      "model"_a, "input"_a, "calls"_a, "Nanoseconds of each of `calls` forward calls.");
+      "engine"_a, "input"_a, "calls"_a, "Nanoseconds of each of `calls` forward calls.");
   m.def(
       "time_threads",
-      [](resx::Model& model, nb::handle input, int threads, double seconds) {
+      [](EngineHandle& engine, nb::handle input, int threads, double seconds) {
         auto x = from_torch(input);
         nb::gil_scoped_release release;
-        auto r = resx::time_threads(model, x, threads, seconds);
+        auto r = resx::time_threads(*engine.engine, x, threads, seconds);
         return std::make_pair(r.calls, r.wall_ns);
       },
-      "model"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
+      "engine"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
 
   m.def(
       "bare_train_steps",

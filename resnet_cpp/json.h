@@ -18,6 +18,7 @@ struct Value {
   std::variant<std::nullptr_t, bool, double, std::string, std::shared_ptr<Array>, std::shared_ptr<Object>> data;
 
   bool is_object() const { return std::holds_alternative<std::shared_ptr<Object>>(data); }
+  bool is_true() const { return std::holds_alternative<bool>(data) && std::get<bool>(data); }
   // Accessors throw resx::Error naming `what` when the value is of another kind.
   const Object& object(const std::string& what) const;
   const Array& array(const std::string& what) const;

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "bench.h"
+#include "engine.h"
 #include "env.h"
 #include "io.h"
 #include "model.h"
@@ -24,9 +25,10 @@ namespace {
 
 int usage(std::ostream& out, int code) {
   out << "usage: resx-cpp env [--json] [--threads N]\n"
-         "       resx-cpp inspect FILE.pt\n"
+         "       resx-cpp inspect FILE.pt|FILE.pt2\n"
          "       resx-cpp train CONFIG.txt   (written by `resx train --runtime cpp-exe`)\n"
-         "       resx-cpp bench-serve FILE.pt [DEVICE]   (timing commands on stdin, for `resx bench`)\n";
+         "       resx-cpp bench-serve FILE [--device D] [--engine script|frozen|aoti] [--dtype fp32|bf16]\n"
+         "                            [--channels-last] [--runners N]   (timing commands on stdin, for `resx bench`)\n";
   return code;
 }
 
@@ -54,14 +56,26 @@ int run_env(int argc, char** argv) {
 // Prints what C++ recomputes of a file beside what its manifest states; exit 1 on any disagreement.
 int run_inspect(int argc, char** argv) {
   if (argc != 1) {
-    std::cerr << "resx-cpp inspect: give exactly one FILE.pt\n";
+    std::cerr << "resx-cpp inspect: give exactly one FILE.pt or FILE.pt2\n";
     return 2;
   }
   const std::string path = argv[0];
-  resx::Model model(path);
-  if (!model.has_manifest()) throw resx::Error(path + ": no resx manifest (a foreign TorchScript file)");
-  const auto claims = resx::manifest_claims(model.manifest_json(), path);
-  const auto found = resx::describe(model, claims.at("model.name"));
+  std::map<std::string, std::string> claims, found;
+  if (path.size() > 4 && path.substr(path.size() - 4) == ".pt2") {  // an AOTInductor package: no graph
+    std::string manifest;
+    found = resx::describe_package(path, &manifest);
+    const auto stated = resx::manifest_claims(manifest, path);
+    for (const char* key : {"fingerprint", "weights_hash", "parameters"}) {
+      std::cout << key << ": " << stated.at(key) << "  (recorded at export: compiled code shows neither graph nor "
+                << "weights; its outputs prove them)\n";
+    }
+    claims = {{"runs", "yes"}};
+  } else {
+    resx::Model model(path);
+    if (!model.has_manifest()) throw resx::Error(path + ": no resx manifest (a foreign TorchScript file)");
+    claims = resx::manifest_claims(model.manifest_json(), path);
+    found = resx::describe(model, claims.at("model.name"));
+  }
   std::string mismatches;
   for (const auto& [key, claimed] : claims) {
     const auto it = found.find(key);
@@ -130,6 +144,8 @@ int run_train(int argc, char** argv) {
 // runtimes that live in Python. "ready" once loaded, then one command per line on stdin, one answer
 // per line on stdout:
 //   fingerprint                -> fingerprint HEX  (of the graph it runs)
+//   compiled                   -> compiled THREADS LOAD_S COMPILE_S RECORDED (threads compiled in: 0
+//                                 dynamic, -1 none; RECORDED 1: fingerprint and weights as recorded at export)
 //   weights                    -> weights HEX      (of the weights it holds)
 //   threads N                  -> ok N             (intra-op threads)
 //   env                        -> env {json}
@@ -140,7 +156,7 @@ int run_train(int argc, char** argv) {
 //   threads-run T SECONDS SEED -> calls CALLS WALL_NS
 //   quit
 // One bench-serve command (the words after it in `in`) -> its answer line.
-std::string serve(resx::Model& model, const std::string& command, std::istream& in) {
+std::string serve(resx::Engine& engine, const std::string& command, std::istream& in) {
   std::ostringstream out;
   int64_t batch = 0;
   uint64_t seed = 0;
@@ -150,9 +166,12 @@ std::string serve(resx::Model& model, const std::string& command, std::istream& 
     resx::set_num_threads(n, 0);
     out << "ok " << at::get_num_threads();
   } else if (command == "fingerprint") {
-    out << "fingerprint " << model.fingerprint();
+    out << "fingerprint " << engine.fingerprint();
   } else if (command == "weights") {
-    out << "weights " << model.weights_hash();
+    out << "weights " << engine.weights_hash();
+  } else if (command == "compiled") {
+    out << "compiled " << engine.compiled_threads() << ' ' << resx::format_double(engine.load_seconds()) << " 0 "
+        << (engine.recorded() ? 1 : 0);
   } else if (command == "env") {
     out << "env " << resx::to_json(resx::env_report());
   } else if (command == "input") {
@@ -161,7 +180,7 @@ std::string serve(resx::Model& model, const std::string& command, std::istream& 
   } else if (command == "output") {
     in >> batch >> seed;
     c10::InferenceMode guard;
-    const auto y = model.forward(resx::make_input(batch, seed, model.device())).to(at::kCPU).contiguous();
+    const auto y = engine.forward(resx::make_input(batch, seed, engine.device())).to(at::kCPU).contiguous();
     char buf[32];
     out << "output";
     for (int64_t i = 0; i < y.numel(); ++i) {
@@ -172,18 +191,18 @@ std::string serve(resx::Model& model, const std::string& command, std::istream& 
     int64_t window = 0, max_calls = 0;
     double tolerance = 0;
     in >> batch >> seed >> window >> tolerance >> max_calls;
-    const auto x = resx::make_input(batch, seed, model.device());
-    out << "warmup " << resx::warm_up(model, x, {window, tolerance, max_calls});
+    const auto x = resx::make_input(batch, seed, engine.device());
+    out << "warmup " << resx::warm_up(engine, x, {window, tolerance, max_calls});
   } else if (command == "time") {
     int64_t calls = 0;
     in >> batch >> seed >> calls;
     out << "ns";
-    for (auto t : resx::time_forward(model, resx::make_input(batch, seed, model.device()), calls)) out << ' ' << t;
+    for (auto t : resx::time_forward(engine, resx::make_input(batch, seed, engine.device()), calls)) out << ' ' << t;
   } else if (command == "threads-run") {
     int threads = 0;
     double seconds = 0;
     in >> threads >> seconds >> seed;
-    const auto r = resx::time_threads(model, resx::make_input(1, seed, model.device()), threads, seconds);
+    const auto r = resx::time_threads(engine, resx::make_input(1, seed, engine.device()), threads, seconds);
     out << "calls " << r.calls << ' ' << r.wall_ns;
   } else {
     out << "error unknown command '" << command << "'";
@@ -192,14 +211,32 @@ std::string serve(resx::Model& model, const std::string& command, std::istream& 
 }
 
 int run_bench_serve(int argc, char** argv) {
-  if (argc < 1 || argc > 2) {
-    std::cerr << "resx-cpp bench-serve: give FILE.pt [DEVICE]\n";
+  if (argc < 1) {
+    std::cerr
+        << "resx-cpp bench-serve: give FILE [--device D] [--engine E] [--dtype T] [--channels-last] [--runners N]\n";
     return 2;
   }
+  resx::EngineOptions options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (flag == "--channels-last") {
+      options.channels_last = true;
+    } else if (flag == "--device" && has_value) {
+      options.device = argv[++i];
+    } else if (flag == "--engine" && has_value) {
+      options.engine = argv[++i];
+    } else if (flag == "--dtype" && has_value) {
+      options.dtype = argv[++i];
+    } else if (flag == "--runners" && has_value) {
+      options.runners = resx::parse_int(argv[++i], "--runners");
+    } else {
+      std::cerr << "resx-cpp bench-serve: unknown argument '" << flag << "'\n";
+      return 2;
+    }
+  }
   if (!die_with_parent()) return 128 + SIGTERM;
-  const std::string device = argc == 2 ? argv[1] : "cpu";
-  resx::Model model(argv[0], device);
-  model.train(false);
+  const auto engine = resx::Engine::open(argv[0], options);
   std::cout << "ready" << std::endl;
   for (std::string line; std::getline(std::cin, line);) {
     std::istringstream in(line);
@@ -207,7 +244,7 @@ int run_bench_serve(int argc, char** argv) {
     in >> command;
     if (command == "quit") break;
     try {
-      std::cout << serve(model, command, in) << std::endl;
+      std::cout << serve(*engine, command, in) << std::endl;
     } catch (const std::exception& e) {
       const std::string what = e.what();
       std::cout << "error " << what.substr(0, what.find('\n')) << std::endl;

@@ -5,6 +5,8 @@
 #include <torch/cuda.h>
 
 #include <filesystem>
+#include <functional>
+#include <numeric>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -124,9 +126,19 @@ const Architecture* architecture_of(const std::string& block, const std::vector<
 std::map<std::string, std::string> describe(const Model& model, const std::string& claimed_name) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, t] : model.named_parameters()) shapes[name] = t.sizes().vec();
-  std::map<std::string, std::string> out{{"fingerprint", model.fingerprint()},
-                                         {"weights_hash", model.weights_hash()},
-                                         {"parameters", std::to_string(model.parameter_count())}};
+  auto out = describe_architecture(shapes, claimed_name);
+  out["fingerprint"] = model.fingerprint();
+  out["weights_hash"] = model.weights_hash();
+  return out;
+}
+
+std::map<std::string, std::string> describe_architecture(const std::map<std::string, std::vector<int64_t>>& shapes,
+                                                         const std::string& claimed_name) {
+  int64_t parameters = 0;
+  for (const auto& [name, shape] : shapes) {
+    parameters += std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+  }
+  std::map<std::string, std::string> out{{"parameters", std::to_string(parameters)}};
   const auto conv1 = shapes.find("conv1.weight"), fc = shapes.find("fc.weight");
   if (conv1 == shapes.end() || fc == shapes.end() || conv1->second.size() != 4 || fc->second.size() != 2) {
     out["model.block"] = "(not a resx ResNet)";

@@ -52,6 +52,9 @@ class Model {
 // name: a name is only implied by its block and blocks per stage unless the layers are custom.
 // Mirrors resx.export.describe; `resx inspect` and `resx-cpp inspect` compare it with manifest_claims.
 std::map<std::string, std::string> describe(const Model& model, const std::string& claimed_name);
+// The architecture keys alone (and the parameter count), from parameter names and shapes.
+std::map<std::string, std::string> describe_architecture(const std::map<std::string, std::vector<int64_t>>& shapes,
+                                                         const std::string& claimed_name);
 // The same keys, as a manifest states them.
 std::map<std::string, std::string> manifest_claims(const std::string& manifest_json, const std::string& source);
 

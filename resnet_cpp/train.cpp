@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "engine.h"
 #include "env.h"
 #include "io.h"
 
@@ -19,6 +20,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+at::Tensor to_device(const at::Tensor& x, const at::Device& device, bool channels_last) {
+  auto y = x.to(device);
+  return channels_last ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
+}
 
 std::string optional_json(const std::optional<double>& v) { return v ? json_number(*v) : "null"; }
 
@@ -68,12 +74,15 @@ TrainConfig TrainConfig::read(const std::string& path) {
   c.nesterov = integer("nesterov") != 0;
   c.drop_last = integer("drop_last") != 0;
   c.prefetch = integer("prefetch") != 0;
+  c.dtype = get("dtype");
+  c.channels_last = integer("channels_last") != 0;
   c.spec = AugmentSpec{integer("crop"), integer("padding"), number("flip_p"), triple("mean"), triple("std")};
   c.files = RunFiles{get("checkpoint_format"), get("steps_file"),      get("steps_columns"),
                      get("metrics_file"),      get("metrics_columns"), get("checkpoint_file"),
                      get("final_file"),        get("run_file"),        get("lock_file")};
   c.lrs = parse_doubles(get("lrs"), path + " lrs");
   // resx.recipe validated these; a file edited by hand is checked again.
+  if (c.dtype != "fp32" && c.dtype != "bf16") throw Error(path + ": dtype must be fp32 or bf16");
   if (c.epochs < 1 || c.batch_size < 1 || c.steps_per_epoch < 1 || c.eval_every < 1 || c.threads < 0) {
     throw Error(path + ": epochs, batch_size, steps_per_epoch and eval_every must be >= 1, threads >= 0");
   }
@@ -101,14 +110,16 @@ void load_weights(Model& model, const std::string& checkpoint_path, const std::s
   for (const auto& [name, t] : state) t.copy_(tensors.at(name));
 }
 
-EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device) {
+EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype,
+                    bool channels_last) {
   c10::InferenceMode guard;
+  const AutocastGuard autocast(device.type(), dtype == "bf16");
   model.train(false);
   double loss_sum = 0;
   int64_t correct = 0, seen = 0;
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
-    auto x = batch->inputs.to(device);
+    auto x = to_device(batch->inputs, device, channels_last);
     auto y = batch->labels.to(device);
     auto logits = model.module().forward({x}).toTensor();
     loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
@@ -127,6 +138,7 @@ Trainer::Trainer(TrainConfig config, int lock_fd)
       device_(config_.device),
       model_(config_.model_file, config_.device) {
   if (config_.threads > 0) set_num_threads(static_cast<int>(config_.threads), 0);
+  if (config_.channels_last) to_channels_last(model_.module());
   params_ = model_.named_parameters();
   std::vector<at::Tensor> tensors;
   for (const auto& [name, p] : params_) tensors.push_back(p);
@@ -198,7 +210,7 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
     throw Error("step " + std::to_string(steps_done_ + 1) + " is past the run's " + std::to_string(config_.lrs.size()) +
                 " learning rates");
   }
-  auto x = batch->inputs.to(device_);
+  auto x = to_device(batch->inputs, device_, config_.channels_last);
   auto y = batch->labels.to(device_);
   sync_device(device_);
   const double t_data = seconds_since(t0);
@@ -206,8 +218,12 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
   static_cast<torch::optim::SGDOptions&>(optimizer_->param_groups()[0].options()).lr(lr);
   optimizer_->zero_grad(true);
   const auto t1 = Clock::now();
-  auto logits = model_.module().forward({x}).toTensor();
-  auto loss = F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
+  at::Tensor logits, loss;
+  {
+    const AutocastGuard autocast(device_.type(), config_.dtype == "bf16");
+    logits = model_.module().forward({x}).toTensor();
+    loss = F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
+  }
   sync_device(device_);
   const double t_forward = seconds_since(t1);
   const auto t2 = Clock::now();
@@ -226,7 +242,9 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
   return record;
 }
 
-EvalResult Trainer::evaluate() { return resx::evaluate(model_, *test_loader_, device_); }
+EvalResult Trainer::evaluate() {
+  return resx::evaluate(model_, *test_loader_, device_, config_.dtype, config_.channels_last);
+}
 
 void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const {
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
@@ -269,7 +287,8 @@ void Trainer::write_outputs(const std::string& status) const {
             ", \"wall_time\": " + json_number(wall_time_) +
             ", \"test_loss\": " + (last ? optional_json(last->test_loss) : "null") +
             ", \"test_top_1\": " + (last ? optional_json(last->test_top_1) : "null") +
-            ", \"train_loss\": " + (steps_.empty() ? "null" : json_number(steps_.back().loss)) + "}";
+            ", \"train_loss\": " + (steps_.empty() ? "null" : json_number(steps_.back().loss)) +
+            ", \"compile_seconds\": 0}";
   }
   // The keys of resx.train.write_run_json.
   run_dir_.write_run_json(

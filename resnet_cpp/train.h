@@ -32,7 +32,8 @@ struct TrainConfig {
   int64_t epochs = 0, batch_size = 0, steps_per_epoch = 0, seed = 0, threads = 0, subset = 0, test_subset = 0,
           eval_every = 1;
   double momentum = 0, weight_decay = 0, label_smoothing = 0;
-  bool nesterov = false, drop_last = true, prefetch = true;
+  bool nesterov = false, drop_last = true, prefetch = true, channels_last = false;
+  std::string dtype = "fp32";  // bf16: autocast around forward and loss
   AugmentSpec spec{};
   RunFiles files;
   std::vector<double> lrs;  // one per optimizer step, all epochs
@@ -58,7 +59,9 @@ struct EvalResult {
 // Copy a checkpoint's "model" tensors into the model, after checking architecture, names, shapes, dtypes.
 void load_weights(Model& model, const std::string& checkpoint_path, const std::string& checkpoint_format);
 
-EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device);
+// In the run's dtype and memory format; mirrors resx.train.evaluate.
+EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype = "fp32",
+                    bool channels_last = false);
 
 class Trainer {
  public:

@@ -145,7 +145,10 @@ def env(
 @app.command("export")
 def export_cmd(
     model: Annotated[str, typer.Argument(help="resnet18, resnet34, resnet50, resnet101 or resnet152.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="TorchScript file to write.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="File to write: FILE.pt (TorchScript) or FILE.pt2 (AOTInductor).")
+    ],
+    kind: Annotated[str | None, typer.Option("--format", help="torchscript or aoti. [from the file's suffix]")] = None,
     num_classes: Annotated[int, typer.Option(help="Classes of the linear head.")] = 10,
     stem: Annotated[str, typer.Option(help="cifar (3x3 conv) or imagenet (7x7/2 conv + max-pool).")] = "cifar",
     layers: Annotated[
@@ -154,16 +157,36 @@ def export_cmd(
     width: Annotated[int, typer.Option(help="Channels of the first stage (64: the published ResNets).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
     weights: Annotated[Path | None, typer.Option(help="Weights to put in (export, checkpoint or state dict).")] = None,
+    device: Annotated[str, typer.Option(help="aoti: the device compiled for, cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="aoti: fp32, or bf16 (autocast compiled in).")] = "fp32",
+    threads: Annotated[int, typer.Option(help="aoti: intra-op threads compiled in (0: dynamic, the runtime's).")] = 0,
+    freezing: Annotated[
+        bool, typer.Option("--freezing/--no-freezing", help="aoti: Inductor folds BatchNorm and prepacks weights.")
+    ] = True,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="aoti: compiled for channels-last inputs.")
+    ] = False,
 ) -> None:
-    """Script a resx ResNet to a TorchScript file with its manifest (what the C++ runtime loads)."""
-    from resx.export import export
+    """Export a resx ResNet with its manifest: a TorchScript file (what LibTorch loads) or an AOTInductor
+    package (compiled ahead of time, loaded by Python and C++ alike)."""
+    from resx.export import CompileSettings, export, export_aoti
     from resx.models import ModelConfig
 
+    kind = kind or ("aoti" if output.suffix == ".pt2" else "torchscript")
+    if kind not in ("torchscript", "aoti"):
+        raise ResxError(f"unknown --format '{kind}': torchscript or aoti")
     config = ModelConfig(model, num_classes, stem, ints(layers, "--layers", 4), width)
-    manifest = export(config, output, seed=seed, weights=weights)
+    if kind == "aoti":
+        check_threads(threads)
+        manifest = export_aoti(config, output, seed, weights, CompileSettings(device, dtype, threads, freezing,
+                                                                                channels_last))  # fmt: skip
+        how = f"AOTInductor for {device} {dtype}, threads {threads or 'dynamic'}, compiled in {manifest['compile_seconds']:.1f} s"
+    else:
+        manifest = export(config, output, seed=seed, weights=weights)
+        how = "TorchScript"
     flops = manifest["flops_per_image"]
     console.print(
-        f"wrote {output}: {model} ({config.stem} stem, layers {config.block_layers}, width {config.width}), "
+        f"wrote {output} ({how}): {model} ({config.stem} stem, layers {config.block_layers}, width {config.width}), "
         f"{manifest['parameters']:,} parameters, {flops['forward'] / 1e9:.3f} GFLOP/img forward, "
         f"fingerprint {manifest['fingerprint'][:12]}",
         highlight=False,
@@ -172,10 +195,11 @@ def export_cmd(
 
 @app.command()
 def inspect(
-    file: Annotated[Path, typer.Argument(help="A TorchScript file written by resx export.")],
+    file: Annotated[Path, typer.Argument(help="A file written by resx export (.pt or .pt2).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print manifest and checks as JSON.")] = False,
 ) -> None:
-    """Print a file's manifest and re-verify it, in Python and in C++, against its graph and parameters."""
+    """Print a file's manifest and re-verify it, in Python and in C++: a TorchScript file against its graph
+    and parameters, an AOTInductor package by running it."""
     from resx.export import inspect as inspect_file
 
     result = inspect_file(file)
@@ -188,15 +212,16 @@ def inspect(
             for key, value in result.manifest.items():
                 table.add_row(key, value if isinstance(value, str) else json.dumps(value))
             console.print(table)
-        checks = Table(title="re-verified from the graph and the parameters")
+        how = "by running it" if file.suffix == ".pt2" else "from the graph and the parameters"
+        checks = Table(title=f"re-verified {how}")
         checks.add_column("")
-        for source in next(iter(result.checks.values())):
+        sources = list(dict.fromkeys(src for values in result.checks.values() for src in values))
+        for source in sources:
             checks.add_column(source)
         checks.add_column("")
         for what, values in result.checks.items():
-            ok = what not in result.failures
-            mark = "[green]agree[/]" if ok else "[bold red]MISMATCH[/]"
-            checks.add_row(what, *(v[:16] for v in values.values()), mark)
+            mark = "[green]agree[/]" if what not in result.failures else "[bold red]MISMATCH[/]"
+            checks.add_row(what, *(values.get(src, "—")[:16] for src in sources), mark)
         console.print(checks)
     if result.foreign:
         raise ResxError(f"{file}: a TorchScript file without a resx manifest (foreign); export it with `resx export`")
@@ -311,6 +336,14 @@ def train(
         bool | None, typer.Option("--keep-last/--drop-last", help="The last partial batch. [drop]")
     ] = None,
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N epochs (and after the last). [1]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="fp32, or bf16 (autocast around forward and loss). [fp32]")] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--contiguous", help="Memory format of weights and inputs. [contiguous]"),
+    ] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="py runtime: torch.compile the forward. [no]")
+    ] = None,
     py_module: Annotated[
         str | None, typer.Option(help="py runtime: eager nn.Module or the scripted file. [eager]")
     ] = None,
@@ -323,6 +356,7 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, threads=threads,
         device=device, subset=subset, test_subset=test_subset, keep_last=keep_last, eval_every=eval_every,
+        dtype=dtype, channels_last=channels_last, compile=compile,
     )  # fmt: skip
     if resume is None:
         if output is None:
@@ -407,7 +441,12 @@ def eval_cmd(
 @app.command()
 def bench(
     output: Annotated[Path, typer.Option("-o", "--output", help="Report directory.")] = Path("resx-bench"),
-    runtime: Annotated[str, typer.Option(help="all, or a comma list of runtimes (see resx.bench.RUNTIMES).")] = "all",
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="all, or a comma list of language-engine runtimes: py-eager, py-script, py-frozen, py-compile, py-aoti, cpp-script (cpp), cpp-frozen, cpp-aoti, exe-script (cpp-exe), exe-frozen, exe-aoti."
+        ),
+    ] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="The short preset (what make demo runs).")] = False,
     preset: Annotated[
         str, typer.Option(help="quick, seed (ResNet18/34, 50 epochs, batch 128; for a GPU) or custom.")
@@ -422,6 +461,12 @@ def bench(
         Path | None, typer.Option(help="CIFAR-10 for training (default: synthetic images, timing only).")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[
+        str | None, typer.Option(help="fp32, bf16 or fp32,bf16: every runtime at each. [the preset's, fp32]")
+    ] = None,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Channels-last weights and inputs everywhere.")
+    ] = False,
     threads: Annotated[int, typer.Option(help="Intra-op threads in every runtime (0: torch's default).")] = 0,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, each on a fresh runtime state.")] = None,
     latency_calls: Annotated[int | None, typer.Option(help="Timed batch-1 calls per runtime and round.")] = None,
@@ -451,6 +496,7 @@ def bench(
     cfg = B.configure(
         "quick" if quick else preset, runtimes=runtime, models=model.split(",") if model else None, stem=stem,
         layers=ints(layers, "--layers", 4), width=width, data=str(data) if data else None, device=device,
+        dtypes=[d.strip() for d in dtype.split(",")] if dtype else None, channels_last=channels_last,
         threads=threads, rounds=rounds, latency_calls=latency_calls, batch_sizes=ints(batch_sizes, "--batch-sizes"),
         throughput_calls=throughput_calls, thread_counts=ints(thread_counts, "--thread-counts"),
         thread_seconds=thread_seconds, train_steps=train_steps, train_batch=train_batch, train_rounds=train_rounds,
@@ -470,6 +516,13 @@ def bench(
     console.print(table)
     for line in B.report.headline(results):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
+    for model, entry in results["models"].items():
+        shipped = Table(title=f"{model}: what should I ship?")
+        for column in B.report.SHIP_COLUMNS:
+            shipped.add_column(column)
+        for row in B.report.ship(results, model, entry):
+            shipped.add_row(*row)
+        console.print(shipped)
     console.print(f"report: {output / 'report.md'} ({len(files)} files)")
 
 

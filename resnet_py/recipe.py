@@ -11,7 +11,7 @@ from pathlib import Path
 
 from resx.data import AUGMENT, AugmentSpec
 from resx.errors import ConfigError
-from resx.models import DEFAULT_WIDTH, ModelConfig
+from resx.models import DEFAULT_WIDTH, DTYPES, ModelConfig
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 DEVICES = ("cpu", "cuda")
@@ -41,6 +41,9 @@ class TrainConfig:
     test_subset: int = 0  # first M test images; 0: all
     drop_last: bool = True
     eval_every: int = 1
+    dtype: str = "fp32"  # bf16: autocast around forward and loss, in both runtimes
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the forward (py runtime, eager module)
     augment: AugmentSpec = field(default_factory=lambda: AUGMENT)
 
     def validate(self) -> None:
@@ -72,6 +75,7 @@ class TrainConfig:
             (self.test_subset >= 0, f"--test-subset must be >= 0 (0: all), got {self.test_subset}"),
             (self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}"),
             (self.device.split(":")[0] in DEVICES, f"unknown --device '{self.device}': cpu or cuda"),
+            (self.dtype in DTYPES, f"unknown --dtype '{self.dtype}': {' or '.join(DTYPES)}"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -153,7 +157,8 @@ class TrainConfig:
             "seed": self.seed, "threads": self.threads, "subset": self.subset, "test_subset": self.test_subset,
             "eval_every": self.eval_every, "momentum": repr(self.momentum), "weight_decay": repr(self.weight_decay),
             "label_smoothing": repr(self.label_smoothing), "nesterov": int(self.nesterov),
-            "drop_last": int(self.drop_last), "prefetch": int(prefetch),
+            "drop_last": int(self.drop_last), "prefetch": int(prefetch), "dtype": self.dtype,
+            "channels_last": int(self.channels_last),
             "crop": a.crop, "padding": a.padding, "flip_p": repr(a.flip_p),
             "mean": ",".join(map(repr, a.mean)), "std": ",".join(map(repr, a.std)),
             **run_keys,

@@ -26,6 +26,7 @@ from resx import envinfo
 from resx.cpp import CppRuntimeError, _cpp, executable
 from resx.errors import ResxError
 from resx.export import export, fingerprint, load
+from resx.export.aoti import to_channels_last
 from resx.files import atomic_write
 from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
@@ -125,13 +126,28 @@ def check_device(device: str, option: str = "--device") -> None:
         raise TrainError(f"{option} {device}: CUDA is not available on this machine; use {option} cpu")
 
 
-def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device) -> EvalResult:
-    """Mean test loss, top-1 percent, images. Mirrors resx::evaluate."""
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast around forward and loss (resx::AutocastGuard), or nothing at fp32. TorchScript's own
+    autocast pass casts otherwise than eager autocast: off, a scripted graph runs exactly as the eager
+    module does."""
+    if dtype == "bf16":
+        torch._C._jit_set_autocast_mode(False)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+
+def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    x = x.to(device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device, dtype: str = "fp32",
+             channels_last: bool = False) -> EvalResult:  # fmt: skip
+    """Mean test loss, top-1 percent, images, in the run's dtype and memory format. Mirrors resx::evaluate."""
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, dtype):
         for batch in loader.batches(0):
-            x, y = batch.inputs.to(device), batch.labels.to(device)
+            x, y = to_device(batch.inputs, device, channels_last), batch.labels.to(device)
             logits = model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum().item())
@@ -201,6 +217,8 @@ def _check_inputs(config: TrainConfig, runtime: str, data: Path, py_module: str)
         raise TrainError(f"unknown --py-module '{py_module}': eager or scripted")
     if runtime != "py" and py_module != "eager":
         raise TrainError(f"--py-module {py_module} applies to the py runtime only")
+    if config.compile and (runtime != "py" or py_module != "eager"):
+        raise TrainError("--compile applies to the py runtime's eager module (torch.compile is Python's)")
     check_device(config.device)
     layout, directory = D.find_layout(data)
     if runtime != "py" and layout != "binary":
@@ -285,6 +303,11 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         model = build(cfg.model_config(), seed=cfg.seed) if job.py_module == "eager" else load(self.run_dir / MODEL)[0]
         self.model = model.to(self.device)
+        if cfg.channels_last:
+            to_channels_last(self.model)
+        # What the steps call: the module, or torch.compile of it (the module keeps the state).
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.compile_seconds = 0.0
         self.params = dict(self.model.named_parameters())
         self.lrs = cfg.learning_rates(job.steps_per_epoch)
         self.optimizer = torch.optim.SGD(
@@ -342,7 +365,7 @@ class Trainer:
             return None
         if self.steps_done >= len(self.lrs):
             raise TrainError(f"step {self.steps_done + 1} is past the run's {len(self.lrs)} learning rates")
-        x, y = batch.inputs.to(self.device), batch.labels.to(self.device)
+        x, y = to_device(batch.inputs, self.device, self.config.channels_last), batch.labels.to(self.device)
         sync(self.device)
         t_data = time.perf_counter() - t0
         lr = self.lrs[self.steps_done]
@@ -350,8 +373,9 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         t1 = time.perf_counter()
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        with autocast(self.device, self.config.dtype):
+            logits = self.forward(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         sync(self.device)
         t_forward = time.perf_counter() - t1
         t2 = time.perf_counter()
@@ -371,7 +395,28 @@ class Trainer:
         return record
 
     def evaluate(self) -> EvalResult:
-        return evaluate(self.model, self.test_loader, self.device)
+        # The module itself, compiled or not: evaluation would recompile for eval mode, for no gain here.
+        return evaluate(self.model, self.test_loader, self.device, self.config.dtype, self.config.channels_last)
+
+    def compile(self) -> None:
+        """torch.compile's graphs for a training step, built now so that no timed step pays for them: a
+        forward and backward on a zero batch, whose effects (BatchNorm statistics, gradients) are undone."""
+        if not self.config.compile:
+            return
+        start = time.perf_counter()
+        buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+        x = to_device(torch.zeros(self.config.batch_size, 3, 32, 32), self.device, self.config.channels_last)
+        y = torch.zeros(self.config.batch_size, dtype=torch.long, device=self.device)
+        self.model.train()
+        with autocast(self.device, self.config.dtype):
+            loss = F.cross_entropy(self.forward(x), y, label_smoothing=self.config.label_smoothing)
+        loss.backward()
+        with torch.no_grad():
+            for name, b in self.model.named_buffers():
+                b.copy_(buffers[name])
+        self.optimizer.zero_grad(set_to_none=True)
+        sync(self.device)
+        self.compile_seconds = time.perf_counter() - start
 
     def save_checkpoint(self, name: str, with_momentum: bool) -> None:
         momentum = {}
@@ -396,7 +441,8 @@ class Trainer:
             last = self.epochs[-1] if self.epochs else None
             final = {"epochs": self.config.epochs, "steps": self.steps_done, "wall_time": self.wall_time,
                      "test_loss": last.test_loss if last else None, "test_top_1": last.test_top_1 if last else None,
-                     "train_loss": self.steps[-1].loss if self.steps else None}  # fmt: skip
+                     "train_loss": self.steps[-1].loss if self.steps else None,
+                     "compile_seconds": self.compile_seconds}  # fmt: skip
         write_run_json(self.job, status, self.epochs_done, final)
 
     def _report(self, progress: ProgressFn | None, **changes) -> None:
@@ -409,6 +455,8 @@ class Trainer:
         """Train to the last epoch (True) or until a stop is requested (False, after the current step;
         the last complete epoch's checkpoint stays)."""
         cfg = self.config
+        self._report(progress, phase="compile" if cfg.compile else "train", epoch=self.epochs_done)
+        self.compile()
         self._report(progress, phase="train", epoch=self.epochs_done)
         for epoch in range(self.epochs_done, cfg.epochs):
             self.model.train()

@@ -8,10 +8,11 @@ import pytest
 import torch
 from conftest import run_resx
 
-from resx import _cpp, bench, stats
+from resx import _cpp, bench, engines, stats
 from resx.bench import gate as G
-from resx.bench.runners import make_local_runner
+from resx.bench.runners import CLASSIC, make_local_runner, resolve
 from resx.bench.runners import python as pyrunner
+from resx.engines import EngineOptions
 from resx.export import export, tensor_sha1
 from resx.models import ModelConfig, build
 
@@ -78,8 +79,8 @@ def started(specs, local=True):
     """Runners started on (name, file) pairs: in this process where they can be (so that a test can
     change what they run), in a process of their own otherwise or when local=False (as the bench does)."""
     make = lambda name, path: (
-        make_local_runner(name, path, "cpu") if local and bench.RUNTIMES[name].language != "exe"
-        else bench.make_runner(name, path, "cpu"))  # fmt: skip
+        make_local_runner(name, path, EngineOptions()) if local and bench.RUNTIMES[resolve(name)].language != "exe"
+        else bench.make_runner(name, path, EngineOptions()))  # fmt: skip
     runners = [make(name, path) for name, path in specs]
     threads = torch.get_num_threads()
     for r in runners:
@@ -103,7 +104,7 @@ def failed(gate):
 
 def test_gate_passes_for_the_same_file(files):
     paths, manifest = files
-    gate = gate_of([(n, paths["a"]) for n in bench.RUNTIMES], manifest, local=False)
+    gate = gate_of([(n, paths["a"]) for n in CLASSIC], manifest, local=False)
     assert gate.failures == [], gate.failures
     assert not gate.loaded
     assert {c["check"].split(" (")[0] for c in gate.checks} >= {"fingerprint", "weights", "input", "outputs",
@@ -123,7 +124,7 @@ class _Extra(torch.nn.Module):
 
 def test_gate_refuses_a_different_eager_module(files, monkeypatch):
     paths, manifest = files
-    monkeypatch.setattr(pyrunner, "build", lambda config: _Extra(build(config)))
+    monkeypatch.setattr(engines, "build", lambda config: _Extra(build(config)))
     monkeypatch.setattr(_Extra, "load_state_dict", lambda self, state: self.inner.load_state_dict(state), raising=False)
     gate = gate_of([("py-eager", paths["a"]), ("cpp", paths["a"])], manifest)
     assert "fingerprint" in failed(gate)  # the eager module's own graph, scripted: not the file's
@@ -174,7 +175,11 @@ def test_run_refuses_then_force_records(files, monkeypatch):
     from resx.bench import compare as R
 
     real = R.make_runner
-    monkeypatch.setattr(R, "make_runner", lambda name, f, d: real(name, paths["imagenet"] if name == "cpp" else f, d))
+
+    def swapped(name, file, options, label):  # cpp-script runs another architecture
+        return real(name, paths["imagenet"] if name == "cpp-script" else file, options, label)
+
+    monkeypatch.setattr(R, "make_runner", swapped)
     cfg = bench.configure(runtimes="py-script,cpp", inference=False, training=False, max_load=100, **SMALL)
     with pytest.raises(bench.BenchError, match="fairness gate refused resnet18: fingerprint"):
         bench.run(cfg)
@@ -197,7 +202,8 @@ def test_every_runtime_starts_a_fresh_process_each_time(files, runtime):
         runner.stop()
 
 
-TINY = ["--quick", "--width", "8", "--latency-calls", "4", "--rounds", "2", "--batch-sizes", "1,2",
+TINY = ["--quick", "--runtime", "py-eager,py-script,cpp,cpp-exe", "--dtype", "fp32", "--width", "8",
+        "--latency-calls", "4", "--rounds", "2", "--batch-sizes", "1,2",
         "--throughput-calls", "1", "--thread-counts", "1,2", "--thread-seconds", "0.2", "--train-steps", "2",
         "--train-batch", "4"]  # fmt: skip
 
@@ -210,7 +216,7 @@ def test_quick_bench_writes_every_report_file(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["loaded"]
     entry = results["models"]["resnet18"]
-    assert set(entry["inference"]["latency"]) == set(bench.RUNTIMES)
+    assert set(entry["inference"]["latency"]) == set(CLASSIC)
     assert all(len(e["rounds_ns"]) == 2 and len(e["warmup_calls"]) == 2 for e in entry["inference"]["latency"].values())
     assert entry["gate"]["passed"]
     with open(out / "results.csv") as f:
@@ -218,15 +224,17 @@ def test_quick_bench_writes_every_report_file(tmp_path):
         rows = list(reader)
     assert reader.fieldnames == bench.report.CSV_COLUMNS
     measured = {(r["runtime"], r["measurement"]) for r in rows}
-    for runtime in bench.RUNTIMES:
+    for runtime in CLASSIC:
         for m in ("latency", "throughput", "concurrent throughput", "training step", "training epoch"):
             assert (runtime, m) in measured, (runtime, m)
-    ratio = next(r for r in rows if r["measurement"] == "latency" and r["runtime"] == "cpp")
+    ratio = next(r for r in rows if r["measurement"] == "latency" and r["runtime"] == "cpp-script")
     assert float(ratio["ci_low"]) <= float(ratio["ratio_vs_baseline"]) <= float(ratio["ci_high"])
     assert ratio["rounds"] == "2" and float(ratio["round_q25"]) <= float(ratio["round_q75"])
     md = (out / "report.md").read_text()
     assert "| Runtime | Model | Total time | Time per epoch | Latency p50 (ms) |" in md
     assert "Machine loaded" in md and "extrapolated" in md and "between rounds (IQR)" in md
+    assert "What should I ship?" in md and "cpp-script / py-script" in md and "Against the machine's floor" in md
+    assert results["floor_gflops"]["fp32"] > 0 and results["floor_gflops"]["bf16"] > 0
     for plot in ("latency", "throughput-batch", "throughput-threads", "train-split"):
         assert (out / f"resnet18-{plot}.png").stat().st_size > 1000
     assert "py-eager" in proc.stdout and "resnet18" in proc.stdout and "between rounds" in proc.stdout

@@ -37,6 +37,8 @@ class BenchConfig:
     layers: list[int] | None = None
     width: int = DEFAULT_WIDTH
     runtimes: list[str] = field(default_factory=list)  # empty: all (resx.bench.runners.RUNTIMES)
+    dtypes: list[str] = field(default_factory=lambda: ["fp32"])  # every runtime at each
+    channels_last: bool = False
     device: str = "cpu"
     threads: int = 0  # intra-op threads for every runtime; 0: torch's current default
     seed: int = 0
@@ -61,12 +63,27 @@ class BenchConfig:
     def model_config(self, name: str) -> ModelConfig:
         return ModelConfig(name, stem=self.stem, layers=self.layers, width=self.width)
 
+    def paths(self) -> list[tuple[str, str, str]]:
+        """(label, runtime, dtype) of everything measured: every runtime at every dtype; a runtime at
+        fp32 keeps its name, at bf16 it is runtime@bf16."""
+        return [(r if d == "fp32" else f"{r}@{d}", r, d) for d in self.dtypes for r in self.runtimes]
+
+    def engine_options(self, dtype: str):
+        from resx.engines import EngineOptions
+
+        return EngineOptions(device=self.device, dtype=dtype, channels_last=self.channels_last,
+                             runners=max([1, *self.thread_counts]))  # fmt: skip
+
     def validate(self) -> None:
         from resx.bench.runners import RUNTIMES, resolve
+        from resx.models import DTYPES
 
         self.runtimes = [resolve(r) for r in self.runtimes] if self.runtimes else list(RUNTIMES)
         if len(set(self.runtimes)) != len(self.runtimes):
             raise BenchError(f"--runtime lists a runtime twice: {', '.join(self.runtimes)}")
+        bad = [d for d in self.dtypes if d not in DTYPES]
+        if bad or not self.dtypes or len(set(self.dtypes)) != len(self.dtypes):
+            raise BenchError(f"--dtype '{','.join(self.dtypes)}': give fp32, bf16 or fp32,bf16")
         for name in self.models:
             self.model_config(name)
         positive = {"--rounds": self.rounds, "--latency-calls": self.latency_calls,
@@ -95,11 +112,12 @@ class BenchConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # What `make demo` runs: about 3 minutes on a 2-core machine. Batch-1 latency in 6 rounds, each a
-    # fresh model load and warm-up (a fresh resx-cpp process), so that its CI holds across reruns.
-    "quick": dict(models=["resnet18"], rounds=6, latency_calls=40, batch_sizes=[1, 8, 32, 128], throughput_calls=2,
-                  thread_counts=[1, 2, 4], thread_seconds=1.0, train_steps=3, train_batch=32, epochs=0,
-                  train_rounds=2),
+    # What `make demo` runs: every runtime at fp32 and bf16, about 5 minutes on a 2-core machine once
+    # the AOTInductor packages are cached. Batch-1 latency in rounds, each on fresh processes, so that
+    # its CI holds across reruns.
+    "quick": dict(models=["resnet18"], dtypes=["fp32", "bf16"], rounds=3, latency_calls=30, batch_sizes=[1, 128],
+                  throughput_calls=2, thread_counts=[1, 4], thread_seconds=0.4, train_steps=3, train_batch=32,
+                  epochs=0, train_rounds=2),
     # The structure of the well-known comparison: ResNet18 and ResNet34, 50 epochs at batch 128 (a GPU job).
     "seed": dict(models=["resnet18", "resnet34"], epochs=50, train_batch=128),
     "custom": {},

@@ -38,7 +38,8 @@ def latency(runners: list[Runner], cfg: BenchConfig, notify: Notify) -> dict:
     for rnd, order in rotations(runners, cfg.rounds):
         for r in order:
             notify(f"latency round {rnd + 1}/{cfg.rounds}: {r.name} (fresh start)")
-            r.restart()
+            if rnd:  # round 1 runs on the processes the gate started
+                r.restart()
             r.set_threads(cfg.threads)
             warmups[r.name].append(r.warm_up(1, cfg.seed, rule))
             rounds[r.name].append(r.time(1, cfg.seed, cfg.latency_calls))

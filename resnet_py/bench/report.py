@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from resx import stats
+from resx.bench.runners import BASELINE
 from resx.errors import ResxError
 from resx.files import atomic_write
 
@@ -19,6 +20,7 @@ CSV_COLUMNS = ["model", "runtime", "measurement", "batch", "threads", "value", "
                "p50_ms", "p90_ms", "p99_ms", "ratio_vs_baseline", "ci_low", "ci_high", "rounds", "round_q25",
                "round_q75", "note"]  # fmt: skip
 SPLIT = ("data", "forward", "backward", "optimizer")
+SHIP_COLUMNS = ["scenario", "fastest path", "its figure", "vs py-eager (95% CI)"]
 
 
 def _fmt_time(seconds: float) -> str:
@@ -29,12 +31,23 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-def _ratio(entry: dict, measure: str, runtime: str) -> dict | None:
-    return next((r for r in entry.get("ratios", []) if r["measure"] == measure and r["runtime"] == runtime), None)
+def _ratio(entry: dict, measure: str, runtime: str, baseline: str = BASELINE) -> dict | None:
+    return next((r for r in entry.get("ratios", []) if r["measure"] == measure and r["runtime"] == runtime
+                 and r["baseline"] == baseline), None)  # fmt: skip
 
 
-def _ci(r: dict | None) -> str:
-    return "baseline" if not r else f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+def labels(entry: dict) -> list[str]:
+    """The paths measured (runtime, or runtime@dtype), in the order they ran."""
+    return list(dict.fromkeys([*entry.get("inference", {}).get("latency", {}), *entry.get("training", {})]))
+
+
+def _ci(r: dict | None, invert: bool = False) -> str:
+    """A ratio with its interval; invert: a time ratio read as a rate ratio (above 1: more)."""
+    if not r:
+        return "baseline"
+    if invert:
+        return f"{1 / r['ratio']:.3f} [{1 / r['ci_high']:.3f}, {1 / r['ci_low']:.3f}]"
+    return f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
 
 
 def _spread(r: dict | None) -> str:
@@ -59,7 +72,7 @@ def seed_table(results: dict) -> list[list[str]]:
     rows = []
     for model, entry in results["models"].items():
         inf, tr = entry.get("inference", {}), entry.get("training", {})
-        for runtime in results["config"]["runtimes"]:
+        for runtime in labels(entry):
             t, lat = tr.get(runtime, {}), inf.get("latency", {}).get(runtime)
             epoch = t.get("epoch_time_s")
             total = t.get("total_time_s", epoch * max(1, results["config"]["epochs"]) if epoch is not None else None)
@@ -75,11 +88,11 @@ def seed_table(results: dict) -> list[list[str]]:
 
 
 def headline(results: dict) -> list[str]:
-    """The ratios a person reads first: batch-1 latency, training step, concurrent callers."""
+    """The ratios a person reads first: batch-1 latency and training step against py-eager."""
     lines = []
     for model, entry in results["models"].items():
         for r in entry["ratios"]:
-            if r["measure"] in ("latency batch 1", "training step") or r["measure"].startswith("images/s with"):
+            if r["baseline"] == BASELINE and r["measure"] in ("latency batch 1", "training step"):
                 lines.append(f"{model} {r['measure']}: {r['runtime']} / {r['baseline']} = {r['ratio']:.3f} "
                              f"(95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}, {r['rounds']} rounds, between rounds "
                              f"{r['round_q25']:.3f}-{r['round_q75']:.3f})")  # fmt: skip
@@ -183,9 +196,90 @@ def _training_section(entry: dict, baseline: str) -> str:
     return "\n### Training step (median ms) and its split\n\n" + _md_table(header, rows)
 
 
-def markdown(results: dict, plots: list[str]) -> str:
-    from resx.bench.runners import BASELINE
+def _best(values: dict[str, float], higher: bool) -> str:
+    return (max if higher else min)(values, key=values.get)
 
+
+def ship(results: dict, model: str, entry: dict) -> list[list[str]]:
+    """What should I ship? Per scenario, the fastest path, its figure and its ratio to py-eager."""
+    inf, tr, rows = entry.get("inference", {}), entry.get("training", {}), []
+    if inf.get("latency"):
+        lat = {n: s["p50_ms"] for n, s in inf["latency"].items()}
+        best = _best(lat, higher=False)
+        rows.append(["batch-1 latency", best, f"{lat[best]:.2f} ms (p50)", _ci(_ratio(entry, "latency batch 1", best))])
+    if inf.get("throughput"):
+        batch = max(next(iter(inf["throughput"].values())))
+        rate = {n: per[batch]["images_per_s"] for n, per in inf["throughput"].items()}
+        best = _best(rate, higher=True)
+        ratio = _ratio(entry, f"time per call, batch {batch}", best)
+        rows.append([f"throughput at batch {batch}", best, f"{rate[best]:,.0f} img/s", _ci(ratio, invert=True)])
+    if inf.get("threads"):
+        t = max(next(iter(inf["threads"].values())))
+        rate = {n: per[t]["images_per_s"] for n, per in inf["threads"].items()}
+        best = _best(rate, higher=True)
+        rows.append([f"{t} concurrent callers", best, f"{rate[best]:,.0f} img/s",
+                     _ci(_ratio(entry, f"images/s with {t} thread(s)", best))])  # fmt: skip
+    if tr:
+        step = {n: t["step"]["p50_ms"] for n, t in tr.items()}
+        best = _best(step, higher=False)
+        rows.append(["training step", best, f"{step[best]:.1f} ms (p50)", _ci(_ratio(entry, "training step", best))])
+    return rows
+
+
+def language_share(entry: dict) -> list[list[str]]:
+    """C++ against Python on the same engine and dtype: the language's own share of the time."""
+    return [
+        [r["measure"], f"{r['runtime']} / {r['baseline']}", _ci(r)]
+        for r in entry.get("ratios", [])
+        if r["baseline"] != BASELINE and r["kind"] == "time" and r["measure"] != "time per call, batch 1"
+    ]  # fmt: skip  (the latency, again)
+
+
+def floor_rows(results: dict, entry: dict) -> list[list[str]]:
+    """Each path's batch-1 latency against the floor: the network's FLOPs at the GEMM's rate."""
+    flops, rows = entry["manifest"]["flops_per_image"]["forward"], []
+    for name, s in entry.get("inference", {}).get("latency", {}).items():
+        dtype = name.partition("@")[2] or "fp32"
+        floor_ms = flops / (results["floor_gflops"][dtype] * 1e9) * 1e3
+        rows.append([name, f"{s['p50_ms']:.2f}", f"{floor_ms:.2f} ({dtype})", f"{floor_ms / s['p50_ms']:.0%}"])
+    return rows
+
+
+def costs(entry: dict) -> list[list]:
+    """Compile and load times, apart from the timed calls."""
+    rows = [[name, c["threads"] if c["threads"] >= 0 else "—", f"{c['load_seconds']:.2f}",
+             f"{c['compile_seconds']:.1f}" if c["compile_seconds"] else "—"]
+            for name, c in entry["gate"]["compiled"].items()]  # fmt: skip
+    for dtype, p in entry.get("packages", {}).items():
+        cached = "cached" if p["cached"] else "compiled now"
+        rows.append([f"AOTInductor package {dtype}", p["compile"]["threads"], "—",
+                     f"{p['compile_seconds']:.1f} ({cached})"])  # fmt: skip
+    for name, t in entry.get("training", {}).items():
+        if t.get("compile_seconds"):
+            rows.append([f"{name} training", "—", "—", f"{t['compile_seconds']:.1f}"])
+    return rows
+
+
+def _ship_section(results: dict, model: str, entry: dict) -> str:
+    out = ("\n### What should I ship?\n\nThe fastest path per scenario against py-eager (times: below 1 is "
+           "faster; rates: above 1 is more), 95% CI over rounds.\n\n"
+           + _md_table(SHIP_COLUMNS, ship(results, model, entry)))  # fmt: skip
+    share = language_share(entry)
+    if share:
+        out += ("\nThe language's own share: C++ against Python on the same engine and dtype (time ratios).\n\n"
+                + _md_table(["measure", "ratio", "95% CI"], share))  # fmt: skip
+    return out
+
+
+def _floor_section(results: dict, entry: dict) -> str:
+    g = results["floor_gflops"]
+    return (f"\n### Against the machine's floor\n\nA 2048² GEMM here: {g['fp32']:.0f} GFLOP/s at fp32, "
+            f"{g['bf16']:.0f} at bf16. The floor of batch-1 latency is the network's forward FLOPs at that rate; "
+            "each path's fraction of it:\n\n" + _md_table(["path", "p50 (ms)", "floor (ms)", "fraction"],
+                                                            floor_rows(results, entry)))  # fmt: skip
+
+
+def markdown(results: dict, plots: list[str]) -> str:
     cfg, env = results["config"], results["env"]["python"]
     out = [f"# resx bench ({cfg['preset']})\n\n",
            f"Created {results['created']} on {env['cpu_model']} ({env['cpu_cores']} cores), torch "
@@ -204,7 +298,15 @@ def markdown(results: dict, plots: list[str]) -> str:
                    f"{m['model']['width']}, {m['parameters']:,} parameters, "
                    f"{m['flops_per_image']['forward'] / 1e9:.3f} GFLOP/img forward, fingerprint "
                    f"`{m['fingerprint'][:12]}`\n")  # fmt: skip
+        if entry.get("inference") or entry.get("training"):
+            out.append(_ship_section(results, model, entry))
         out.append(_gate_section(entry["gate"]))
+        out += [
+            "\n### Compile and load times (apart from the timed calls)\n\n",
+            _md_table(["path", "threads compiled in (0: dynamic)", "load s", "compile s"], costs(entry)),
+        ]
+        if entry.get("inference"):
+            out.append(_floor_section(results, entry))
         if entry.get("inference"):
             out.append(_latency_section(entry, BASELINE))
             out.append(_throughput_section(entry, BASELINE))

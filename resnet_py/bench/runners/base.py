@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from resx.bench.config import WarmupRule
+from resx.engines import EngineOptions
 
 
 def make_input(batch: int, seed: int, device: str = "cpu") -> torch.Tensor:
@@ -32,8 +33,8 @@ class Runner(ABC):
     """One runtime holding one model. start() gives it a fresh state; the measurements call the rest
     between start() and stop(). Every method answers from inside the runtime."""
 
-    def __init__(self, name: str, engine: str, model_file: Path, device: str):
-        self.name, self.engine, self.model_file, self.device = name, engine, model_file, device
+    def __init__(self, name: str, model_file: Path, options: EngineOptions):
+        self.name, self.model_file, self.options, self.device = name, Path(model_file), options, options.device
 
     @abstractmethod
     def start(self) -> None: ...
@@ -59,6 +60,11 @@ class Runner(ABC):
 
     @abstractmethod
     def env(self) -> dict[str, str]: ...
+
+    def compiled(self) -> dict:
+        """What the engine was compiled for and what opening it took: threads (0 dynamic, -1 nothing
+        compiled), load and compile seconds, and whether fingerprint and weights are recorded ones."""
+        return {"threads": -1, "load_seconds": 0.0, "compile_seconds": 0.0, "recorded": False}
 
     def identity(self, seed: int) -> Identity:
         return Identity(self.fingerprint(), self.weights_hash(), self.input_hash(1, seed), self.output(1, seed),

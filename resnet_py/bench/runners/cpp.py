@@ -1,5 +1,5 @@
-"""cpp: the TorchScript file in the C++ runtime, in this process (nanobind, GIL released). Timing loops
-run in C++ (resnet_cpp/bench.cpp) and hand back raw nanoseconds."""
+"""The runtimes whose language is C++ called from Python: a resx::Engine through the extension (GIL
+released). Timing loops run in C++ (resnet_cpp/bench.cpp) and hand back raw nanoseconds."""
 
 from __future__ import annotations
 
@@ -10,36 +10,41 @@ from resx.cpp import _cpp
 
 class CppRunner(Runner):
     def start(self) -> None:
-        self.model = _cpp.Model(str(self.model_file), self.device)
-        self.model.eval()
+        o = self.options
+        self.engine = _cpp.Engine(str(self.model_file), o.engine, o.device, o.dtype, o.channels_last, o.runners)
 
     def stop(self) -> None:
-        self.model = None
+        self.engine = None
 
     def fingerprint(self) -> str:
-        return self.model.fingerprint()
+        return self.engine.fingerprint()
 
     def weights_hash(self) -> str:
-        return self.model.weights_hash()
+        return self.engine.weights_hash()
 
     def input_hash(self, batch: int, seed: int) -> str:
         return _cpp.input_hash(batch, seed)
 
     def output(self, batch: int, seed: int):
-        return self.model.forward(_cpp.make_input(batch, seed, self.device)).cpu()
+        return self.engine.forward(_cpp.make_input(batch, seed, self.device)).cpu()
 
     def env(self) -> dict[str, str]:
         return _cpp.env()
+
+    def compiled(self) -> dict:
+        e = self.engine
+        return {"threads": e.compiled_threads(), "load_seconds": e.load_seconds, "compile_seconds": 0.0,
+                "recorded": e.recorded()}  # fmt: skip
 
     def set_threads(self, n: int) -> None:
         _cpp.set_num_threads(n)
 
     def warm_up(self, batch: int, seed: int, rule: WarmupRule) -> int:
         x = _cpp.make_input(batch, seed, self.device)
-        return _cpp.warm_up(self.model, x, rule.window, rule.tolerance, rule.max_calls)
+        return _cpp.warm_up(self.engine, x, rule.window, rule.tolerance, rule.max_calls)
 
     def time(self, batch: int, seed: int, calls: int) -> list[int]:
-        return _cpp.time_forward(self.model, _cpp.make_input(batch, seed, self.device), calls)
+        return _cpp.time_forward(self.engine, _cpp.make_input(batch, seed, self.device), calls)
 
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
-        return _cpp.time_threads(self.model, _cpp.make_input(1, seed, self.device), threads, seconds)
+        return _cpp.time_threads(self.engine, _cpp.make_input(1, seed, self.device), threads, seconds)

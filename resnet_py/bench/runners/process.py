@@ -20,8 +20,8 @@ from resx.bench.runners.base import Runner
 class ServeRunner(Runner):
     proc: subprocess.Popen | None = None
 
-    def __init__(self, name: str, engine: str, model_file, device: str, command: list[str]):
-        super().__init__(name, engine, model_file, device)
+    def __init__(self, name: str, model_file, options, command: list[str]):
+        super().__init__(name, model_file, options)
         self.command = command
 
     def start(self) -> None:
@@ -81,6 +81,11 @@ class ServeRunner(Runner):
 
     def env(self) -> dict[str, str]:
         return json.loads(self._ask("env", "env"))
+
+    def compiled(self) -> dict:
+        threads, load, compile_, recorded = self._ask("compiled", "compiled").split()
+        return {"threads": int(threads), "load_seconds": float(load), "compile_seconds": float(compile_),
+                "recorded": recorded == "1"}  # fmt: skip
 
     def set_threads(self, n: int) -> None:
         self._ask(f"threads {n}", "ok")

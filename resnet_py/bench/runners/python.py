@@ -1,4 +1,4 @@
-"""py-eager (the nn.Module) and py-script (the TorchScript file), driven from this Python process."""
+"""The runtimes whose language is Python: an engine (resx.engines) called from Python."""
 
 from __future__ import annotations
 
@@ -8,51 +8,50 @@ import time
 import torch
 
 from resx import stats
-from resx.bench.config import BenchError, WarmupRule
+from resx.bench.config import WarmupRule
 from resx.bench.runners.base import Runner, make_input
+from resx.engines import Engine
 from resx.envinfo import python_env
-from resx.export import fingerprint, load, script, tensor_sha1, weights_hash
-from resx.models import ModelConfig, build
+from resx.export import tensor_sha1
 from resx.train import sync
 
 
 class PyRunner(Runner):
-    model: torch.nn.Module
+    engine: Engine
 
     def start(self) -> None:
-        scripted, manifest = load(self.model_file)
-        if manifest is None:
-            raise BenchError(f"{self.model_file}: not a resx export (no manifest)")
-        if self.engine == "eager":
-            model = build(ModelConfig.from_dict(manifest["model"]))
-            model.load_state_dict(scripted.state_dict())
-        else:
-            model = scripted
-        self.model = model.to(self.device).eval()
+        self.engine = Engine(self.model_file, self.options)
+
+    def stop(self) -> None:
+        self.engine = None
 
     def fingerprint(self) -> str:
-        # The eager module has no graph of its own: script the very module this runner times.
-        return fingerprint(script(self.model) if self.engine == "eager" else self.model)
+        return self.engine.fingerprint()
 
     def weights_hash(self) -> str:
-        return weights_hash(self.model)
+        return self.engine.weights_hash()
 
     def input_hash(self, batch: int, seed: int) -> str:
         return tensor_sha1(make_input(batch, seed))
 
     def output(self, batch: int, seed: int) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(make_input(batch, seed, self.device)).cpu()
+            return self.engine(make_input(batch, seed, self.device)).cpu()
 
     def env(self) -> dict[str, str]:
         return python_env()
+
+    def compiled(self) -> dict:
+        e = self.engine
+        return {"threads": e.compiled_threads, "load_seconds": e.load_seconds, "compile_seconds": e.compile_seconds,
+                "recorded": e.recorded}  # fmt: skip
 
     def set_threads(self, n: int) -> None:
         torch.set_num_threads(n)
 
     def _call_ns(self, x: torch.Tensor) -> int:
         t0 = time.perf_counter_ns()
-        self.model(x)
+        self.engine(x)
         sync(self.device)
         return time.perf_counter_ns() - t0
 
@@ -81,7 +80,7 @@ class PyRunner(Runner):
             end = time.perf_counter() + seconds
             with torch.inference_mode():
                 while time.perf_counter() < end:
-                    self.model(xi)
+                    self.engine(xi)
                     sync(self.device)
                     counts[i] += 1
 

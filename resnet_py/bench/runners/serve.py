@@ -1,15 +1,20 @@
-"""`python -m resx.bench.runners.serve RUNTIME FILE DEVICE`: a runtime that lives in Python (py-eager,
-py-script, cpp) as a timing server, speaking the protocol of `resx-cpp bench-serve` (resnet_cpp/main.cpp),
-so that every runtime is measured in a fresh process of its own per round alike."""
+"""`python -m resx.bench.runners.serve RUNTIME FILE [--device D --engine E --dtype T ...]`: a runtime
+that lives in Python (the py and cpp languages) as a timing server, speaking the protocol of `resx-cpp
+bench-serve` (resnet_cpp/main.cpp), so that every runtime is measured in a fresh process of its own per
+round alike."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from pathlib import Path
 
 from resx.bench.config import WarmupRule
 from resx.bench.runners import make_local_runner
 from resx.bench.runners.base import Runner
+from resx.engines import EngineOptions
+from resx.errors import ResxError
 
 
 def answer(runner: Runner, words: list[str]) -> str:
@@ -19,6 +24,9 @@ def answer(runner: Runner, words: list[str]) -> str:
         return f"fingerprint {runner.fingerprint()}"
     if command == "weights":
         return f"weights {runner.weights_hash()}"
+    if command == "compiled":
+        c = runner.compiled()
+        return f"compiled {c['threads']} {c['load_seconds']!r} {c['compile_seconds']!r} {int(c['recorded'])}"
     if command == "threads":
         runner.set_threads(int(args[0]))
         return f"ok {args[0]}"
@@ -47,11 +55,22 @@ def answer(runner: Runner, words: list[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m resx.bench.runners.serve RUNTIME FILE DEVICE", file=sys.stderr)
-        return 2
-    runner = make_local_runner(*argv)
-    runner.start()
+    parser = argparse.ArgumentParser(prog="python -m resx.bench.runners.serve", description=__doc__)
+    parser.add_argument("runtime")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--engine", default="script")
+    parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--runners", type=int, default=1)
+    a = parser.parse_args(argv)
+    options = EngineOptions(a.engine, a.device, a.dtype, a.channels_last, a.runners)
+    runner = make_local_runner(a.runtime, a.file, options)
+    try:
+        runner.start()
+    except ResxError as e:  # one line for the parent, which names the runtime
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print("ready", flush=True)
     for line in sys.stdin:  # ends when the parent closes the pipe, or dies
         words = line.split()

@@ -1,0 +1,192 @@
+#include "engine.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/csrc/inductor/aoti_runner/model_container_runner.h>
+#include <torch/csrc/jit/passes/autocast.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "io.h"
+#include "json.h"
+#include "model.h"
+
+namespace resx {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void check_options(const EngineOptions& o) {
+  if (o.engine != "script" && o.engine != "frozen" && o.engine != "aoti") {
+    throw Error("unknown engine '" + o.engine + "': script, frozen or aoti");
+  }
+  if (o.dtype != "fp32" && o.dtype != "bf16") throw Error("unknown dtype '" + o.dtype + "': fp32 or bf16");
+}
+
+// The TorchScript file, as loaded or frozen and optimized for inference.
+class ScriptEngine : public Engine {
+ public:
+  ScriptEngine(const std::string& path, EngineOptions options) : Engine(std::move(options)) {
+    const auto start = Clock::now();
+    Model model(path, options_.device);
+    model.train(false);
+    fingerprint_ = model.fingerprint();
+    weights_hash_ = model.weights_hash();
+    module_ = model.module();
+    if (options_.channels_last) to_channels_last(module_);
+    if (options_.engine == "frozen") {
+      module_ = torch::jit::optimize_for_inference(module_);  // freezes it (BatchNorm folds into the convs)
+    }
+    load_seconds_ = seconds_since(start);
+  }
+
+  at::Tensor forward(const at::Tensor& input) override {
+    const AutocastGuard autocast(device().type(), options_.dtype == "bf16");
+    return module_.forward({prepare(input)}).toTensor().to(at::kFloat);
+  }
+  std::string fingerprint() const override { return fingerprint_; }
+  std::string weights_hash() const override { return weights_hash_; }
+
+ private:
+  torch::jit::Module module_;
+  std::string fingerprint_, weights_hash_;
+};
+
+// An AOTInductor package from resx export: its manifest is the package's "resx_manifest" metadata.
+class AotiEngine : public Engine {
+ public:
+  AotiEngine(const std::string& path, EngineOptions options) : Engine(std::move(options)) {
+    if (!std::filesystem::is_regular_file(path)) {
+      throw Error(path + ": no such file (export one with `resx export MODEL --format aoti -o FILE.pt2`)");
+    }
+    const auto start = Clock::now();
+    try {
+      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", false,
+                                                                          static_cast<size_t>(options_.runners));
+    } catch (const c10::Error& e) {
+      const std::string reason = e.what_without_backtrace();
+      throw Error(path + ": not a loadable AOTInductor package (" + reason.substr(0, reason.find('\n')) + ")");
+    }
+    load_seconds_ = seconds_since(start);
+    manifest_json_ = manifest_of(loader_->get_metadata(), path);
+    manifest_ = json::parse(manifest_json_, path + " manifest");
+    const auto& compiled = manifest_.at("compile");
+    const auto want = [&](const std::string& key, const std::string& value) {
+      const auto& got = compiled.at(key).string(path + " compile." + key);
+      if (got != value) {
+        throw Error(path + ": compiled for " + key + " " + got + ", this run asks for " + value +
+                    "; re-export with `resx export ... --format aoti --" + key + " " + value + "`");
+      }
+    };
+    want("device", at::Device(options_.device).is_cuda() ? "cuda" : "cpu");
+    want("dtype", options_.dtype);
+    want("memory_format", options_.channels_last ? "channels_last" : "contiguous");
+  }
+
+  at::Tensor forward(const at::Tensor& input) override {
+    return loader_->run({prepare(input)})[0];  // bf16 autocast is compiled into the package
+  }
+  // A package of compiled code has no graph to fingerprint, and Inductor folds or merges the weights
+  // into constants of its own: both are the ones recorded at export; its outputs prove them.
+  std::string fingerprint() const override { return manifest_.at("fingerprint").string("fingerprint"); }
+  std::string weights_hash() const override { return manifest_.at("weights_hash").string("weights_hash"); }
+  bool recorded() const override { return true; }
+  int64_t compiled_threads() const override { return manifest_.at("compile").at("threads").integer("compile.threads"); }
+  const std::string& manifest_json() const { return manifest_json_; }
+
+  static std::string manifest_of(const std::unordered_map<std::string, std::string>& metadata,
+                                 const std::string& path) {
+    const auto it = metadata.find(kManifestName);
+    if (it == metadata.end()) throw Error(path + ": no resx manifest (a foreign AOTInductor package)");
+    return it->second;
+  }
+
+ private:
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  std::string manifest_json_;
+  json::Value manifest_;
+};
+
+}  // namespace
+
+AutocastGuard::AutocastGuard(at::DeviceType device, bool enabled)
+    : device_(device),
+      enabled_(enabled),
+      was_enabled_(at::autocast::is_autocast_enabled(device)),
+      was_dtype_(at::autocast::get_autocast_dtype(device)) {
+  if (!enabled_) return;
+  // TorchScript's own autocast pass casts otherwise than eager autocast; off, a scripted graph runs
+  // under the dispatcher's autocast exactly as the eager module does (bit-identical training, tested).
+  torch::jit::setAutocastMode(false);
+  at::autocast::set_autocast_enabled(device_, true);
+  at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!enabled_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(device_, was_enabled_);
+  at::autocast::set_autocast_dtype(device_, was_dtype_);
+}
+
+void to_channels_last(torch::jit::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : module.parameters(true)) {
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  for (const auto& b : module.buffers(true)) {
+    if (b.dim() == 4) b.set_data(b.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+
+at::Tensor Engine::prepare(const at::Tensor& input) const {
+  auto x = input.to(device());
+  return options_.channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+
+std::unique_ptr<Engine> Engine::open(const std::string& path, const EngineOptions& options) {
+  check_options(options);
+  if (options.engine == "aoti") return std::make_unique<AotiEngine>(path, options);
+  return std::make_unique<ScriptEngine>(path, options);
+}
+
+std::string runs(Engine& engine, int64_t num_classes) {
+  c10::InferenceMode guard;
+  for (int64_t batch : {1, 3}) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(batch));
+    const auto y = engine.forward(at::randn({batch, 3, 32, 32}, gen, at::kFloat));
+    if (y.dim() != 2 || y.size(0) != batch || y.size(1) != num_classes || y.scalar_type() != at::kFloat ||
+        !y.isfinite().all().item<bool>()) {
+      return "no: batch " + std::to_string(batch) + " gave " + c10::str(y.sizes()) + " " +
+             c10::toString(y.scalar_type());
+    }
+  }
+  return "yes";
+}
+
+std::map<std::string, std::string> describe_package(const std::string& path, std::string* manifest_json) {
+  if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such file");
+  std::unordered_map<std::string, std::string> metadata;
+  try {
+    metadata = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, "model");
+  } catch (const c10::Error& e) {
+    const std::string reason = e.what_without_backtrace();
+    throw Error(path + ": not a loadable AOTInductor package (" + reason.substr(0, reason.find('\n')) + ")");
+  }
+  const auto manifest = json::parse(AotiEngine::manifest_of(metadata, path), path + " manifest");
+  const auto& compiled = manifest.at("compile");
+  EngineOptions options;  // open it as it was compiled
+  options.engine = "aoti";
+  options.device = compiled.at("device").string("compile.device");
+  options.dtype = compiled.at("dtype").string("compile.dtype");
+  options.channels_last = compiled.at("memory_format").string("compile.memory_format") == "channels_last";
+  AotiEngine engine(path, options);
+  if (manifest_json != nullptr) *manifest_json = engine.manifest_json();
+  return {{"runs", runs(engine, manifest.at("model").at("num_classes").integer("model.num_classes"))}};
+}
+
+}  // namespace resx

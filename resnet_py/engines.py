@@ -1,0 +1,125 @@
+"""The engines that run a resx model for inference in Python, behind one interface (mirrors resx::Engine,
+resnet_cpp/engine.cpp, which has script, frozen and aoti):
+
+    eager    the nn.Module, rebuilt from the manifest, with the file's weights
+    script   the TorchScript file as loaded
+    frozen   torch.jit.freeze + optimize_for_inference (BatchNorm folds into the convolutions)
+    compile  torch.compile (Inductor, freezing on)
+    aoti     an AOTInductor package (resx export --format aoti), compiled ahead of time
+
+`dtype` bf16 runs under autocast (TorchScript engines, eager) or has it compiled in (compile, aoti);
+outputs are float32 either way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from resx.errors import ResxError
+from resx.export import fingerprint, load, script, weights_hash
+from resx.export.aoti import Inference, check_settings, read_manifest, to_channels_last
+from resx.models import DTYPES, ModelConfig, build
+from resx.train import autocast
+
+ENGINES = ("eager", "script", "frozen", "compile", "aoti")
+# Max abs difference of batch-1 logits from py-eager at fp32 that each engine and dtype may show: the
+# same graph and weights run as they are (1e-4); with BatchNorm folded or kernels fused by a compiler
+# (1e-3); in bf16 (3 significant digits) whatever the engine.
+TOLERANCE: dict[tuple[str, str], float] = {
+    (engine, dtype): 1e-1 if dtype == "bf16" else (1e-4 if engine in ("eager", "script") else 1e-3)
+    for engine in ENGINES
+    for dtype in DTYPES
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    engine: str = "script"
+    device: str = "cpu"
+    dtype: str = "fp32"
+    channels_last: bool = False
+    runners: int = 1  # aoti: models that may run at once (concurrent callers)
+
+    def validate(self) -> None:
+        if self.engine not in ENGINES:
+            raise ResxError(f"unknown engine '{self.engine}': {', '.join(ENGINES)}")
+        if self.dtype not in DTYPES:
+            raise ResxError(f"unknown dtype '{self.dtype}': {' or '.join(DTYPES)}")
+
+
+class Engine:
+    """A model file opened for inference by one engine. forward() takes float32 and gives float32."""
+
+    def __init__(self, path: Path, options: EngineOptions = EngineOptions()):
+        options.validate()
+        self.path, self.options, self.device = Path(path), options, torch.device(options.device)
+        self.compiled_threads, self.compile_seconds, self.recorded = -1, 0.0, False
+        start = time.perf_counter()
+        if options.engine == "aoti":
+            self._open_package()
+        else:
+            self._open_torchscript()
+        self.load_seconds = time.perf_counter() - start - self.compile_seconds
+
+    def _open_package(self) -> None:
+        manifest = read_manifest(self.path)
+        o = self.options
+        check_settings(self.path, manifest, device=o.device, dtype=o.dtype, channels_last=o.channels_last)
+        from torch._inductor.package import load_package  # here: Inductor takes a second to import
+
+        self.module = load_package(str(self.path), num_runners=o.runners)
+        # Compiled code shows neither graph nor weights: both as recorded at export, proved by outputs.
+        self._fingerprint, self._weights_hash, self.recorded = manifest["fingerprint"], manifest["weights_hash"], True
+        self.compiled_threads = manifest["compile"]["threads"]
+
+    def _open_torchscript(self) -> None:
+        o = self.options
+        scripted, manifest = load(self.path)
+        if manifest is None:
+            raise ResxError(f"{self.path}: not a resx export (no manifest)")
+        if o.engine in ("eager", "compile"):
+            module = build(ModelConfig.from_dict(manifest["model"]))
+            module.load_state_dict(scripted.state_dict())
+            self._fingerprint = None  # the eager module's own graph, scripted when asked (fingerprint())
+        else:
+            module, self._fingerprint = scripted, fingerprint(scripted)
+        module = module.to(self.device).eval()
+        self._weights_hash = weights_hash(module)  # before a freeze folds them
+        if o.channels_last:
+            to_channels_last(module)
+        self._eager = module
+        if o.engine == "frozen":
+            module = torch.jit.optimize_for_inference(torch.jit.freeze(module))
+        elif o.engine == "compile":
+            torch._inductor.config.freezing = True
+            module = torch.compile(Inference(module, o.dtype), dynamic=False)
+            start = time.perf_counter()
+            with torch.inference_mode():  # compiles now, apart from the timed calls
+                module(self._prepare(torch.zeros(1, 3, 32, 32)))
+            self.compile_seconds = time.perf_counter() - start
+        self.module = module
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._prepare(x)
+        if self.options.engine in ("compile", "aoti") or self.options.dtype == "fp32":
+            return self.module(x)  # bf16 autocast compiled in
+        with autocast(self.device, "bf16"):
+            return self.module(x).float()
+
+    __call__ = forward
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:  # the eager module has no graph of its own: script the one this runs
+            self._fingerprint = fingerprint(script(self._eager))
+        return self._fingerprint
+
+    def weights_hash(self) -> str:
+        return self._weights_hash
