@@ -65,14 +65,18 @@ def main() -> None:
         total_flops, total_ms = total_flops + flops, total_ms + ms
         shape = "x".join(map(str, inp.shape[1:]))
         print(f"{name:28} {shape:>14} {flops / 1e6:7.1f} {ms:7.3f} {flops / ms / 1e6:8.1f}")
-    print(f"{'all convolutions':28} {'':>14} {total_flops / 1e6:7.1f} {total_ms:7.3f} {total_flops / total_ms / 1e6:8.1f}")
+    print(
+        f"{'all convolutions':28} {'':>14} {total_flops / 1e6:7.1f} {total_ms:7.3f} {total_flops / total_ms / 1e6:8.1f}"
+    )
     print(f"floor at the GEMM's rate: {total_flops / (floor['fp32'] * 1e9) * 1e3:.3f} ms; the convolutions alone, each "
           f"at its best: {total_ms:.3f} ms")  # fmt: skip
     eager_ms = best_ms(lambda: model(x), args.calls)
     torch._inductor.config.freezing = True
     compiled = torch.compile(Inference(model))
     compiled_ms = best_ms(lambda: compiled(x), args.calls)
-    print(f"whole forward, best of {args.calls}: eager {eager_ms:.3f} ms, torch.compile (freezing) {compiled_ms:.3f} ms")
+    print(
+        f"whole forward, best of {args.calls}: eager {eager_ms:.3f} ms, torch.compile (freezing) {compiled_ms:.3f} ms"
+    )
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof, torch.inference_mode():
         for _ in range(20):
             compiled(x)

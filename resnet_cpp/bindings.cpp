@@ -236,8 +236,9 @@ void bind_timing(nb::module_& m) {
       .def(
           "__init__",
           [](EngineHandle* self, const std::string& path, const std::string& engine, const std::string& device,
-             const std::string& dtype, bool channels_last, int64_t runners) {
-            const resx::EngineOptions options{engine, device, dtype, channels_last, runners};
+             const std::string& dtype, bool channels_last, int64_t runners, bool deterministic, bool cuda_graphs) {
+            const resx::EngineOptions options{engine,  device,        dtype,      channels_last,
+                                              runners, deterministic, cuda_graphs};
             std::unique_ptr<resx::Engine> opened;
             {
               nb::gil_scoped_release release;
@@ -246,7 +247,7 @@ void bind_timing(nb::module_& m) {
             new (self) EngineHandle{std::move(opened)};
           },
           "path"_a, "engine"_a = "script", "device"_a = "cpu", "dtype"_a = "fp32", "channels_last"_a = false,
-          "runners"_a = 1)
+          "runners"_a = 1, "deterministic"_a = false, "cuda_graphs"_a = false)
       .def(
           "forward",
           [](EngineHandle& self, nb::handle input) {
@@ -269,6 +270,9 @@ void bind_timing(nb::module_& m) {
       .def("recorded", [](const EngineHandle& self) { return self.engine->recorded(); })
       .def_prop_ro("load_seconds", [](const EngineHandle& self) { return self.engine->load_seconds(); });
 
+  m.def("cuda_graphs_available", &resx::cuda_graphs_available,
+        "Whether this build can capture CUDA graphs (CUDA's runtime headers were found).");
+  m.def("set_deterministic", &resx::set_deterministic, "on"_a);
   m.def(
       "describe_package",
       [](const std::string& path) {

@@ -87,13 +87,16 @@ at::Tensor normalization_table(const AugmentSpec& spec) {
 }
 
 Batch make_batch(const at::Tensor& images, const at::Tensor& labels, const at::Tensor& index, const at::Tensor& offsets,
-                 const at::Tensor& flips, const AugmentSpec& spec, const at::Tensor& table) {
+                 const at::Tensor& flips, const AugmentSpec& spec, const at::Tensor& table, bool pinned) {
   TORCH_CHECK(images.scalar_type() == at::kByte && images.dim() == 4 && images.is_contiguous(),
               "images must be contiguous uint8 [N,C,H,W]");
   const int64_t b = index.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
   const bool augment = offsets.defined();
   const int64_t s = augment ? spec.crop : h, sw = augment ? spec.crop : w, p = augment ? spec.padding : 0;
-  Batch out{at::empty({b, c, s, sw}, at::kByte), at::empty({b, c, s, sw}, at::kFloat), labels.index_select(0, index)};
+  auto labels_out = labels.index_select(0, index);
+  Batch out{at::empty({b, c, s, sw}, at::kByte),
+            at::empty({b, c, s, sw}, at::TensorOptions(at::kFloat).pinned_memory(pinned)),
+            pinned ? labels_out.pin_memory() : labels_out};
   const auto* src = images.const_data_ptr<uint8_t>();
   const auto* idx = index.const_data_ptr<int64_t>();
   const auto* off = augment ? offsets.const_data_ptr<int64_t>() : nullptr;
@@ -143,7 +146,7 @@ at::Tensor normalize(const at::Tensor& images, const AugmentSpec& spec) {
 }
 
 CifarLoader::CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_size, bool train, uint64_t seed,
-                         bool drop_last, AugmentSpec spec, bool prefetch)
+                         bool drop_last, AugmentSpec spec, bool prefetch, bool pin_memory)
     : images_(images.contiguous()),
       labels_(labels.to(at::kLong).contiguous()),
       table_(normalization_table(spec)),
@@ -152,7 +155,8 @@ CifarLoader::CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_siz
       seed_(seed),
       drop_last_(drop_last),
       spec_(spec),
-      prefetch_(prefetch) {
+      prefetch_(prefetch),
+      pin_memory_(pin_memory) {
   if (batch_size < 1) throw std::invalid_argument("batch size must be at least 1, got " + std::to_string(batch_size));
   if (images_.size(0) != labels_.size(0)) throw std::invalid_argument("images and labels differ in count");
 }
@@ -167,10 +171,10 @@ int64_t CifarLoader::size() const {
 Batch CifarLoader::produce(int64_t index) const {
   const int64_t lo = index * batch_size_, len = std::min(batch_size_, images_.size(0) - lo);
   if (!train_) {
-    return make_batch(images_, labels_, at::arange(lo, lo + len, at::kLong), {}, {}, spec_, table_);
+    return make_batch(images_, labels_, at::arange(lo, lo + len, at::kLong), {}, {}, spec_, table_, pin_memory_);
   }
   return make_batch(images_, labels_, plan_.order.narrow(0, lo, len), plan_.offsets.narrow(0, lo, len),
-                    plan_.flips.narrow(0, lo, len), spec_, table_);
+                    plan_.flips.narrow(0, lo, len), spec_, table_, pin_memory_);
 }
 
 void CifarLoader::stop() {

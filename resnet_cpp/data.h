@@ -57,8 +57,9 @@ struct Batch {
 
 // One tight pass: gather the samples `index` of `images`, pad, crop, flip, and normalise.
 // offsets/flips undefined: no augmentation (test time).
+// pinned: the float inputs and the labels in page-locked memory, for non-blocking copies to a GPU.
 Batch make_batch(const at::Tensor& images, const at::Tensor& labels, const at::Tensor& index, const at::Tensor& offsets,
-                 const at::Tensor& flips, const AugmentSpec& spec, const at::Tensor& table);
+                 const at::Tensor& flips, const AugmentSpec& spec, const at::Tensor& table, bool pinned = false);
 
 at::Tensor augment_batch(const at::Tensor& images, const at::Tensor& offsets, const at::Tensor& flips,
                          const AugmentSpec& spec);
@@ -66,11 +67,11 @@ at::Tensor normalize(const at::Tensor& images, const AugmentSpec& spec);
 
 // Batches of one split; train=true shuffles and augments from the epoch plan. With prefetch, a
 // background thread prepares the next batches while the caller runs its step; the output is the
-// same as without.
+// same as without. pin_memory: batches in page-locked memory, for a GPU (resx.data.CifarLoader).
 class CifarLoader {
  public:
   CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_size, bool train, uint64_t seed, bool drop_last,
-              AugmentSpec spec, bool prefetch);
+              AugmentSpec spec, bool prefetch, bool pin_memory = false);
   ~CifarLoader();
   CifarLoader(const CifarLoader&) = delete;
   CifarLoader& operator=(const CifarLoader&) = delete;
@@ -90,7 +91,7 @@ class CifarLoader {
   uint64_t seed_;
   bool drop_last_;
   AugmentSpec spec_;
-  bool prefetch_;
+  bool prefetch_, pin_memory_;
 
   EpochPlan plan_;
   int64_t cursor_ = -1;  // next batch handed out; -1 before the first start_epoch

@@ -8,6 +8,13 @@
 #include <chrono>
 #include <filesystem>
 
+#ifdef RESX_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include "env.h"
 #include "io.h"
 #include "json.h"
 #include "model.h"
@@ -24,6 +31,10 @@ void check_options(const EngineOptions& o) {
     throw Error("unknown engine '" + o.engine + "': script, frozen or aoti");
   }
   if (o.dtype != "fp32" && o.dtype != "bf16") throw Error("unknown dtype '" + o.dtype + "': fp32 or bf16");
+  if (o.cuda_graphs && !at::Device(o.device).is_cuda()) throw Error("CUDA graphs need --device cuda");
+  if (o.cuda_graphs && !cuda_graphs_available()) {
+    throw Error("this resx-cpp was built without CUDA's runtime headers: no CUDA graphs (rebuild where they are)");
+  }
 }
 
 // The TorchScript file, as loaded or frozen and optimized for inference.
@@ -110,6 +121,50 @@ class AotiEngine : public Engine {
   json::Value manifest_;
 };
 
+#ifdef RESX_WITH_CUDA
+// An engine's forward captured in a CUDA graph once per input shape and replayed on a static input,
+// so that a call costs one launch instead of one per kernel (resx.engines.Engine, torch.cuda.CUDAGraph).
+// The output is the graph's static tensor: valid until the next call.
+class GraphedEngine : public Engine {
+ public:
+  explicit GraphedEngine(std::unique_ptr<Engine> inner) : Engine(inner->options()), inner_(std::move(inner)) {
+    load_seconds_ = inner_->load_seconds();
+  }
+
+  at::Tensor forward(const at::Tensor& input) override {
+    const auto x = prepare(input);
+    if (!graph_ || x.sizes() != static_in_.sizes()) capture(x);
+    static_in_.copy_(x);
+    graph_->replay();
+    return static_out_;
+  }
+  std::string fingerprint() const override { return inner_->fingerprint(); }
+  std::string weights_hash() const override { return inner_->weights_hash(); }
+  bool recorded() const override { return inner_->recorded(); }
+  int64_t compiled_threads() const override { return inner_->compiled_threads(); }
+
+ private:
+  void capture(const at::Tensor& x) {
+    static_in_ = x.clone();
+    const auto side = c10::cuda::getStreamFromPool();
+    {
+      const c10::cuda::CUDAStreamGuard guard(side);
+      for (int i = 0; i < 3; ++i) inner_->forward(static_in_);  // warm-up, on the stream that captures
+      side.synchronize();
+      graph_ = std::make_unique<at::cuda::CUDAGraph>();
+      graph_->capture_begin();
+      static_out_ = inner_->forward(static_in_);
+      graph_->capture_end();
+    }
+    side.synchronize();
+  }
+
+  std::unique_ptr<Engine> inner_;
+  std::unique_ptr<at::cuda::CUDAGraph> graph_;
+  at::Tensor static_in_, static_out_;
+};
+#endif
+
 }  // namespace
 
 AutocastGuard::AutocastGuard(at::DeviceType device, bool enabled)
@@ -150,8 +205,25 @@ at::Tensor Engine::prepare(const at::Tensor& input) const {
 
 std::unique_ptr<Engine> Engine::open(const std::string& path, const EngineOptions& options) {
   check_options(options);
-  if (options.engine == "aoti") return std::make_unique<AotiEngine>(path, options);
-  return std::make_unique<ScriptEngine>(path, options);
+  if (options.deterministic) set_deterministic(true);
+  std::unique_ptr<Engine> engine;
+  if (options.engine == "aoti") {
+    engine = std::make_unique<AotiEngine>(path, options);
+  } else {
+    engine = std::make_unique<ScriptEngine>(path, options);
+  }
+#ifdef RESX_WITH_CUDA
+  if (options.cuda_graphs) return std::make_unique<GraphedEngine>(std::move(engine));
+#endif
+  return engine;
+}
+
+bool cuda_graphs_available() {
+#ifdef RESX_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
 }
 
 std::string runs(Engine& engine, int64_t num_classes) {

@@ -17,8 +17,13 @@ struct EngineOptions {
   std::string device = "cpu";
   std::string dtype = "fp32";  // fp32, or bf16: autocast (TorchScript) / compiled in (AOTInductor)
   bool channels_last = false;
-  int64_t runners = 1;  // AOTInductor: models that may run at once (concurrent callers)
+  int64_t runners = 1;         // AOTInductor: models that may run at once (concurrent callers)
+  bool deterministic = false;  // set_deterministic for the process (CUDA)
+  bool cuda_graphs = false;    // capture the forward in a CUDA graph per batch size, replay it
 };
+
+// Whether this build can capture CUDA graphs (it found CUDA's runtime headers: meson.build).
+bool cuda_graphs_available();
 
 // bf16 autocast on a device for the calling thread, while it lives (the state is thread-local).
 class AutocastGuard {

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <dlfcn.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -61,6 +62,8 @@ const char* yes_no(bool value) { return value ? "yes" : "no"; }
 
 EnvReport env_report() {
   const bool cuda = torch::cuda::is_available();
+  const auto& ctx = at::globalContext();
+  const auto& hooks = at::detail::getCUDAHooks();
   return {
       {"torch_version", TORCH_VERSION},
       {"build_config", at::show_config()},
@@ -71,10 +74,24 @@ EnvReport env_report() {
       {"cuda_available", yes_no(cuda)},
       {"cuda_device_count", std::to_string(cuda ? torch::cuda::device_count() : 0)},
       {"cuda_device", cuda ? cuda_device_name() : ""},
+      {"cudnn_version", cuda && hooks.hasCuDNN() ? std::to_string(hooks.versionRuntimeCuDNN()) : ""},
+      {"cudnn_benchmark", yes_no(ctx.benchmarkCuDNN())},
+      {"cudnn_deterministic", yes_no(ctx.deterministicCuDNN())},
+      {"deterministic_algorithms", yes_no(ctx.deterministicAlgorithms())},
+      {"tf32_matmul", yes_no(ctx.allowTF32CuBLAS())},
+      {"tf32_cudnn", yes_no(ctx.allowTF32CuDNN())},
       {"cpu_model", cpu_model()},
       {"cpu_cores", std::to_string(std::thread::hardware_concurrency())},
       {"load_average", load_average()},
   };
+}
+
+void set_deterministic(bool on) {
+  if (on) ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);  // before CUDA's first matmul; kept if set
+  auto& ctx = at::globalContext();
+  ctx.setDeterministicAlgorithms(on, false);
+  ctx.setDeterministicCuDNN(on);
+  if (on) ctx.setBenchmarkCuDNN(false);
 }
 
 void set_num_threads(int intra_op, int inter_op) {

@@ -13,6 +13,10 @@ EnvReport env_report();
 
 void set_num_threads(int intra_op, int inter_op);
 
+// Deterministic algorithms, cuDNN deterministic and not benchmarking, and the cuBLAS workspace that
+// deterministic cuBLAS needs; mirrors resx.envinfo.set_deterministic.
+void set_deterministic(bool on);
+
 std::string to_json(const EnvReport& report);
 
 }  // namespace resx

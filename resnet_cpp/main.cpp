@@ -28,7 +28,8 @@ int usage(std::ostream& out, int code) {
          "       resx-cpp inspect FILE.pt|FILE.pt2\n"
          "       resx-cpp train CONFIG.txt   (written by `resx train --runtime cpp-exe`)\n"
          "       resx-cpp bench-serve FILE [--device D] [--engine script|frozen|aoti] [--dtype fp32|bf16]\n"
-         "                            [--channels-last] [--runners N]   (timing commands on stdin, for `resx bench`)\n";
+         "                            [--channels-last] [--runners N] [--deterministic] [--cuda-graphs]\n"
+         "                            (timing commands on stdin, for `resx bench`)\n";
   return code;
 }
 
@@ -222,6 +223,10 @@ int run_bench_serve(int argc, char** argv) {
     const bool has_value = i + 1 < argc;
     if (flag == "--channels-last") {
       options.channels_last = true;
+    } else if (flag == "--deterministic") {
+      options.deterministic = true;
+    } else if (flag == "--cuda-graphs") {
+      options.cuda_graphs = true;
     } else if (flag == "--device" && has_value) {
       options.device = argv[++i];
     } else if (flag == "--engine" && has_value) {

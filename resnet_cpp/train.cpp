@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 at::Tensor to_device(const at::Tensor& x, const at::Device& device, bool channels_last) {
-  auto y = x.to(device);
+  auto y = x.to(device, /*non_blocking=*/true);  // the loader pins batches for a GPU
   return channels_last ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
 }
 
@@ -76,6 +76,7 @@ TrainConfig TrainConfig::read(const std::string& path) {
   c.prefetch = integer("prefetch") != 0;
   c.dtype = get("dtype");
   c.channels_last = integer("channels_last") != 0;
+  c.deterministic = integer("deterministic") != 0;
   c.spec = AugmentSpec{integer("crop"), integer("padding"), number("flip_p"), triple("mean"), triple("std")};
   c.files = RunFiles{get("checkpoint_format"), get("steps_file"),      get("steps_columns"),
                      get("metrics_file"),      get("metrics_columns"), get("checkpoint_file"),
@@ -138,6 +139,7 @@ Trainer::Trainer(TrainConfig config, int lock_fd)
       device_(config_.device),
       model_(config_.model_file, config_.device) {
   if (config_.threads > 0) set_num_threads(static_cast<int>(config_.threads), 0);
+  set_deterministic(config_.deterministic);
   if (config_.channels_last) to_channels_last(model_.module());
   params_ = model_.named_parameters();
   std::vector<at::Tensor> tensors;
@@ -148,10 +150,11 @@ Trainer::Trainer(TrainConfig config, int lock_fd)
                                                                 .nesterov(config_.nesterov));
   auto [train_x, train_y] = first_n(load_split(config_.data_dir, "train"), config_.subset);
   auto [test_x, test_y] = first_n(load_split(config_.data_dir, "test"), config_.test_subset);
+  const bool pin = device_.is_cuda();
   train_loader_ = std::make_unique<CifarLoader>(train_x, train_y, config_.batch_size, true, config_.seed,
-                                                config_.drop_last, config_.spec, config_.prefetch);
+                                                config_.drop_last, config_.spec, config_.prefetch, pin);
   test_loader_ = std::make_unique<CifarLoader>(test_x, test_y, config_.batch_size, false, config_.seed, false,
-                                               config_.spec, config_.prefetch);
+                                               config_.spec, config_.prefetch, pin);
   if (train_loader_->size() != config_.steps_per_epoch) {
     throw Error(config_.data_dir + ": makes " + std::to_string(train_loader_->size()) + " batches per epoch, the run " +
                 "was prepared for " + std::to_string(config_.steps_per_epoch) + " (the data changed?)");
@@ -211,7 +214,7 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
                 " learning rates");
   }
   auto x = to_device(batch->inputs, device_, config_.channels_last);
-  auto y = batch->labels.to(device_);
+  auto y = batch->labels.to(device_, /*non_blocking=*/true);
   sync_device(device_);
   const double t_data = seconds_since(t0);
   const double lr = config_.lrs[static_cast<size_t>(steps_done_)];

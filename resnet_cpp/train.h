@@ -32,7 +32,7 @@ struct TrainConfig {
   int64_t epochs = 0, batch_size = 0, steps_per_epoch = 0, seed = 0, threads = 0, subset = 0, test_subset = 0,
           eval_every = 1;
   double momentum = 0, weight_decay = 0, label_smoothing = 0;
-  bool nesterov = false, drop_last = true, prefetch = true, channels_last = false;
+  bool nesterov = false, drop_last = true, prefetch = true, channels_last = false, deterministic = false;
   std::string dtype = "fp32";  // bf16: autocast around forward and loss
   AugmentSpec spec{};
   RunFiles files;

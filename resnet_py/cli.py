@@ -344,6 +344,10 @@ def train(
     compile: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="py runtime: torch.compile the forward. [no]")
     ] = None,
+    deterministic: Annotated[
+        bool | None,
+        typer.Option("--deterministic/--nondeterministic", help="Deterministic algorithms (CUDA: cuDNN, cuBLAS). [no]"),
+    ] = None,
     py_module: Annotated[
         str | None, typer.Option(help="py runtime: eager nn.Module or the scripted file. [eager]")
     ] = None,
@@ -356,7 +360,7 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, threads=threads,
         device=device, subset=subset, test_subset=test_subset, keep_last=keep_last, eval_every=eval_every,
-        dtype=dtype, channels_last=channels_last, compile=compile,
+        dtype=dtype, channels_last=channels_last, compile=compile, deterministic=deterministic,
     )  # fmt: skip
     if resume is None:
         if output is None:
@@ -449,7 +453,7 @@ def bench(
     ] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="The short preset (what make demo runs).")] = False,
     preset: Annotated[
-        str, typer.Option(help="quick, seed (ResNet18/34, 50 epochs, batch 128; for a GPU) or custom.")
+        str, typer.Option(help="quick, gpu (for a GPU), seed (ResNet18/34, 50 epochs, batch 128; a GPU job) or custom.")
     ] = "custom",
     model: Annotated[str | None, typer.Option(help="Comma list of models (default: the preset's, resnet18).")] = None,
     stem: Annotated[
@@ -460,12 +464,18 @@ def bench(
     data: Annotated[
         Path | None, typer.Option(help="CIFAR-10 for training (default: synthetic images, timing only).")
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="cpu or cuda. [the preset's, cpu]")] = None,
     dtype: Annotated[
         str | None, typer.Option(help="fp32, bf16 or fp32,bf16: every runtime at each. [the preset's, fp32]")
     ] = None,
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Channels-last weights and inputs everywhere.")
+    ] = False,
+    cuda_graphs: Annotated[
+        bool, typer.Option("--cuda-graphs", help="CUDA: also every runtime replayed from a CUDA graph.")
+    ] = False,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Deterministic algorithms in every runtime (CUDA).")
     ] = False,
     threads: Annotated[int, typer.Option(help="Intra-op threads in every runtime (0: torch's default).")] = 0,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, each on a fresh runtime state.")] = None,
@@ -497,6 +507,7 @@ def bench(
         "quick" if quick else preset, runtimes=runtime, models=model.split(",") if model else None, stem=stem,
         layers=ints(layers, "--layers", 4), width=width, data=str(data) if data else None, device=device,
         dtypes=[d.strip() for d in dtype.split(",")] if dtype else None, channels_last=channels_last,
+        cuda_graphs=cuda_graphs or None, deterministic=deterministic or None,
         threads=threads, rounds=rounds, latency_calls=latency_calls, batch_sizes=ints(batch_sizes, "--batch-sizes"),
         throughput_calls=throughput_calls, thread_counts=ints(thread_counts, "--thread-counts"),
         thread_seconds=thread_seconds, train_steps=train_steps, train_batch=train_batch, train_rounds=train_rounds,

@@ -410,7 +410,8 @@ class CifarLoader:
     """Batches of one split, tensor-based (after airbench's CifarLoader); mirrors resx::CifarLoader.
 
     train=True shuffles and augments with the epoch plan; train=False keeps file order and only
-    normalises. drop_last drops a final partial batch (the same on both runtimes)."""
+    normalises. drop_last drops a final partial batch (the same on both runtimes). pin_memory: inputs
+    and labels in page-locked memory, for non-blocking copies to a GPU."""
 
     def __init__(
         self,
@@ -422,10 +423,11 @@ class CifarLoader:
         seed: int = 0,
         drop_last: bool = False,
         spec: AugmentSpec = AUGMENT,
+        pin_memory: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.pin_memory = images, labels, pin_memory
         self.batch_size, self.train, self.seed, self.drop_last, self.spec = batch_size, train, seed, drop_last, spec
 
     def __len__(self) -> int:
@@ -443,4 +445,7 @@ class CifarLoader:
                 idx = plan.order[lo:hi]
                 images = augment_batch(self.images[idx], plan.offsets[lo:hi], plan.flips[lo:hi], self.spec)
                 labels = self.labels[idx]
-            yield Batch(images, normalize(images, self.spec), labels)
+            inputs = normalize(images, self.spec)
+            if self.pin_memory:
+                inputs, labels = inputs.pin_memory(), labels.pin_memory()
+            yield Batch(images, inputs, labels)

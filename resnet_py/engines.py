@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from resx.envinfo import set_deterministic
 from resx.errors import ResxError
 from resx.export import fingerprint, load, script, weights_hash
 from resx.export.aoti import Inference, check_settings, read_manifest, to_channels_last
@@ -34,6 +35,13 @@ TOLERANCE: dict[tuple[str, str], float] = {
     for engine in ENGINES
     for dtype in DTYPES
 }
+CUDA_FP32_TOLERANCE = 1e-2  # on CUDA, cuDNN convolutions run in TF32 by default (10-bit mantissa)
+
+
+def tolerance(engine: str, dtype: str, device: str) -> float:
+    """TOLERANCE, widened on CUDA at fp32 for TF32 convolutions."""
+    base = TOLERANCE[(engine, dtype)]
+    return max(base, CUDA_FP32_TOLERANCE) if device.startswith("cuda") and dtype == "fp32" else base
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,16 @@ class EngineOptions:
     dtype: str = "fp32"
     channels_last: bool = False
     runners: int = 1  # aoti: models that may run at once (concurrent callers)
+    deterministic: bool = False  # resx.envinfo.set_deterministic for the process (CUDA)
+    cuda_graphs: bool = False  # capture the forward in a CUDA graph per batch size, replay it
 
     def validate(self) -> None:
         if self.engine not in ENGINES:
             raise ResxError(f"unknown engine '{self.engine}': {', '.join(ENGINES)}")
         if self.dtype not in DTYPES:
             raise ResxError(f"unknown dtype '{self.dtype}': {' or '.join(DTYPES)}")
+        if self.cuda_graphs and not self.device.startswith("cuda"):
+            raise ResxError("CUDA graphs need --device cuda")
 
 
 class Engine:
@@ -58,6 +70,9 @@ class Engine:
         options.validate()
         self.path, self.options, self.device = Path(path), options, torch.device(options.device)
         self.compiled_threads, self.compile_seconds, self.recorded = -1, 0.0, False
+        self._graph: tuple | None = None  # (graph, static input, static output) of the shape last captured
+        if options.deterministic:
+            set_deterministic(True)
         start = time.perf_counter()
         if options.engine == "aoti":
             self._open_package()
@@ -109,10 +124,33 @@ class Engine:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._prepare(x)
+        return self._replay(x) if self.options.cuda_graphs else self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.options.engine in ("compile", "aoti") or self.options.dtype == "fp32":
             return self.module(x)  # bf16 autocast compiled in
         with autocast(self.device, "bf16"):
             return self.module(x).float()
+
+    def _replay(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward captured in a CUDA graph once per input shape, replayed on a static input: one
+        launch per call instead of one per kernel (resx::GraphedEngine). The output is the graph's static
+        tensor, valid until the next call."""
+        if self._graph is None or self._graph[1].shape != x.shape:
+            static_in, side = x.clone(), torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up, on the stream that captures
+                    self._run(static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._run(static_in)
+            self._graph = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graph
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
 
     __call__ = forward
 

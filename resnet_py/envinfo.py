@@ -61,6 +61,26 @@ def other_cpu_load(seconds: float = 1.0) -> float | None:
     return max(0.0, ((b1 - b0) - (o1 - o0)) / max(1, t1 - t0) * cores)
 
 
+# What decides CUDA's numerics and algorithm choices: the gate compares these across runtimes.
+CUDA_SETTINGS = ("cuda_device", "cudnn_version", "cudnn_benchmark", "cudnn_deterministic", "deterministic_algorithms",
+                 "tf32_matmul", "tf32_cudnn")  # fmt: skip
+
+
+def yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic algorithms, cuDNN deterministic and not benchmarking, and the cuBLAS workspace that
+    deterministic cuBLAS needs (set before CUDA's first matmul); mirrors resx::set_deterministic."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    if on:
+        torch.backends.cudnn.benchmark = False
+
+
 def python_env() -> dict[str, str]:
     cuda = torch.cuda.is_available()
     return {
@@ -73,6 +93,12 @@ def python_env() -> dict[str, str]:
         "cuda_available": "yes" if cuda else "no",
         "cuda_device_count": str(torch.cuda.device_count() if cuda else 0),
         "cuda_device": torch.cuda.get_device_name(0) if cuda else "",
+        "cudnn_version": str(torch.backends.cudnn.version() or "") if cuda else "",
+        "cudnn_benchmark": yes_no(torch.backends.cudnn.benchmark),
+        "cudnn_deterministic": yes_no(torch.backends.cudnn.deterministic),
+        "deterministic_algorithms": yes_no(torch.are_deterministic_algorithms_enabled()),
+        "tf32_matmul": yes_no(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": yes_no(torch.backends.cudnn.allow_tf32),
         "cpu_model": cpu_model(),
         "cpu_cores": str(os.cpu_count()),
         "load_average": load_average(),

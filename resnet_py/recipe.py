@@ -44,6 +44,7 @@ class TrainConfig:
     dtype: str = "fp32"  # bf16: autocast around forward and loss, in both runtimes
     channels_last: bool = False
     compile: bool = False  # torch.compile the forward (py runtime, eager module)
+    deterministic: bool = False  # deterministic algorithms (CUDA), in both runtimes
     augment: AugmentSpec = field(default_factory=lambda: AUGMENT)
 
     def validate(self) -> None:
@@ -158,7 +159,7 @@ class TrainConfig:
             "eval_every": self.eval_every, "momentum": repr(self.momentum), "weight_decay": repr(self.weight_decay),
             "label_smoothing": repr(self.label_smoothing), "nesterov": int(self.nesterov),
             "drop_last": int(self.drop_last), "prefetch": int(prefetch), "dtype": self.dtype,
-            "channels_last": int(self.channels_last),
+            "channels_last": int(self.channels_last), "deterministic": int(self.deterministic),
             "crop": a.crop, "padding": a.padding, "flip_p": repr(a.flip_p),
             "mean": ",".join(map(repr, a.mean)), "std": ",".join(map(repr, a.std)),
             **run_keys,

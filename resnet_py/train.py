@@ -136,7 +136,7 @@ def autocast(device: torch.device, dtype: str):
 
 
 def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    x = x.to(device)
+    x = x.to(device, non_blocking=True)  # the loader pins batches for a GPU
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -301,6 +301,7 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        envinfo.set_deterministic(cfg.deterministic)
         model = build(cfg.model_config(), seed=cfg.seed) if job.py_module == "eager" else load(self.run_dir / MODEL)[0]
         self.model = model.to(self.device)
         if cfg.channels_last:
@@ -319,10 +320,10 @@ class Trainer:
         )
         train = D.first_n(D.load_split(job.data_dir, "train"), cfg.subset)
         test = D.first_n(D.load_split(job.data_dir, "test"), cfg.test_subset)
-        self.train_loader = D.CifarLoader(
-            *train, cfg.batch_size, train=True, seed=cfg.seed, drop_last=cfg.drop_last, spec=cfg.augment
-        )
-        self.test_loader = D.CifarLoader(*test, cfg.batch_size, train=False, spec=cfg.augment)
+        pin = self.device.type == "cuda"
+        self.train_loader = D.CifarLoader(*train, cfg.batch_size, train=True, seed=cfg.seed, drop_last=cfg.drop_last,
+                                          spec=cfg.augment, pin_memory=pin)  # fmt: skip
+        self.test_loader = D.CifarLoader(*test, cfg.batch_size, train=False, spec=cfg.augment, pin_memory=pin)
         self.epochs_done, self.steps_done, self.wall_time = 0, 0, 0.0
         self.steps: list[StepRecord] = []
         self.epochs: list[EpochRecord] = []
@@ -365,7 +366,7 @@ class Trainer:
             return None
         if self.steps_done >= len(self.lrs):
             raise TrainError(f"step {self.steps_done + 1} is past the run's {len(self.lrs)} learning rates")
-        x, y = to_device(batch.inputs, self.device, self.config.channels_last), batch.labels.to(self.device)
+        x, y = to_device(batch.inputs, self.device, self.config.channels_last), to_device(batch.labels, self.device)
         sync(self.device)
         t_data = time.perf_counter() - t0
         lr = self.lrs[self.steps_done]

@@ -98,10 +98,10 @@ def prepare_files(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> t
 
 def runners_for(cfg: BenchConfig, files: dict) -> list[Runner]:
     runners = []
-    for label, name, dtype in cfg.paths():
-        engine = RUNTIMES[name].engine
-        file = files[("aoti", dtype)] if engine == "aoti" else files["script"]
-        runners.append(make_runner(name, file, cfg.engine_options(dtype), label))
+    for path in cfg.paths():
+        engine = RUNTIMES[path.runtime].engine
+        file = files[("aoti", path.dtype)] if engine == "aoti" else files["script"]
+        runners.append(make_runner(path.runtime, file, cfg.engine_options(path), path.label))
     return runners
 
 

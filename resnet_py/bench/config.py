@@ -15,6 +15,20 @@ class BenchError(ResxError):
     """The benchmark cannot run fairly (or at all); the message says why and what to do."""
 
 
+# Engines whose forward a CUDA graph can capture (torch.compile has its own: mode="reduce-overhead").
+GRAPHED_ENGINES = ("eager", "script", "frozen", "aoti")
+
+
+@dataclass(frozen=True)
+class Path:
+    """One thing measured: a runtime at a dtype, replayed from a CUDA graph or not."""
+
+    label: str
+    runtime: str
+    dtype: str
+    cuda_graphs: bool = False
+
+
 @dataclass(frozen=True)
 class WarmupRule:
     """Warm up until the median of the last `window` calls is within `tolerance` of the window before,
@@ -39,6 +53,8 @@ class BenchConfig:
     runtimes: list[str] = field(default_factory=list)  # empty: all (resx.bench.runners.RUNTIMES)
     dtypes: list[str] = field(default_factory=lambda: ["fp32"])  # every runtime at each
     channels_last: bool = False
+    cuda_graphs: bool = False  # also every graph-capturable runtime replayed from a CUDA graph (CUDA only)
+    deterministic: bool = False
     device: str = "cpu"
     threads: int = 0  # intra-op threads for every runtime; 0: torch's current default
     seed: int = 0
@@ -63,16 +79,27 @@ class BenchConfig:
     def model_config(self, name: str) -> ModelConfig:
         return ModelConfig(name, stem=self.stem, layers=self.layers, width=self.width)
 
-    def paths(self) -> list[tuple[str, str, str]]:
-        """(label, runtime, dtype) of everything measured: every runtime at every dtype; a runtime at
-        fp32 keeps its name, at bf16 it is runtime@bf16."""
-        return [(r if d == "fp32" else f"{r}@{d}", r, d) for d in self.dtypes for r in self.runtimes]
+    def paths(self) -> list[Path]:
+        """Everything measured: every runtime at every dtype, and with --cuda-graphs also every runtime
+        whose engine can be captured, replayed from a CUDA graph. Labelled runtime[+graphs][@bf16]."""
+        from resx.bench.runners import RUNTIMES
 
-    def engine_options(self, dtype: str):
+        out = []
+        for d in self.dtypes:
+            for graphs in (False, True) if self.cuda_graphs else (False,):
+                for r in self.runtimes:
+                    if graphs and RUNTIMES[r].engine not in GRAPHED_ENGINES:
+                        continue
+                    label = r + ("+graphs" if graphs else "") + ("" if d == "fp32" else f"@{d}")
+                    out.append(Path(label, r, d, graphs))
+        return out
+
+    def engine_options(self, path: Path):
         from resx.engines import EngineOptions
 
-        return EngineOptions(device=self.device, dtype=dtype, channels_last=self.channels_last,
-                             runners=max([1, *self.thread_counts]))  # fmt: skip
+        return EngineOptions(device=self.device, dtype=path.dtype, channels_last=self.channels_last,
+                             runners=max([1, *self.thread_counts]), deterministic=self.deterministic,
+                             cuda_graphs=path.cuda_graphs)  # fmt: skip
 
     def validate(self) -> None:
         from resx.bench.runners import RUNTIMES, resolve
@@ -106,6 +133,8 @@ class BenchConfig:
             raise BenchError(f"--device {self.device}: CUDA is not available here; use --device cpu")
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             raise BenchError(f"unknown --device '{self.device}': cpu or cuda")
+        if self.cuda_graphs and not self.device.startswith("cuda"):
+            raise BenchError("--cuda-graphs needs --device cuda")
 
     def oversubscribed(self) -> bool:
         return self.threads > (os.cpu_count() or 1)
@@ -120,6 +149,13 @@ PRESETS: dict[str, dict] = {
                   epochs=0, train_rounds=2),
     # The structure of the well-known comparison: ResNet18 and ResNet34, 50 epochs at batch 128 (a GPU job).
     "seed": dict(models=["resnet18", "resnet34"], epochs=50, train_batch=128),
+    # On a GPU: ResNet18 and ResNet34, latency with and without CUDA graphs, throughput at batches 1-512,
+    # the training step at batch 128, fp32 and bf16, the runtimes that compare the languages and the
+    # engines that ship. Concurrency is the CPU's question: benchmarks/device/run.py sweeps it apart.
+    "gpu": dict(models=["resnet18", "resnet34"], device="cuda", dtypes=["fp32", "bf16"], cuda_graphs=True,
+                runtimes=["py-eager", "py-script", "py-compile", "py-aoti", "cpp-script", "cpp-aoti", "exe-script",
+                          "exe-aoti"], rounds=3, latency_calls=50, batch_sizes=[1, 8, 32, 128, 512],
+                throughput_calls=12, thread_counts=[], train_steps=8, train_batch=128, train_rounds=1),
     "custom": {},
 }  # fmt: skip
 
@@ -140,7 +176,7 @@ def configure(preset: str = "custom", runtimes: str | list[str] = "all", **optio
         if not runtimes:
             raise BenchError("--runtime: give all or a comma list of runtimes")
     elif isinstance(runtimes, str):
-        runtimes = []
-    cfg = BenchConfig(**values, runtimes=list(runtimes), preset=preset)
+        runtimes = values.get("runtimes", [])  # the preset's, else every runtime
+    cfg = BenchConfig(**(values | {"runtimes": list(runtimes)}), preset=preset)
     cfg.validate()
     return cfg

@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from resx.bench.runners import BASELINE, Runner
-from resx.engines import TOLERANCE
-from resx.envinfo import other_cpu_load
+from resx.engines import tolerance as tolerance_of
+from resx.envinfo import CUDA_SETTINGS, other_cpu_load
 
 
 @dataclass
@@ -60,10 +60,12 @@ def fairness_gate(runners: list[Runner], manifest: dict, threads: int, seed: int
     for r in runners:
         out = ids[r.name].output
         diff = float((out - reference.output).abs().max()) if out.shape == reference.output.shape else float("inf")
-        tolerance = TOLERANCE[(r.options.engine, r.options.dtype)]
+        tolerance = tolerance_of(r.options.engine, r.options.dtype, r.options.device)
         diffs[r.name], ok = f"{diff:.2g} (<= {tolerance:g})", ok and diff <= tolerance
     report.check(f"outputs (max abs diff from {BASELINE})", diffs, ok)
     threads_seen = {"requested": str(threads)} | {n: i.env["intra_op_threads"] for n, i in ids.items()}
+    cuda = {n: tuple(i.env.get(k, "(absent)") for k in CUDA_SETTINGS) for n, i in ids.items()}
+    report.check("CUDA settings (" + ", ".join(CUDA_SETTINGS) + ")", cuda)
     report.check("intra-op threads", threads_seen)
     compiled = {n: c["threads"] for n, c in report.compiled.items() if c["threads"] >= 0}
     report.check(

@@ -39,7 +39,8 @@ def training(model: str, cfg: BenchConfig, work: Path, model_file: Path, notify:
     full = cfg.epochs > 0
     steps, batch = cfg.train_steps, cfg.train_batch
     data = Path(cfg.data) if cfg.data else synthetic_cifar(work / "synthetic", steps * batch, batch, cfg.seed)
-    paths = [(label, RUNTIMES[name].train, dtype) for label, name, dtype in cfg.paths() if RUNTIMES[name].train]
+    paths = [(p.label, RUNTIMES[p.runtime].train, p.dtype) for p in cfg.paths()
+             if RUNTIMES[p.runtime].train and not p.cuda_graphs]  # fmt: skip
     per: dict[str, dict] = {label: {"rounds_ns": [], "split_ns": {k: [] for k in SPLIT}, "epochs": [],
                                     "compile_s": []} for label, _, _ in paths}  # fmt: skip
     for rnd, order in rotations(paths, cfg.train_rounds):
@@ -49,7 +50,7 @@ def training(model: str, cfg: BenchConfig, work: Path, model_file: Path, notify:
                              epochs=max(1, cfg.epochs), batch_size=batch, seed=cfg.seed, threads=cfg.threads,
                              device=cfg.device, subset=0 if full else steps * batch,
                              test_subset=0 if full else batch, dtype=dtype, channels_last=cfg.channels_last,
-                             compile=spec.get("compile", False))  # fmt: skip
+                             compile=spec.get("compile", False), deterministic=cfg.deterministic)  # fmt: skip
             with RunDir.create(work / f"train-{model}-{label}-{rnd}") as rd:
                 job = T.prepare(tc, spec["runtime"], data, rd, model_file=model_file, py_module=spec["py_module"])
                 if not T.train(job):

@@ -81,6 +81,8 @@ def make_runner(name: str, model_file: Path, options: EngineOptions, label: str 
     o = replace(options, engine=runtime.engine)
     flags = ["--device", o.device, "--engine", o.engine, "--dtype", o.dtype, "--runners", str(o.runners)]
     flags += ["--channels-last"] if o.channels_last else []
+    flags += ["--deterministic"] if o.deterministic else []
+    flags += ["--cuda-graphs"] if o.cuda_graphs else []
     if runtime.language == "exe":
         command = [str(executable()), "bench-serve", str(model_file), *flags]
     else:

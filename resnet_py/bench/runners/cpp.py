@@ -11,7 +11,8 @@ from resx.cpp import _cpp
 class CppRunner(Runner):
     def start(self) -> None:
         o = self.options
-        self.engine = _cpp.Engine(str(self.model_file), o.engine, o.device, o.dtype, o.channels_last, o.runners)
+        self.engine = _cpp.Engine(str(self.model_file), o.engine, o.device, o.dtype, o.channels_last, o.runners,
+                                  o.deterministic, o.cuda_graphs)  # fmt: skip
 
     def stop(self) -> None:
         self.engine = None

@@ -63,8 +63,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dtype", default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--runners", type=int, default=1)
+    parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true")
     a = parser.parse_args(argv)
-    options = EngineOptions(a.engine, a.device, a.dtype, a.channels_last, a.runners)
+    options = EngineOptions(a.engine, a.device, a.dtype, a.channels_last, a.runners, a.deterministic, a.cuda_graphs)
     runner = make_local_runner(a.runtime, a.file, options)
     try:
         runner.start()
