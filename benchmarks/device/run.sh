@@ -8,7 +8,7 @@
 # Builds resx against the image's own torch, in a venv that sees the image's packages, then runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export OUT="${OUT:-$PWD/device-out}" PYTHONUNBUFFERED=1 RESX_QUIET_JIT=1
+export OUT="${OUT:-$PWD/device-out}" PYTHONUNBUFFERED=1 RESX_QUIET_JIT=1 PATH="/tmp/resx-venv/bin:$PATH"
 mkdir -p "$OUT"
 start=$(date +%s)
 if [ ! -x /tmp/resx-venv/bin/python ]; then
