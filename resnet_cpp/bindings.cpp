@@ -155,11 +155,12 @@ void bind_data(nb::module_& m) {
       .def(
           "__init__",
           [](resx::CifarLoader* self, nb::handle images, nb::handle labels, int64_t batch_size, bool train,
-             uint64_t seed, bool drop_last, const resx::AugmentSpec& spec, bool prefetch) {
+             uint64_t seed, bool drop_last, const resx::AugmentSpec& spec, bool prefetch, int64_t rank, int64_t world) {
             new (self) resx::CifarLoader(from_torch(images), from_torch(labels), batch_size, train, seed, drop_last,
-                                         spec, prefetch);
+                                         spec, prefetch, false, rank, world);
           },
-          "images"_a, "labels"_a, "batch_size"_a, "train"_a, "seed"_a, "drop_last"_a, "spec"_a, "prefetch"_a = true)
+          "images"_a, "labels"_a, "batch_size"_a, "train"_a, "seed"_a, "drop_last"_a, "spec"_a, "prefetch"_a = true,
+          "rank"_a = 0, "world"_a = 1)
       .def("__len__", &resx::CifarLoader::size)
       .def("start_epoch", &resx::CifarLoader::start_epoch, "epoch"_a, nb::call_guard<nb::gil_scoped_release>())
       .def(
@@ -189,14 +190,18 @@ void bind_training(nb::module_& m) {
   nb::class_<resx::Trainer>(m, "Trainer", "The C++ training loop, configured by a resx-config/1 file.")
       .def(
           "__init__",
-          [](resx::Trainer* self, const std::string& config_path, const std::string& runtime, int lock_fd) {
+          [](resx::Trainer* self, const std::string& config_path, const std::string& runtime, int lock_fd, int64_t rank,
+             int64_t world_size, const std::string& backend, const std::string& group_name) {
             auto config = resx::TrainConfig::read(config_path);
             config.runtime = runtime;
             nb::gil_scoped_release release;
-            new (self) resx::Trainer(std::move(config), lock_fd);
+            new (self) resx::Trainer(std::move(config), lock_fd, resx::World{rank, world_size, backend, group_name});
           },
-          "config_path"_a, "runtime"_a = "cpp", "lock_fd"_a = -1,
-          "lock_fd: the run directory's lock held by this process (resx.rundir.RunDir.lock_fd), -1 to take it.")
+          "config_path"_a, "runtime"_a = "cpp", "lock_fd"_a = -1, "rank"_a = 0, "world_size"_a = 1, "backend"_a = "",
+          "group_name"_a = "",
+          "lock_fd: the run directory's lock held by this process (resx.rundir.RunDir.lock_fd), -1 to take it. "
+          "rank, world_size, backend, group_name: a data-parallel run's (resx.distributed.World), whose process "
+          "group torch.distributed has created.")
       .def("run", &resx::run_interruptible, nb::call_guard<nb::gil_scoped_release>(),
            "Train on this thread (GIL released); SIGINT, SIGTERM or request_stop() stops it after the current "
            "step and it returns False.")

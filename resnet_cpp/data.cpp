@@ -80,6 +80,16 @@ EpochPlan EpochPlan::draw(uint64_t seed, uint64_t epoch, int64_t n, const Augmen
   return plan;
 }
 
+int64_t shard_size(int64_t n, int64_t world) { return (n + world - 1) / world; }
+
+EpochPlan EpochPlan::shard(int64_t rank, int64_t world) const {
+  if (world == 1) return *this;
+  const int64_t n = order.size(0);
+  const auto positions =
+      at::arange(shard_size(n, world) * world, at::kLong).remainder(n).slice(0, rank, c10::nullopt, world);
+  return {order.index_select(0, positions), offsets.index_select(0, positions), flips.index_select(0, positions)};
+}
+
 at::Tensor normalization_table(const AugmentSpec& spec) {
   auto mean = at::tensor(std::vector<float>(spec.mean.begin(), spec.mean.end())).view({3, 1});
   auto std = at::tensor(std::vector<float>(spec.std.begin(), spec.std.end())).view({3, 1});
@@ -146,7 +156,7 @@ at::Tensor normalize(const at::Tensor& images, const AugmentSpec& spec) {
 }
 
 CifarLoader::CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_size, bool train, uint64_t seed,
-                         bool drop_last, AugmentSpec spec, bool prefetch, bool pin_memory)
+                         bool drop_last, AugmentSpec spec, bool prefetch, bool pin_memory, int64_t rank, int64_t world)
     : images_(images.contiguous()),
       labels_(labels.to(at::kLong).contiguous()),
       table_(normalization_table(spec)),
@@ -156,22 +166,30 @@ CifarLoader::CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_siz
       drop_last_(drop_last),
       spec_(spec),
       prefetch_(prefetch),
-      pin_memory_(pin_memory) {
+      pin_memory_(pin_memory),
+      rank_(rank),
+      world_(world) {
   if (batch_size < 1) throw std::invalid_argument("batch size must be at least 1, got " + std::to_string(batch_size));
   if (images_.size(0) != labels_.size(0)) throw std::invalid_argument("images and labels differ in count");
 }
 
 CifarLoader::~CifarLoader() { stop(); }
 
-int64_t CifarLoader::size() const {
+int64_t CifarLoader::samples() const {
   const int64_t n = images_.size(0);
+  return train_ ? shard_size(n, world_) : std::max<int64_t>(0, (n - rank_ + world_ - 1) / world_);
+}
+
+int64_t CifarLoader::size() const {
+  const int64_t n = samples();
   return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
 }
 
 Batch CifarLoader::produce(int64_t index) const {
-  const int64_t lo = index * batch_size_, len = std::min(batch_size_, images_.size(0) - lo);
+  const int64_t lo = index * batch_size_, len = std::min(batch_size_, samples() - lo);
   if (!train_) {
-    return make_batch(images_, labels_, at::arange(lo, lo + len, at::kLong), {}, {}, spec_, table_, pin_memory_);
+    const auto idx = at::arange(rank_ + lo * world_, rank_ + (lo + len) * world_, world_, at::kLong);
+    return make_batch(images_, labels_, idx, {}, {}, spec_, table_, pin_memory_);
   }
   return make_batch(images_, labels_, plan_.order.narrow(0, lo, len), plan_.offsets.narrow(0, lo, len),
                     plan_.flips.narrow(0, lo, len), spec_, table_, pin_memory_);
@@ -192,7 +210,7 @@ void CifarLoader::stop() {
 void CifarLoader::start_epoch(int64_t epoch) {
   stop();
   // The plan is drawn here, in the caller's thread, before any batch exists.
-  if (train_) plan_ = EpochPlan::draw(seed_, static_cast<uint64_t>(epoch), images_.size(0), spec_);
+  if (train_) plan_ = EpochPlan::draw(seed_, static_cast<uint64_t>(epoch), images_.size(0), spec_).shard(rank_, world_);
   cursor_ = 0;
   if (!prefetch_) return;
   worker_ = std::thread([this] {

@@ -43,6 +43,8 @@ struct EpochPlan {
   at::Tensor offsets;  // int64 [n, 2]: (dy, dx) into the padded image
   at::Tensor flips;    // bool [n]
   static EpochPlan draw(uint64_t seed, uint64_t epoch, int64_t n, const AugmentSpec& spec);
+  // A rank's share (DistributedSampler's rule, padding); mirrors resx.data.EpochPlan.shard.
+  EpochPlan shard(int64_t rank, int64_t world) const;
 };
 
 // uint8 -> float32 (x / 255 - mean) / std as a [3, 256] table, built with the same ATen ops as
@@ -71,7 +73,7 @@ at::Tensor normalize(const at::Tensor& images, const AugmentSpec& spec);
 class CifarLoader {
  public:
   CifarLoader(at::Tensor images, at::Tensor labels, int64_t batch_size, bool train, uint64_t seed, bool drop_last,
-              AugmentSpec spec, bool prefetch, bool pin_memory = false);
+              AugmentSpec spec, bool prefetch, bool pin_memory = false, int64_t rank = 0, int64_t world = 1);
   ~CifarLoader();
   CifarLoader(const CifarLoader&) = delete;
   CifarLoader& operator=(const CifarLoader&) = delete;
@@ -92,6 +94,8 @@ class CifarLoader {
   bool drop_last_;
   AugmentSpec spec_;
   bool prefetch_, pin_memory_;
+  int64_t rank_, world_;
+  int64_t samples() const;  // this rank's per epoch
 
   EpochPlan plan_;
   int64_t cursor_ = -1;  // next batch handed out; -1 before the first start_epoch

@@ -290,12 +290,13 @@ void check_resumable(const std::string& path, const c10::impl::GenericDict& chec
 
 // ----------------------------------------------------------------------------------------- RunDir
 
-RunDir::RunDir(std::string path, RunFiles files, int lock_fd)
+RunDir::RunDir(std::string path, RunFiles files, int lock_fd, bool writes)
     : path_(std::move(path)),
       files_(std::move(files)),
       steps_(files_.steps_file, files_.steps_columns, StepRecord{}.fields()),
       metrics_(files_.metrics_file, files_.metrics_columns, EpochRecord{}.fields()) {
   if (!fs::is_directory(path_)) throw Error(path_ + ": no such run directory (prepare it with `resx train`)");
+  if (!writes) return;
   if (lock_fd < 0) {
     take_lock();
     return;

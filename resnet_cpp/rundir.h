@@ -78,9 +78,10 @@ void check_resumable(const std::string& path, const c10::impl::GenericDict& chec
 
 // The run directory, locked for the life of this object: it adopts the lock that the process which
 // prepared the run holds on `lock_fd` (resx train), or takes it itself (resx-cpp train run by hand).
+// writes=false: a rank other than 0 of a data-parallel run, which reads it and neither locks nor writes.
 class RunDir {
  public:
-  RunDir(std::string path, RunFiles files, int lock_fd);
+  RunDir(std::string path, RunFiles files, int lock_fd, bool writes = true);
   ~RunDir();
   RunDir(const RunDir&) = delete;
   RunDir& operator=(const RunDir&) = delete;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -77,6 +78,8 @@ TrainConfig TrainConfig::read(const std::string& path) {
   c.dtype = get("dtype");
   c.channels_last = integer("channels_last") != 0;
   c.deterministic = integer("deterministic") != 0;
+  c.world_size = integer("world_size");
+  c.buckets = {integer("bucket_bytes_cap"), integer("first_bucket_bytes_cap"), integer("broadcast_bucket_bytes")};
   c.spec = AugmentSpec{integer("crop"), integer("padding"), number("flip_p"), triple("mean"), triple("std")};
   c.files = RunFiles{get("checkpoint_format"), get("steps_file"),      get("steps_columns"),
                      get("metrics_file"),      get("metrics_columns"), get("checkpoint_file"),
@@ -84,8 +87,9 @@ TrainConfig TrainConfig::read(const std::string& path) {
   c.lrs = parse_doubles(get("lrs"), path + " lrs");
   // resx.recipe validated these; a file edited by hand is checked again.
   if (c.dtype != "fp32" && c.dtype != "bf16") throw Error(path + ": dtype must be fp32 or bf16");
-  if (c.epochs < 1 || c.batch_size < 1 || c.steps_per_epoch < 1 || c.eval_every < 1 || c.threads < 0) {
-    throw Error(path + ": epochs, batch_size, steps_per_epoch and eval_every must be >= 1, threads >= 0");
+  if (c.epochs < 1 || c.batch_size < 1 || c.steps_per_epoch < 1 || c.eval_every < 1 || c.threads < 0 ||
+      c.world_size < 1) {
+    throw Error(path + ": epochs, batch_size, steps_per_epoch, eval_every and world_size must be >= 1, threads >= 0");
   }
   if (static_cast<int64_t>(c.lrs.size()) != c.epochs * c.steps_per_epoch) {
     throw Error(path + ": " + std::to_string(c.lrs.size()) + " learning rates for " +
@@ -113,6 +117,16 @@ void load_weights(Model& model, const std::string& checkpoint_path, const std::s
 
 EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype,
                     bool channels_last) {
+  return eval_result(evaluate_sums(model, loader, device, dtype, channels_last));
+}
+
+EvalResult eval_result(const std::vector<double>& sums) {
+  const double loss_sum = sums.at(0), correct = sums.at(1), seen = sums.at(2);
+  return {seen > 0 ? loss_sum / seen : 0, seen > 0 ? 100.0 * correct / seen : 0, static_cast<int64_t>(seen)};
+}
+
+std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype,
+                                  bool channels_last) {
   c10::InferenceMode guard;
   const AutocastGuard autocast(device.type(), dtype == "bf16");
   model.train(false);
@@ -127,17 +141,50 @@ EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device,
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     seen += y.size(0);
   }
-  return {seen ? loss_sum / static_cast<double>(seen) : 0, seen ? 100.0 * correct / static_cast<double>(seen) : 0,
-          seen};
+  return {loss_sum, static_cast<double>(correct), static_cast<double>(seen)};
+}
+
+std::string world_json(const World& world, const DataParallelReport* ddp,
+                       const std::vector<std::vector<double>>& rows) {
+  static const char* columns[] = {"steps",      "step_s",      "data_s",      "forward_s",
+                                  "backward_s", "optimizer_s", "allreduce_s", "allreduce_overlap_s"};
+  std::string sizes = "null";
+  if (ddp) {
+    sizes = "[";
+    for (size_t i = 0; i < ddp->bucket_sizes.size(); ++i) {
+      sizes += (i ? ", " : "") + std::to_string(ddp->bucket_sizes[i]);
+    }
+    sizes += "]";
+  }
+  std::string ranks = "[";
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    ranks += std::string(r ? ", " : "") + "{\"rank\": " + std::to_string(r);
+    for (size_t k = 0; k < row.size() && k < std::size(columns); ++k) {
+      ranks += std::string(", \"") + columns[k] +
+               "\": " + (k == 0 ? std::to_string(static_cast<int64_t>(row[k])) : json_number(row[k]));
+    }
+    const double exposed = std::max(0.0, row.at(6) - row.at(7));  // after backward's compute ended
+    ranks += ", \"allreduce_share\": " + json_number(row.at(1) > 0 ? exposed / row.at(1) : 0.0) + "}";
+  }
+  ranks += "]";
+  return "{\"size\": " + std::to_string(world.size) +
+         ", \"backend\": " + (world.backend.empty() ? "null" : json_quote(world.backend)) +
+         ", \"bucket_sizes\": " + sizes + ", \"ranks\": " + ranks + "}";
 }
 
 // ---------------------------------------------------------------------------------------- Trainer
 
-Trainer::Trainer(TrainConfig config, int lock_fd)
+Trainer::Trainer(TrainConfig config, int lock_fd, World world)
     : config_(std::move(config)),
-      run_dir_(config_.run_dir, config_.files, lock_fd),
+      world_(std::move(world)),
+      run_dir_(config_.run_dir, config_.files, lock_fd, world_.writes()),
       device_(config_.device),
       model_(config_.model_file, config_.device) {
+  if (world_.size != config_.world_size) {
+    throw Error(config_.run_dir + ": the run trains on " + std::to_string(config_.world_size) +
+                " process(es), this one is of " + std::to_string(world_.size));
+  }
   if (config_.threads > 0) set_num_threads(static_cast<int>(config_.threads), 0);
   set_deterministic(config_.deterministic);
   if (config_.channels_last) to_channels_last(model_.module());
@@ -151,10 +198,11 @@ Trainer::Trainer(TrainConfig config, int lock_fd)
   auto [train_x, train_y] = first_n(load_split(config_.data_dir, "train"), config_.subset);
   auto [test_x, test_y] = first_n(load_split(config_.data_dir, "test"), config_.test_subset);
   const bool pin = device_.is_cuda();
-  train_loader_ = std::make_unique<CifarLoader>(train_x, train_y, config_.batch_size, true, config_.seed,
-                                                config_.drop_last, config_.spec, config_.prefetch, pin);
+  train_loader_ =
+      std::make_unique<CifarLoader>(train_x, train_y, config_.batch_size, true, config_.seed, config_.drop_last,
+                                    config_.spec, config_.prefetch, pin, world_.rank, world_.size);
   test_loader_ = std::make_unique<CifarLoader>(test_x, test_y, config_.batch_size, false, config_.seed, false,
-                                               config_.spec, config_.prefetch, pin);
+                                               config_.spec, config_.prefetch, pin, world_.rank, world_.size);
   if (train_loader_->size() != config_.steps_per_epoch) {
     throw Error(config_.data_dir + ": makes " + std::to_string(train_loader_->size()) + " batches per epoch, the run " +
                 "was prepared for " + std::to_string(config_.steps_per_epoch) + " (the data changed?)");
@@ -164,6 +212,12 @@ Trainer::Trainer(TrainConfig config, int lock_fd)
   // directories): continue from it.
   const auto checkpoint = run_dir_.file(config_.files.checkpoint_file);
   if (fs::exists(checkpoint)) restore(read_checkpoint(checkpoint, config_.files.checkpoint_format));
+  // After the restore, as resx.train.Trainer: the construction broadcasts rank 0's parameters and buffers.
+  if (world_.distributed()) {
+    std::vector<at::Tensor> buffers;
+    for (const auto& [name, b] : model_.named_buffers()) buffers.push_back(b);
+    ddp_ = std::make_unique<DataParallel>(world_, params_, buffers, config_.buckets);
+  }
 }
 
 void Trainer::restore(const c10::impl::GenericDict& checkpoint) {
@@ -224,7 +278,9 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
   at::Tensor logits, loss;
   {
     const AutocastGuard autocast(device_.type(), config_.dtype == "bf16");
+    if (ddp_) ddp_->before_forward();
     logits = model_.module().forward({x}).toTensor();
+    if (ddp_) ddp_->after_forward();
     loss = F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
   }
   sync_device(device_);
@@ -238,18 +294,52 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
   sync_device(device_);
   const double t_optimizer = seconds_since(t3);
   ++steps_done_;
-  const int64_t correct = logits.argmax(1).eq(y).sum().item<int64_t>();
-  StepRecord record{epoch + 1, steps_done_, lr,        loss.item<double>(), y.size(0),
-                    correct,   t_data,      t_forward, t_backward,          t_optimizer};
+  double loss_value = loss.item<double>();
+  int64_t n = y.size(0), correct = logits.argmax(1).eq(y).sum().item<int64_t>();
+  if (ddp_) {  // the step of the global batch
+    const auto sums =
+        ddp_->sum({loss_value * static_cast<double>(n), static_cast<double>(correct), static_cast<double>(n)});
+    loss_value = sums[0] / sums[2];
+    correct = static_cast<int64_t>(sums[1]);
+    n = static_cast<int64_t>(sums[2]);
+  }
+  const double times[] = {1, t_data, t_forward, t_backward, t_optimizer};
+  for (size_t k = 0; k < taken_.size(); ++k) taken_[k] += times[k];
+  StepRecord record{epoch + 1, steps_done_, lr, loss_value, n, correct, t_data, t_forward, t_backward, t_optimizer};
   steps_.push_back(record);
   return record;
 }
 
 EvalResult Trainer::evaluate() {
-  return resx::evaluate(model_, *test_loader_, device_, config_.dtype, config_.channels_last);
+  // Every rank its share of the test set, with rank 0's BatchNorm statistics; the sums over ranks.
+  if (ddp_) ddp_->broadcast_buffers();
+  auto sums = evaluate_sums(model_, *test_loader_, device_, config_.dtype, config_.channels_last);
+  return eval_result(ddp_ ? ddp_->sum(sums) : sums);
+}
+
+bool Trainer::stopping() {
+  const bool asked = stop_signal() != 0;
+  if (!ddp_) return asked;
+  const bool agreed = ddp_->any(asked);
+  if (agreed && !asked) request_stop(SIGTERM);  // another rank was asked
+  return agreed;
+}
+
+std::string Trainer::world_report() {
+  if (!ddp_) return world_json(world_);
+  const double n = taken_[0];
+  std::vector<double> means;
+  for (size_t k = 1; k < taken_.size(); ++k) means.push_back(n > 0 ? taken_[k] / n : 0.0);
+  const auto report = ddp_->report();
+  std::vector<double> row{n, means[0] + means[1] + means[2] + means[3]};
+  row.insert(row.end(), means.begin(), means.end());
+  row.push_back(report.allreduce_s);
+  row.push_back(report.allreduce_overlap_s);
+  return world_json(world_, &report, ddp_->gather(row));
 }
 
 void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const {
+  if (!world_.writes()) return;
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   c10::impl::GenericDict tensors(c10::StringType::get(), c10::TensorType::get());
   for (const auto& [pname, t] : state_of(model_)) tensors.insert(pname, t.detach().to(at::kCPU).clone());
@@ -281,7 +371,9 @@ void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const
   run_dir_.save_checkpoint(name, dict);
 }
 
-void Trainer::write_outputs(const std::string& status) const {
+void Trainer::write_outputs(const std::string& status) {
+  const auto world = world_report();
+  if (!world_.writes()) return;
   run_dir_.write_history(steps_, epochs_);
   std::string final = "null";
   if (status == "complete") {
@@ -294,11 +386,11 @@ void Trainer::write_outputs(const std::string& status) const {
             ", \"compile_seconds\": 0}";
   }
   // The keys of resx.train.write_run_json.
-  run_dir_.write_run_json(
-      "{\n  \"runtime\": " + json_quote(config_.runtime) + ",\n  \"status\": " + json_quote(status) +
-      ",\n  \"epochs_done\": " + std::to_string(epochs_done_) + ",\n  \"config\": " + config_.config_json +
-      ",\n  \"env\": {" + json_quote(config_.runtime) + ": " + to_json(env_report()) +
-      "},\n  \"fingerprint\": " + json_quote(model_.fingerprint()) + ",\n  \"final\": " + final + "\n}\n");
+  run_dir_.write_run_json("{\n  \"runtime\": " + json_quote(config_.runtime) + ",\n  \"status\": " +
+                          json_quote(status) + ",\n  \"epochs_done\": " + std::to_string(epochs_done_) +
+                          ",\n  \"config\": " + config_.config_json + ",\n  \"env\": {" + json_quote(config_.runtime) +
+                          ": " + to_json(env_report()) + "},\n  \"fingerprint\": " + json_quote(model_.fingerprint()) +
+                          ",\n  \"final\": " + final + ",\n  \"world\": " + world + "\n}\n");
 }
 
 Progress Trainer::progress() const {
@@ -323,7 +415,7 @@ bool Trainer::run() {
     double loss_sum = 0, data_s = 0, forward_s = 0, backward_s = 0, optimizer_s = 0;
     int64_t correct = 0, seen = 0, in_epoch = 0;
     while (true) {
-      if (stop_signal()) {
+      if (stopping()) {
         write_outputs("interrupted");
         p.phase = "stopped";
         report(p);

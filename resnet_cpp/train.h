@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "data.h"
+#include "ddp.h"
 #include "model.h"
 #include "rundir.h"
 
@@ -34,6 +35,8 @@ struct TrainConfig {
   double momentum = 0, weight_decay = 0, label_smoothing = 0;
   bool nesterov = false, drop_last = true, prefetch = true, channels_last = false, deterministic = false;
   std::string dtype = "fp32";  // bf16: autocast around forward and loss
+  int64_t world_size = 1;      // processes of a data-parallel run; batch_size is per process
+  BucketSizes buckets;         // DistributedDataParallel's
   AugmentSpec spec{};
   RunFiles files;
   std::vector<double> lrs;  // one per optimizer step, all epochs
@@ -62,17 +65,26 @@ void load_weights(Model& model, const std::string& checkpoint_path, const std::s
 // In the run's dtype and memory format; mirrors resx.train.evaluate.
 EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype = "fp32",
                     bool channels_last = false);
+// {summed loss, correct, images} over the loader; mirrors resx.train.evaluate_sums.
+std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::Device& device,
+                                  const std::string& dtype = "fp32", bool channels_last = false);
+EvalResult eval_result(const std::vector<double>& sums);  // resx.train.EvalResult.of
+
+// run.json's "world"; mirrors resx.train.world_report. rows: per rank, resx.distributed.RANK_COLUMNS.
+std::string world_json(const World& world, const DataParallelReport* ddp = nullptr,
+                       const std::vector<std::vector<double>>& rows = {});
 
 class Trainer {
  public:
   // lock_fd: the run directory's lock held by the process that prepared the run, or -1 to take it.
-  explicit Trainer(TrainConfig config, int lock_fd = -1);
+  // world: this process's place in a data-parallel run (the process group comes from Python).
+  explicit Trainer(TrainConfig config, int lock_fd = -1, World world = {});
 
   void restore(const c10::impl::GenericDict& checkpoint);
   std::optional<StepRecord> step(int64_t epoch);  // one optimizer step; nullopt at the epoch's end
   EvalResult evaluate();
   void save_checkpoint(const std::string& name, bool with_momentum) const;
-  void write_outputs(const std::string& status) const;
+  void write_outputs(const std::string& status);  // a collective in a data-parallel run
   // Trains to the last epoch (true) or until request_stop() (false, after the current step; the last
   // complete epoch's checkpoint stays).
   bool run();
@@ -82,6 +94,10 @@ class Trainer {
     stop_signal_.compare_exchange_strong(none, signal);
   }
   int stop_signal() const { return stop_signal_.load(); }
+  // Whether the run stops before the next step: asked here, or on any rank (then every rank agrees).
+  bool stopping();
+  // run.json's "world", with every rank's times (a collective: every rank calls it).
+  std::string world_report();
   Progress progress() const;
   const std::vector<StepRecord>& steps() const { return steps_; }
 
@@ -89,12 +105,15 @@ class Trainer {
   void report(const Progress& p);
 
   TrainConfig config_;
+  World world_;
   RunDir run_dir_;
   at::Device device_;
   Model model_;
   std::vector<std::pair<std::string, at::Tensor>> params_;
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::unique_ptr<CifarLoader> train_loader_, test_loader_;
+  std::unique_ptr<DataParallel> ddp_;
+  std::array<double, 5> taken_{};  // steps this process took, their data/forward/backward/optimizer seconds
   int64_t epochs_done_ = 0, steps_done_ = 0;
   double wall_time_ = 0;
   std::vector<StepRecord> steps_;

@@ -6,9 +6,11 @@ one line and exits 1. Any other exception is a bug: it keeps its traceback, with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -17,12 +19,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 import resx
-from resx.errors import ResxError
+from resx.errors import PeerError, ResxError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -30,11 +33,17 @@ EXIT_BUG = 70  # EX_SOFTWARE, as resx-cpp
 
 
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
+
+
+def _rank_prefix() -> str:
+    """'rank R: ' in a data-parallel rank other than 0 (torchrun's RANK), else nothing."""
+    rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
+    return "" if rank == "0" else f"rank {rank}: "
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 class ResxGroup(TyperGroup):
@@ -44,7 +53,9 @@ class ResxGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except ResxError as e:
-            error(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            if isinstance(e, PeerError):
+                raise typer.Exit(1) from None
+            error(_rank_prefix() + (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__))
             raise typer.Exit(1) from None
         except (TyperException, typer.Exit, typer.Abort):  # usage errors: click prints them itself
             raise
@@ -274,13 +285,25 @@ def _train_settings(**given) -> dict:
 
 
 def _run_training(job, stop, run_dir: Path) -> None:
+    """Train; in a data-parallel run, rank 0 alone shows progress and the outcome."""
+    from resx import distributed
     from resx import train as T
 
-    with _TrainDisplay() as display:
+    with _TrainDisplay() if job.world.writes else contextlib.nullcontext() as display:
         try:
             complete = T.train(job, display, stop)
         except KeyboardInterrupt:  # a second signal: stopped at once, mid-step
             stop.signal, complete = stop.signal or signal.SIGINT, False
+        except Exception as e:
+            if not (job.world.distributed and distributed.lost_contact(e)):
+                raise
+            first = re.sub(r"^\[[^]]*\]\s*", "", str(e).strip().split("\n", 1)[0])  # gloo's source line
+            raise ResxError(f"lost contact with another rank ({first.split('. ')[0][:200]}); the last complete epoch is kept: "
+                            f"continue with `resx train --resume {run_dir}`") from None  # fmt: skip
+    if not job.world.writes:
+        if not complete:
+            raise typer.Exit(128 + stop.signal)
+        return
     if not complete:
         done = job.run_dir.status().epochs_done
         name = signal.Signals(stop.signal).name
@@ -351,8 +374,21 @@ def train(
     py_module: Annotated[
         str | None, typer.Option(help="py runtime: eager nn.Module or the scripted file. [eager]")
     ] = None,
+    nproc_per_node: Annotated[
+        int | None, typer.Option(help="Data-parallel processes on this node (DDP, launched by torchrun). [1]")
+    ] = None,
+    nnodes: Annotated[
+        int | None, typer.Option(help="Nodes: run the same command on each, with its --node-rank. [1]")
+    ] = None,
+    node_rank: Annotated[int | None, typer.Option(help="This node's rank, 0 to --nnodes - 1. [0]")] = None,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="HOST:PORT of node 0, on every node (--nnodes > 1).")
+    ] = None,
 ) -> None:
-    """Train a ResNet on CIFAR-10 in the Python or the C++ runtime, with the same recipe, data and seeds."""
+    """Train a ResNet on CIFAR-10 in the Python or the C++ runtime, with the same recipe, data and seeds;
+    in one process or data-parallel in several (--nproc-per-node, --nnodes: DDP in both runtimes)."""
+    from resx import distributed
+    from resx import train as T
     from resx.recipe import TrainConfig
 
     settings = _train_settings(
@@ -362,44 +398,115 @@ def train(
         device=device, subset=subset, test_subset=test_subset, keep_last=keep_last, eval_every=eval_every,
         dtype=dtype, channels_last=channels_last, compile=compile, deterministic=deterministic,
     )  # fmt: skip
+    launch_given = {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank,
+                    "rdzv_endpoint": rdzv_endpoint}  # fmt: skip
+    launch = distributed.Launch(**{k: v for k, v in launch_given.items() if v is not None})
+    launch.check()
+    launched = any(v is not None for v in launch_given.values())
     if resume is None:
         if output is None:
             raise ResxError("give a run directory with -o RUN (or continue one with --resume RUN)")
-        _new_run(output, overwrite, TrainConfig(**settings), runtime or "py", data, py_module or "eager")
-        return
-    if output is not None:
+    elif output is not None:
         raise ResxError("give either -o RUN (a new run) or --resume RUN (an existing one), not both")
-    fixed = [k for k in settings if k != "epochs"] + [k for k, v in
-             {"runtime": runtime, "data": data, "py_module": py_module}.items() if v is not None]  # fmt: skip
-    if fixed or overwrite:
-        names = ", ".join(f"--{k.replace('_', '-')}" for k in fixed + (["overwrite"] if overwrite else []))
-        raise ResxError(f"--resume {resume}: a run's settings are fixed; drop {names} (or start a new run with -o)")
-    _resume_run(resume, epochs)
+    else:
+        fixed = [k for k in settings if k != "epochs"] + [k for k, v in
+                 {"runtime": runtime, "data": data, "py_module": py_module}.items() if v is not None]  # fmt: skip
+        if fixed or overwrite:
+            names = ", ".join(f"--{k.replace('_', '-')}" for k in fixed + (["overwrite"] if overwrite else []))
+            raise ResxError(f"--resume {resume}: a run's settings are fixed; drop {names} (or start a new run with -o)")
+    if distributed.launched():  # a rank that torchrun started (by `resx train --nproc-per-node` or by hand)
+        world = distributed.from_env()
+        if not world.writes:
+            os.environ["RESX_QUIET_JIT"] = "1"  # rank 0's notes are enough
+        if launched and launch.world_size != world.size:
+            raise ResxError(f"--nproc-per-node x --nnodes is {launch.world_size}, torchrun started {world.size} "
+                            f"processes; under torchrun, leave them to torchrun")  # fmt: skip
+    else:
+        world = distributed.SINGLE
+        if resume is not None:
+            saved = _saved_world_size(resume)
+            if not launched:  # the run's own size, on this node
+                launch = distributed.Launch(nproc_per_node=saved)
+            elif launch.world_size != saved:
+                raise ResxError(f"--resume {resume}: the run trains on {saved} process(es), not "
+                                f"{launch.world_size}; resume it with --nproc-per-node (x --nnodes) {saved}")  # fmt: skip
+    size = world.size if distributed.launched() else launch.world_size
+    if resume is None:  # checked once here, before any process starts
+        config = TrainConfig(**settings, world_size=size)
+        config.validate()
+        check_threads(config.threads)
+        T.check_device(config.device)
+        T.check_world(runtime or "py", size)
+    if size > 1 and not distributed.launched():
+        _launch(launch, resume or output)
+    elif resume is None:
+        _new_run(output, overwrite, config, runtime or "py", data, py_module or "eager", world)
+    else:
+        _resume_run(resume, epochs, world)
 
 
-def _new_run(output: Path, overwrite: bool, config, runtime: str, data: Path | None, py_module: str) -> None:
+def _saved_world_size(run: Path) -> int:
+    """The number of processes the run was started with (1 if it predates data-parallel runs)."""
+    from resx.rundir import RunDir
+
+    rd = RunDir(run)
+    if rd.status().state == "none":
+        raise ResxError(f"{run}: not a resx run directory; start a run with -o")
+    return int(rd.read_config().get("world_size", 1))
+
+
+def _launch(launch, run: Path) -> None:
+    """This same command in launch.world_size processes, through torchrun; their rank 0 reports."""
+    from resx import distributed
+    from resx.rundir import RunDir
+
+    try:
+        distributed.launch(launch, sys.argv[1:])
+    except distributed.LaunchError as e:
+        if e.args[0]:
+            started = RunDir(run).status().state != "none"
+            error(e.args[0] + (f"; the last complete epoch is kept: continue with `resx train --resume {run}`"
+                               if started else ""))  # fmt: skip
+        raise typer.Exit(e.exit_code) from None
+
+
+def _open_run(world, make, path: Path):
+    """Global rank 0 creates or resumes the run directory under its lock; the other ranks use it."""
+    from resx import distributed
+    from resx.rundir import RunDir
+
+    return distributed.together(world, make if world.writes else None, path) or RunDir(path)
+
+
+def _new_run(output: Path, overwrite: bool, config, runtime: str, data: Path | None, py_module: str, world) -> None:
     from resx import data as D
+    from resx import distributed
     from resx import train as T
     from resx.rundir import RunDir
 
-    config.validate()
-    check_threads(config.threads)
-    with T.Stop() as stop, RunDir.create(output, overwrite) as rd:
+    world = distributed.init(world, config.device)
+    with T.Stop() as stop, _open_run(world, lambda p: RunDir.create(p, overwrite), output) as rd:
         try:
-            job = T.prepare(config, runtime, data or D.default_data_dir(), rd, py_module=py_module)
+            job = T.prepare(config, runtime, data or D.default_data_dir(), rd, py_module=py_module, world=world)
         except BaseException:
-            rd.remove_run_files()  # a run that never started leaves nothing behind
+            if world.writes:
+                rd.remove_run_files()  # a run that never started leaves nothing behind
             raise
         _run_training(job, stop, output)
 
 
-def _resume_run(run: Path, epochs: int | None) -> None:
+def _resume_run(run: Path, epochs: int | None, world) -> None:
     """The run's config is authoritative; only --epochs may change, to extend it (recorded)."""
+    from resx import distributed
     from resx import train as T
     from resx.recipe import TrainConfig
     from resx.rundir import RunDir
 
-    with T.Stop() as stop, RunDir.resume(run) as rd:
+    saved_device = (
+        TrainConfig.from_dict(RunDir(run).read_config().get("config", {})).device if world.distributed else ""
+    )
+    world = distributed.init(world, saved_device)
+    with T.Stop() as stop, _open_run(world, RunDir.resume, run) as rd:
         status, saved = rd.status(), rd.read_config()
         config = TrainConfig.from_dict(saved.get("config", {}))
         extended = list(saved.get("extended", []))
@@ -409,11 +516,12 @@ def _resume_run(run: Path, epochs: int | None) -> None:
             extended.append({"from_epochs": config.epochs, "to_epochs": epochs, "after_epoch": status.epochs_done})
             config.epochs = epochs
         elif status.state == "complete":
-            console.print(f"{run}: the run is complete ({config.epochs} epochs); nothing to do "
-                          f"(--epochs N extends it)", highlight=False)  # fmt: skip
+            if world.writes:
+                console.print(f"{run}: the run is complete ({config.epochs} epochs); nothing to do "
+                              f"(--epochs N extends it)", highlight=False)  # fmt: skip
             return
         job = T.prepare(config, saved.get("runtime", "py"), Path(saved.get("data", "")), rd, resume=True,
-                        py_module=saved.get("py_module", "eager"), extended=extended)  # fmt: skip
+                        py_module=saved.get("py_module", "eager"), extended=extended, world=world)  # fmt: skip
         _run_training(job, stop, run)
 
 

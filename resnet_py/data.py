@@ -359,6 +359,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (z ^ (z >> 31)) & ((1 << 63) - 1)  # torch seeds are non-negative int64
 
 
+def shard_size(n: int, world: int) -> int:
+    """Samples per rank of n (DistributedSampler's rule, padding)."""
+    return -(-n // world)
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """One epoch's randomness: the order of the samples and, per position, crop offsets and flip."""
@@ -366,6 +371,16 @@ class EpochPlan:
     order: Tensor  # int64 [n]
     offsets: Tensor  # int64 [n, 2]: (dy, dx) into the padded image
     flips: Tensor  # bool [n]
+
+    def shard(self, rank: int, world: int) -> EpochPlan:
+        """A rank's share of the epoch, by DistributedSampler's rule: the order padded with its own first
+        positions to a multiple of the world size, then every world-th position from the rank's.
+        Mirrors resx::EpochPlan::shard."""
+        if world == 1:
+            return self
+        n = len(self.order)
+        positions = (torch.arange(shard_size(n, world) * world) % n)[rank::world]
+        return EpochPlan(self.order[positions], self.offsets[positions], self.flips[positions])
 
     @classmethod
     def draw(cls, seed: int, epoch: int, n: int, spec: AugmentSpec = AUGMENT) -> EpochPlan:
@@ -411,7 +426,9 @@ class CifarLoader:
 
     train=True shuffles and augments with the epoch plan; train=False keeps file order and only
     normalises. drop_last drops a final partial batch (the same on both runtimes). pin_memory: inputs
-    and labels in page-locked memory, for non-blocking copies to a GPU."""
+    and labels in page-locked memory, for non-blocking copies to a GPU. rank, world: a training loader
+    hands out its rank's shard of each epoch (EpochPlan.shard), an evaluation loader every world-th image
+    from the rank's (no padding: each image is evaluated once)."""
 
     def __init__(
         self,
@@ -424,23 +441,33 @@ class CifarLoader:
         drop_last: bool = False,
         spec: AugmentSpec = AUGMENT,
         pin_memory: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
-        self.images, self.labels, self.pin_memory = images, labels, pin_memory
+        self.images, self.labels, self.pin_memory, self.rank, self.world = images, labels, pin_memory, rank, world
         self.batch_size, self.train, self.seed, self.drop_last, self.spec = batch_size, train, seed, drop_last, spec
 
+    def _samples(self) -> int:
+        n = len(self.images)
+        return shard_size(n, self.world) if self.train else len(range(self.rank, n, self.world))
+
     def __len__(self) -> int:
-        n, b = len(self.images), self.batch_size
+        n, b = self._samples(), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     def batches(self, epoch: int = 0) -> Iterator[Batch]:
-        n = len(self.images)
-        plan = EpochPlan.draw(self.seed, epoch, n, self.spec) if self.train else None
+        n = self._samples()
+        plan = EpochPlan.draw(self.seed, epoch, len(self.images), self.spec).shard(self.rank, self.world) \
+            if self.train else None  # fmt: skip
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
-            if plan is None:
+            if plan is None and self.world == 1:
                 images, labels = self.images[lo:hi], self.labels[lo:hi]
+            elif plan is None:
+                idx = torch.arange(self.rank + lo * self.world, self.rank + hi * self.world, self.world)
+                images, labels = self.images[idx], self.labels[idx]
             else:
                 idx = plan.order[lo:hi]
                 images = augment_batch(self.images[idx], plan.offsets[lo:hi], plan.flips[lo:hi], self.spec)

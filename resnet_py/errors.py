@@ -8,3 +8,7 @@ class ResxError(Exception):
 
 class ConfigError(ResxError, ValueError):
     """A setting out of range or of an unknown kind (also a ValueError, for library callers)."""
+
+
+class PeerError(ResxError):
+    """Another rank of a data-parallel run failed and printed why; this one exits 1 without repeating it."""

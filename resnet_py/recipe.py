@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from resx.data import AUGMENT, AugmentSpec
+from resx.distributed import BROADCAST_BUCKET_BYTES, BUCKET_BYTES_CAP, FIRST_BUCKET_BYTES_CAP
 from resx.errors import ConfigError
 from resx.models import DEFAULT_WIDTH, DTYPES, ModelConfig
 
@@ -45,6 +46,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False  # torch.compile the forward (py runtime, eager module)
     deterministic: bool = False  # deterministic algorithms (CUDA), in both runtimes
+    world_size: int = 1  # processes of a data-parallel run (resx.distributed); batch_size is per process
     augment: AugmentSpec = field(default_factory=lambda: AUGMENT)
 
     def validate(self) -> None:
@@ -75,6 +77,7 @@ class TrainConfig:
             (self.subset >= 0, f"--subset must be >= 0 (0: all), got {self.subset}"),
             (self.test_subset >= 0, f"--test-subset must be >= 0 (0: all), got {self.test_subset}"),
             (self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}"),
+            (self.world_size >= 1, f"the world size must be at least 1, got {self.world_size}"),
             (self.device.split(":")[0] in DEVICES, f"unknown --device '{self.device}': cpu or cuda"),
             (self.dtype in DTYPES, f"unknown --dtype '{self.dtype}': {' or '.join(DTYPES)}"),
         ]  # fmt: skip
@@ -160,6 +163,8 @@ class TrainConfig:
             "label_smoothing": repr(self.label_smoothing), "nesterov": int(self.nesterov),
             "drop_last": int(self.drop_last), "prefetch": int(prefetch), "dtype": self.dtype,
             "channels_last": int(self.channels_last), "deterministic": int(self.deterministic),
+            "world_size": self.world_size, "bucket_bytes_cap": BUCKET_BYTES_CAP,
+            "first_bucket_bytes_cap": FIRST_BUCKET_BYTES_CAP, "broadcast_bucket_bytes": BROADCAST_BUCKET_BYTES,
             "crop": a.crop, "padding": a.padding, "flip_p": repr(a.flip_p),
             "mean": ",".join(map(repr, a.mean)), "std": ",".join(map(repr, a.std)),
             **run_keys,

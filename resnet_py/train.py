@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from resx import data as D
-from resx import envinfo
+from resx import distributed, envinfo
 from resx.cpp import CppRuntimeError, _cpp, executable
+from resx.distributed import SINGLE, World
 from resx.errors import ResxError
 from resx.export import export, fingerprint, load
 from resx.export.aoti import to_channels_last
@@ -80,6 +81,11 @@ class EvalResult:
     loss: float = 0.0  # mean cross-entropy
     top_1: float = 0.0  # percent
     images: int = 0
+
+    @classmethod
+    def of(cls, loss_sum: float, correct: float, seen: float) -> EvalResult:
+        """From the sums over the test images (of every rank)."""
+        return cls(loss_sum / seen if seen else 0.0, 100.0 * correct / seen if seen else 0.0, int(seen))
 
 
 class Stop:
@@ -143,6 +149,12 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False
 def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device, dtype: str = "fp32",
              channels_last: bool = False) -> EvalResult:  # fmt: skip
     """Mean test loss, top-1 percent, images, in the run's dtype and memory format. Mirrors resx::evaluate."""
+    return EvalResult.of(*evaluate_sums(model, loader, device, dtype, channels_last))
+
+
+def evaluate_sums(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device, dtype: str = "fp32",
+                  channels_last: bool = False) -> tuple[float, int, int]:  # fmt: skip
+    """(summed loss, correct, images) over the loader. Mirrors resx::evaluate_sums."""
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     with torch.inference_mode(), autocast(device, dtype):
@@ -152,7 +164,7 @@ def evaluate(model: torch.nn.Module, loader: D.CifarLoader, device: torch.device
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum().item())
             seen += len(y)
-    return EvalResult(loss_sum / seen if seen else 0.0, 100.0 * correct / seen if seen else 0.0, seen)
+    return loss_sum, correct, seen
 
 
 # --------------------------------------------------------------------------------------- preparing
@@ -172,7 +184,7 @@ class Prepared:
     steps_per_epoch: int
     resume: bool
     checkpoint: dict | None = None  # the one to continue from, checked against this config (mmap)
-    checkpoint: dict | None = None  # the one to continue from, checked against this config (mmap)
+    world: World = SINGLE  # this process's place in a data-parallel run (resx.distributed)
 
 
 def _count_train(layout: str, directory: Path) -> int:
@@ -208,9 +220,20 @@ def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path
     return export(config.model_config(), target, seed=config.seed)["fingerprint"]
 
 
-def _check_inputs(config: TrainConfig, runtime: str, data: Path, py_module: str) -> tuple[str, Path, int]:
-    """(layout, batch-file directory, steps per epoch) of a run that can start."""
+def check_world(runtime: str, world_size: int) -> None:
+    if runtime == "cpp-exe" and world_size > 1:
+        raise TrainError("the executable trains in one process: for data-parallel C++ use --runtime cpp, whose "
+                         "loop runs in C++ on the process group torch.distributed creates")  # fmt: skip
+
+
+def _check_inputs(config: TrainConfig, runtime: str, data: Path, py_module: str,
+                  world: World = SINGLE) -> tuple[str, Path, int]:  # fmt: skip
+    """(layout, batch-file directory, steps per epoch of this rank) of a run that can start."""
     config.validate()
+    if config.world_size != world.size:
+        raise TrainError(f"the run trains on {config.world_size} process(es), this launch has {world.size}: "
+                         f"use --nproc-per-node (x --nnodes) {config.world_size}")  # fmt: skip
+    check_world(runtime, world.size)
     if runtime not in RUNTIMES:
         raise TrainError(f"unknown runtime '{runtime}': py, cpp or cpp-exe")
     if py_module not in PY_MODULES:
@@ -227,7 +250,7 @@ def _check_inputs(config: TrainConfig, runtime: str, data: Path, py_module: str)
     n_train = _count_train(layout, directory)
     if config.subset:
         n_train = min(n_train, config.subset)
-    steps = config.steps_per_epoch(n_train)
+    steps = config.steps_per_epoch(D.shard_size(n_train, world.size))
     if steps < 1:
         raise TrainError(f"{n_train} training images make no batch of {config.batch_size} (drop_last); "
                          f"lower --batch-size or use more images")  # fmt: skip
@@ -244,16 +267,39 @@ def prepare(
     model_file: Path | None = None,
     py_module: str = "eager",
     extended: list | None = None,
+    world: World = SINGLE,
 ) -> Prepared:
     """Validate everything, export the model (or reuse `model_file`, an export of the same seed and
-    architecture) and write both config files. No training yet."""
-    layout, directory, steps = _check_inputs(config, runtime, data, py_module)
+    architecture) and write both config files. No training yet. In a data-parallel run every rank
+    checks its inputs, global rank 0 writes, then the others read what it wrote; all fail together."""
+    together = distributed.together
+    layout, directory, steps = together(world, _check_inputs, config, runtime, data, py_module, world)
+    args = (config, runtime, py_module, run_dir, directory, layout, steps, resume, world)
+    written = together(world, _write_run if world.writes else None, *args, data, model_file, extended)
+    read = together(world, None if world.writes else _read_run, *args)
+    return written or read
+
+
+def _read_run(config, runtime, py_module, run_dir, directory, layout, steps, resume, world) -> Prepared:
+    """A rank other than 0: the run directory that rank 0 has just written, on a shared file system."""
+    if not (run_dir / CPP_CONFIG).is_file():
+        raise TrainError(f"{run_dir.path}: rank 0's run directory is not visible on {os.uname().nodename}; every "
+                         f"node must see it at the same path (a shared file system)")  # fmt: skip
+    exists = resume and (run_dir / CHECKPOINT).exists()
+    checkpoint = read_checkpoint(run_dir / CHECKPOINT, mmap=True) if exists else None
+    fp = fingerprint(load(run_dir / MODEL)[0])
+    return Prepared(config, runtime, py_module, run_dir, directory, layout, fp, steps, resume, checkpoint, world)
+
+
+def _write_run(config, runtime, py_module, run_dir, directory, layout, steps, resume, world, data, model_file,
+               extended) -> Prepared:  # fmt: skip
     saved = {
         "runtime": runtime,
         "py_module": py_module,
         "data": str(data),
         "config": config.to_dict(),
         "extended": extended or [],
+        "world_size": world.size,
     }
     if not resume:
         run_dir.write_config(saved)  # first: a directory with it is a run (resx.rundir.RunDir.status)
@@ -275,17 +321,32 @@ def prepare(
         saved=saved,
     )
     atomic_write(run_dir / CPP_CONFIG, text)
-    job = Prepared(config, runtime, py_module, run_dir, directory, layout, fp, steps, resume, checkpoint)
+    job = Prepared(config, runtime, py_module, run_dir, directory, layout, fp, steps, resume, checkpoint, world)
     if not resume:
         write_run_json(job, "started", 0, None)
     return job
 
 
-def write_run_json(job: Prepared, status: str, epochs_done: int, final: dict | None) -> None:
+def world_report(world: World, ddp: dict | None = None, rows: list[list[float]] | None = None) -> dict:
+    """run.json's "world": its size and backend, DDP's bucket sizes, and per rank the mean step time,
+    its parts and DDP's all-reduce time (resx.distributed.RANK_COLUMNS), and the share of the step spent
+    waiting for the all-reduce once backward's compute had ended. Mirrors resx::world_json."""
+    ranks = []
+    for rank, row in enumerate(rows or []):
+        r = dict(zip(distributed.RANK_COLUMNS, row, strict=True))
+        r["steps"] = int(r["steps"])
+        exposed = max(0.0, r["allreduce_s"] - r["allreduce_overlap_s"])  # after backward's compute ended
+        ranks.append({"rank": rank, **r, "allreduce_share": exposed / r["step_s"] if r["step_s"] else 0.0})
+    return {"size": world.size, "backend": world.backend or None,
+            "bucket_sizes": (ddp or {}).get("bucket_sizes"), "ranks": ranks}  # fmt: skip
+
+
+def write_run_json(job: Prepared, status: str, epochs_done: int, final: dict | None, world: dict | None = None) -> None:
     """run.json; resx::RunDir::write_run_json writes the same keys."""
     job.run_dir.write_run_json({
         "runtime": job.runtime, "status": status, "epochs_done": epochs_done, "config": job.run_dir.read_config(),
         "env": envinfo.collect(executable=False), "fingerprint": job.fingerprint, "final": final,
+        "world": world or world_report(job.world),
     })  # fmt: skip
 
 
@@ -293,11 +354,13 @@ def write_run_json(job: Prepared, status: str, epochs_done: int, final: dict | N
 
 
 class Trainer:
-    """The Python training loop over the eager nn.Module (or the scripted file), on one thread."""
+    """The Python training loop over the eager nn.Module (or the scripted file), on one thread; in a
+    data-parallel run, one rank's, through DistributedDataParallel."""
 
     def __init__(self, job: Prepared, stop: Stop | None = None):
         cfg = job.config
         self.job, self.config, self.run_dir, self.stop = job, cfg, job.run_dir, stop or Stop()
+        self.world = job.world
         self.device = torch.device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -306,8 +369,6 @@ class Trainer:
         self.model = model.to(self.device)
         if cfg.channels_last:
             to_channels_last(self.model)
-        # What the steps call: the module, or torch.compile of it (the module keeps the state).
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.compile_seconds = 0.0
         self.params = dict(self.model.named_parameters())
         self.lrs = cfg.learning_rates(job.steps_per_epoch)
@@ -321,16 +382,23 @@ class Trainer:
         train = D.first_n(D.load_split(job.data_dir, "train"), cfg.subset)
         test = D.first_n(D.load_split(job.data_dir, "test"), cfg.test_subset)
         pin = self.device.type == "cuda"
+        rank, size = self.world.rank, self.world.size
         self.train_loader = D.CifarLoader(*train, cfg.batch_size, train=True, seed=cfg.seed, drop_last=cfg.drop_last,
-                                          spec=cfg.augment, pin_memory=pin)  # fmt: skip
-        self.test_loader = D.CifarLoader(*test, cfg.batch_size, train=False, spec=cfg.augment, pin_memory=pin)
+                                          spec=cfg.augment, pin_memory=pin, rank=rank, world=size)  # fmt: skip
+        self.test_loader = D.CifarLoader(*test, cfg.batch_size, train=False, spec=cfg.augment, pin_memory=pin,
+                                         rank=rank, world=size)  # fmt: skip
         self.epochs_done, self.steps_done, self.wall_time = 0, 0, 0.0
         self.steps: list[StepRecord] = []
         self.epochs: list[EpochRecord] = []
         self._batches: Iterator[D.Batch] = iter(())
         self._progress = Progress(epochs=cfg.epochs, steps=job.steps_per_epoch)
+        self._taken = [0, 0.0, 0.0, 0.0, 0.0]  # steps this process took, their data/forward/backward/optimizer s
         if job.checkpoint is not None:
             self.restore(job.checkpoint)
+        # DDP after the restore (its construction broadcasts rank 0's parameters and buffers). What the steps
+        # call: the module, DDP of it, or torch.compile of that (the module keeps the state).
+        self.ddp = distributed.wrap(self.model, self.world)
+        self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
 
     def restore(self, checkpoint: dict) -> None:
         """Continue from a checkpoint of this run: verified whole before anything is copied."""
@@ -388,16 +456,45 @@ class Trainer:
         sync(self.device)
         t_optimizer = time.perf_counter() - t3
         self.steps_done += 1
-        correct = int((logits.argmax(1) == y).sum().item())
-        record = StepRecord(
-            epoch + 1, self.steps_done, lr, loss.item(), len(y), correct, t_data, t_forward, t_backward, t_optimizer
-        )
+        loss_value, n, correct = loss.item(), len(y), int((logits.argmax(1) == y).sum().item())
+        if self.world.distributed:  # the step of the global batch
+            loss_sum, correct, n = distributed.sum_over_ranks([loss_value * n, correct, n])
+            loss_value, correct, n = loss_sum / n, int(correct), int(n)
+        for k, t in enumerate((1, t_data, t_forward, t_backward, t_optimizer)):
+            self._taken[k] += t
+        record = StepRecord(epoch + 1, self.steps_done, lr, loss_value, n, correct, t_data, t_forward, t_backward,
+                            t_optimizer)  # fmt: skip
         self.steps.append(record)
         return record
 
     def evaluate(self) -> EvalResult:
+        """Every rank its share of the test set, with rank 0's BatchNorm statistics; the sums over ranks."""
         # The module itself, compiled or not: evaluation would recompile for eval mode, for no gain here.
-        return evaluate(self.model, self.test_loader, self.device, self.config.dtype, self.config.channels_last)
+        if self.world.distributed:
+            distributed.broadcast_buffers(self.model)
+        cfg = self.config
+        sums = evaluate_sums(self.model, self.test_loader, self.device, cfg.dtype, cfg.channels_last)
+        return EvalResult.of(*distributed.sum_over_ranks(list(sums)))
+
+    def stopping(self) -> bool:
+        """Whether the run stops before the next step: asked here, or on any rank (then every rank agrees)."""
+        asked = bool(self.stop.signal)
+        if not self.world.distributed:
+            return asked
+        agreed = distributed.any_rank(asked)
+        if agreed and not asked:
+            self.stop.signal = signal.SIGTERM  # another rank was asked
+        return agreed
+
+    def world_report(self) -> dict:
+        """run.json's "world", with every rank's times (a collective: every rank calls it)."""
+        if not self.world.distributed:
+            return world_report(self.world)
+        n, *sums = self._taken
+        means = [t / n if n else 0.0 for t in sums]
+        ddp = distributed.ddp_report(self.ddp)
+        row = [n, sum(means), *means, ddp.get("allreduce_s", 0.0), ddp.get("allreduce_overlap_s", 0.0)]
+        return world_report(self.world, ddp, distributed.gather_rows(row))
 
     def compile(self) -> None:
         """torch.compile's graphs for a training step, built now so that no timed step pays for them: a
@@ -409,7 +506,7 @@ class Trainer:
         x = to_device(torch.zeros(self.config.batch_size, 3, 32, 32), self.device, self.config.channels_last)
         y = torch.zeros(self.config.batch_size, dtype=torch.long, device=self.device)
         self.model.train()
-        with autocast(self.device, self.config.dtype):
+        with autocast(self.device, self.config.dtype):  # through DDP too: its graphs are the ones the steps use
             loss = F.cross_entropy(self.forward(x), y, label_smoothing=self.config.label_smoothing)
         loss.backward()
         with torch.no_grad():
@@ -420,6 +517,8 @@ class Trainer:
         self.compile_seconds = time.perf_counter() - start
 
     def save_checkpoint(self, name: str, with_momentum: bool) -> None:
+        if not self.world.writes:
+            return
         momentum = {}
         if with_momentum:
             for pname, p in self.params.items():
@@ -436,6 +535,9 @@ class Trainer:
         })  # fmt: skip
 
     def write_outputs(self, status: str) -> None:
+        world = self.world_report()
+        if not self.world.writes:
+            return
         self.run_dir.write_history(self.steps, self.epochs)
         final = None
         if status == "complete":
@@ -444,7 +546,7 @@ class Trainer:
                      "test_loss": last.test_loss if last else None, "test_top_1": last.test_top_1 if last else None,
                      "train_loss": self.steps[-1].loss if self.steps else None,
                      "compile_seconds": self.compile_seconds}  # fmt: skip
-        write_run_json(self.job, status, self.epochs_done, final)
+        write_run_json(self.job, status, self.epochs_done, final, world)
 
     def _report(self, progress: ProgressFn | None, **changes) -> None:
         for key, value in changes.items():
@@ -465,7 +567,7 @@ class Trainer:
             self._batches = self.train_loader.batches(epoch)
             loss_sum, correct, seen, in_epoch, split = 0.0, 0, 0, 0, [0.0, 0.0, 0.0, 0.0]
             while True:
-                if self.stop.signal:
+                if self.stopping():
                     self.write_outputs("interrupted")
                     self._report(progress, phase="stopped")
                     return False
@@ -514,7 +616,9 @@ def _train_cpp(job: Prepared, progress: ProgressFn | None, stop: Stop, poll: flo
     """The C++ Trainer in this process, on this thread with the GIL released (a loop on another thread
     measured slower), while a Python thread polls its progress for the display. It adopts our lock and
     stops on SIGINT/SIGTERM after the current step, like the Python one."""
-    trainer = _cpp.Trainer(str(job.run_dir / CPP_CONFIG), "cpp", job.run_dir.lock_fd)
+    w = job.world
+    lock_fd = -1 if job.run_dir.lock_fd is None else job.run_dir.lock_fd
+    trainer = _cpp.Trainer(str(job.run_dir / CPP_CONFIG), "cpp", lock_fd, w.rank, w.size, w.backend, w.group_name)
     finished = threading.Event()
     raised: list[BaseException] = []
 
