@@ -27,10 +27,13 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
     steps = results["steps"]
     assert steps["tests"]["status"].startswith("skipped: no CUDA")
     assert {name: s["status"] for name, s in steps.items() if name != "tests"} == {
-        "env": "ok", "train-py": "ok", "train-cpp": "ok", "bench": "ok", "threads": "ok"}  # fmt: skip
+        "env": "ok", "train-py": "ok", "train-cpp": "ok", "bench": "ok", "threads": "ok", "ddp-py": "ok",
+        "ddp-cpp": "ok", "ddp-bench": "ok"}  # fmt: skip
+    assert results["ddp"]["bit_identical"] and results["ddp"]["steps"] == 4
     assert results["accuracy"]["py"][0]["train_loss"] == results["accuracy"]["cpp"][0]["train_loss"]
     report = (out / "report.md").read_text()
     assert "ResNet18 on CIFAR-10, py and cpp" in report and "bench-threads" in report
+    assert "DDP at world size 2 on cpu: py and cpp per-step losses bit-identical over 4 steps" in report
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
     assert any(n.endswith("bench-threads/report.md") for n in names) and not any(n.endswith(".pt") for n in names)

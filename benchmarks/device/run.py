@@ -10,6 +10,9 @@ Steps, each given what is left of the time budget and skipped (saying so) when t
                 (one-cycle, at least 10 epochs; --smoke: 1 epoch on a subset), loss, accuracy, time per epoch
   4. bench      `resx bench --preset gpu` (--smoke: ResNet18, fewer rounds and batches)
   5. threads    the many-core concurrency sweep, 1 to 16 callers with one intra-op thread each, on the CPU
+  6. ddp        data-parallel at world size 2, py (DDP) and cpp (DDP's Reducer): equal per-step losses?
+                On one GPU both processes share it over gloo (NCCL wants a GPU per process): a
+                correctness run. Then benchmarks/bench_ddp.py, 1 and 2 processes x 1 thread, on the CPU.
 Without CUDA every step runs its CPU form on a narrow ResNet (tests skipped), so that CI keeps this
 script working. Everything lands in --out (default $OUT): results.json, report.md and one archive of
 every report and run (results.tar.gz): the device tool brings back 8 files at most.
@@ -35,7 +38,7 @@ CARRY = HERE / "carry"  # git-ignored, carried to the device: see prepare.sh
 class Run:
     def __init__(self, out: Path, budget: float, smoke: bool, cuda: bool):
         self.out, self.budget, self.smoke, self.cuda = out, budget, smoke, cuda
-        self.start, self.steps = time.monotonic(), {}
+        self.start, self.steps, self.ddp = time.monotonic(), {}, {}
         # Outside --out: the device tool brings back 8 files, so --out gets 3 and the rest goes in the archive.
         self.work = Path(tempfile.mkdtemp(prefix="resx-device-"))
         out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +122,29 @@ def accuracy(run: Run, data: Path | None) -> dict:
     return table
 
 
+def ddp(run: Run, data: Path | None) -> dict:
+    """py-DDP and cpp-DDP at world size 2 on this device, deterministic: their per-step losses compared."""
+    from resx.bench.training import synthetic_cifar
+    from resx.rundir import RunDir
+
+    device = "cuda" if run.cuda else "cpu"
+    data = data or synthetic_cifar(run.work / "synthetic", 1024, 256, 0)
+    losses = {}
+    for runtime in ("py", "cpp"):
+        out = run.work / "ddp" / runtime
+        command = resx("train", "--runtime", runtime, "--data", str(data), "--device", device, "--deterministic",
+                       "--nproc-per-node", "2", "--threads", "1", "--width", "16", "--batch-size", "64",
+                       "--subset", "1024", "--test-subset", "256", "--epochs", "2", "-o", str(out))  # fmt: skip
+        if run.step(f"ddp-{runtime}", 40, command, timeout=180):
+            losses[runtime] = [s.loss for s in RunDir(out).read_steps()]
+    same = len(losses) == 2 and losses["py"] == losses["cpp"]
+    diff = max((abs(a - b) for a, b in zip(*losses.values(), strict=True)), default=None) if len(losses) == 2 else None
+    shape = ["--width", "16", "--steps", "6"] if run.cuda else ["--width", "8", "--steps", "3", "--batch-size", "16"]
+    run.step("ddp-bench", 40, [sys.executable, "benchmarks/bench_ddp.py", *shape, "--rounds", "1",
+                               "--json", str(run.work / "bench-ddp.json")])  # fmt: skip
+    return {"device": device, "steps": len(losses.get("py", [])), "bit_identical": same, "max_loss_difference": diff}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="the short form (<= 3 minutes on a GPU)")
@@ -158,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "--thread-counts", counts, "--thread-seconds", "1" if cuda else "0.2",
                                  *([] if cuda and not run.smoke else ["--width", "8"]),
                                  "-o", str(run.work / "bench-threads")))  # fmt: skip
+    run.ddp = ddp(run, data)
     write(run, table, torch)
     return 0 if all(s["status"] == "ok" or s["status"].startswith("skipped") for s in run.steps.values()) else 1
 
@@ -165,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 def write(run: Run, table: dict, torch) -> None:
     results = {"device": torch.cuda.get_device_name(0) if run.cuda else None, "torch": torch.__version__,
                "cores": os.cpu_count(), "smoke": run.smoke, "seconds": round(time.monotonic() - run.start, 1),
-               "steps": run.steps, "accuracy": table}  # fmt: skip
+               "steps": run.steps, "accuracy": table, "ddp": run.ddp}  # fmt: skip
     (run.out / "results.json").write_text(json.dumps(results, indent=1))
     lines = [f"# resx device run ({'smoke' if run.smoke else 'full'})\n",
              f"{results['device'] or 'no CUDA (CPU forms)'}, torch {results['torch']}, {results['cores']} cores, "
@@ -180,6 +207,10 @@ def write(run: Run, table: dict, torch) -> None:
                 test = "" if e["test_loss"] is None else f"{e['test_loss']:.4f} | {e['test_top_1']:.2f}%"
                 lines.append(f"| {runtime} | {e['epoch']} | {e['epoch_time']:.1f} | {e['train_loss']:.4f} | "
                              f"{e['train_top_1']:.2f}% | {test or '— | —'} |")  # fmt: skip
+    if run.ddp.get("steps"):
+        lines += ["", f"## DDP at world size 2 on {run.ddp['device']}: py and cpp per-step losses "
+                  f"{'bit-identical' if run.ddp['bit_identical'] else 'differ'} over {run.ddp['steps']} steps "
+                  f"(max difference {run.ddp['max_loss_difference']})"]  # fmt: skip
     for name in ("bench-gpu", "bench-threads", "bench-cpu"):
         report = run.work / name / "report.md"
         if report.exists():
