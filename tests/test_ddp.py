@@ -138,6 +138,15 @@ def test_two_nodes_on_localhost_train_like_one_node(runs, data, tmp_path):
     assert_same_training(runs / "py", run)
 
 
+def test_torchrun_by_hand_trains_like_the_launcher(runs, data, tmp_path):
+    run = tmp_path / "torchrun"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "resx",
+               "train", "-o", str(run), "--data", str(data), *ARGS]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_training(runs / "py", run)
+
+
 def test_one_process_is_todays_run(data, tmp_path):
     train(tmp_path / "flag", data, "--nproc-per-node", "1", "--epochs", "1")
     train(tmp_path / "plain", data, "--epochs", "1")
