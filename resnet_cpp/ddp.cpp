@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <sstream>
 #include <unordered_map>
 
 #include "io.h"
@@ -107,9 +106,7 @@ DataParallelReport DataParallel::report() const {
   auto sizes = data.strs_map.find("rebuilt_bucket_sizes");  // as rebuilt after the first step
   if (sizes == data.strs_map.end() || sizes->second.empty()) sizes = data.strs_map.find("bucket_sizes");
   if (sizes != data.strs_map.end()) {
-    std::stringstream in(sizes->second);
-    std::string item;
-    while (std::getline(in, item, ',')) {
+    for (const auto& item : split(sizes->second, ',')) {
       if (item.find_first_not_of(' ') != std::string::npos) r.bucket_sizes.push_back(std::stoll(item));
     }
   }

@@ -152,6 +152,14 @@ int64_t parse_int(const std::string& text, const std::string& what) {
   throw Error(what + ": '" + text + "' is not an integer");
 }
 
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, sep);) out.push_back(item);
+  if (!text.empty() && text.back() == sep) out.emplace_back();
+  return out;
+}
+
 std::vector<double> parse_doubles(const std::string& text, const std::string& what) {
   std::vector<double> out;
   std::stringstream in(text);

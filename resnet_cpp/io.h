@@ -38,4 +38,7 @@ double parse_double(const std::string& text, const std::string& what);
 int64_t parse_int(const std::string& text, const std::string& what);
 std::vector<double> parse_doubles(const std::string& text, const std::string& what);
 
+// The fields of text between separators ("a,,b" gives "a", "", "b"; a trailing separator, a last "").
+std::vector<std::string> split(const std::string& text, char sep);
+
 }  // namespace resx

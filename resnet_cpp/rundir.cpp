@@ -54,14 +54,6 @@ std::string format_value(const Table::Column& c, const Value& value) {
   return buf;
 }
 
-std::vector<std::string> split(const std::string& text, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, sep);) out.push_back(item);
-  if (!text.empty() && text.back() == sep) out.emplace_back();
-  return out;
-}
-
 }  // namespace
 
 Fields StepRecord::fields() const {

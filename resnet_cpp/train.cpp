@@ -80,6 +80,7 @@ TrainConfig TrainConfig::read(const std::string& path) {
   c.deterministic = integer("deterministic") != 0;
   c.world_size = integer("world_size");
   c.buckets = {integer("bucket_bytes_cap"), integer("first_bucket_bytes_cap"), integer("broadcast_bucket_bytes")};
+  c.rank_columns = split(get("rank_columns"), ',');
   c.spec = AugmentSpec{integer("crop"), integer("padding"), number("flip_p"), triple("mean"), triple("std")};
   c.files = RunFiles{get("checkpoint_format"), get("steps_file"),      get("steps_columns"),
                      get("metrics_file"),      get("metrics_columns"), get("checkpoint_file"),
@@ -144,10 +145,8 @@ std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::D
   return {loss_sum, static_cast<double>(correct), static_cast<double>(seen)};
 }
 
-std::string world_json(const World& world, const DataParallelReport* ddp,
+std::string world_json(const World& world, const DataParallelReport* ddp, const std::vector<std::string>& columns,
                        const std::vector<std::vector<double>>& rows) {
-  static const char* columns[] = {"steps",      "step_s",      "data_s",      "forward_s",
-                                  "backward_s", "optimizer_s", "allreduce_s", "allreduce_overlap_s"};
   std::string sizes = "null";
   if (ddp) {
     sizes = "[";
@@ -159,13 +158,21 @@ std::string world_json(const World& world, const DataParallelReport* ddp,
   std::string ranks = "[";
   for (size_t r = 0; r < rows.size(); ++r) {
     const auto& row = rows[r];
-    ranks += std::string(r ? ", " : "") + "{\"rank\": " + std::to_string(r);
-    for (size_t k = 0; k < row.size() && k < std::size(columns); ++k) {
-      ranks += std::string(", \"") + columns[k] +
-               "\": " + (k == 0 ? std::to_string(static_cast<int64_t>(row[k])) : json_number(row[k]));
+    if (row.size() != columns.size()) {
+      throw Error("rank " + std::to_string(r) + " reported " + std::to_string(row.size()) + " values for " +
+                  std::to_string(columns.size()) + " rank_columns (config.txt)");
     }
-    const double exposed = std::max(0.0, row.at(6) - row.at(7));  // after backward's compute ended
-    ranks += ", \"allreduce_share\": " + json_number(row.at(1) > 0 ? exposed / row.at(1) : 0.0) + "}";
+    std::map<std::string, double> value;
+    ranks += std::string(r ? ", " : "") + "{\"rank\": " + std::to_string(r);
+    for (size_t k = 0; k < row.size(); ++k) {
+      value[columns[k]] = row[k];
+      ranks += ", " + json_quote(columns[k]) + ": " +
+               (columns[k] == "steps" ? std::to_string(static_cast<int64_t>(row[k])) : json_number(row[k]));
+    }
+    // The share of the step spent waiting for the all-reduce once backward's compute had ended.
+    const double exposed = std::max(0.0, value["allreduce_s"] - value["allreduce_overlap_s"]);
+    const double step = value["step_s"];
+    ranks += ", \"allreduce_share\": " + json_number(step > 0 ? exposed / step : 0.0) + "}";
   }
   ranks += "]";
   return "{\"size\": " + std::to_string(world.size) +
@@ -335,7 +342,7 @@ std::string Trainer::world_report() {
   row.insert(row.end(), means.begin(), means.end());
   row.push_back(report.allreduce_s);
   row.push_back(report.allreduce_overlap_s);
-  return world_json(world_, &report, ddp_->gather(row));
+  return world_json(world_, &report, config_.rank_columns, ddp_->gather(row));
 }
 
 void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const {

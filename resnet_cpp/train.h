@@ -34,9 +34,10 @@ struct TrainConfig {
           eval_every = 1;
   double momentum = 0, weight_decay = 0, label_smoothing = 0;
   bool nesterov = false, drop_last = true, prefetch = true, channels_last = false, deterministic = false;
-  std::string dtype = "fp32";  // bf16: autocast around forward and loss
-  int64_t world_size = 1;      // processes of a data-parallel run; batch_size is per process
-  BucketSizes buckets;         // DistributedDataParallel's
+  std::string dtype = "fp32";             // bf16: autocast around forward and loss
+  int64_t world_size = 1;                 // processes of a data-parallel run; batch_size is per process
+  BucketSizes buckets;                    // DistributedDataParallel's
+  std::vector<std::string> rank_columns;  // run.json's per-rank keys (resx.distributed.RANK_COLUMNS)
   AugmentSpec spec{};
   RunFiles files;
   std::vector<double> lrs;  // one per optimizer step, all epochs
@@ -70,9 +71,10 @@ std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::D
                                   const std::string& dtype = "fp32", bool channels_last = false);
 EvalResult eval_result(const std::vector<double>& sums);  // resx.train.EvalResult.of
 
-// run.json's "world"; mirrors resx.train.world_report. rows: per rank, resx.distributed.RANK_COLUMNS.
+// run.json's "world"; mirrors resx.train.world_report. rows: per rank, one value per column of columns
+// (resx.distributed.RANK_COLUMNS).
 std::string world_json(const World& world, const DataParallelReport* ddp = nullptr,
-                       const std::vector<std::vector<double>>& rows = {});
+                       const std::vector<std::string>& columns = {}, const std::vector<std::vector<double>>& rows = {});
 
 class Trainer {
  public:

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import signal
 import sys
 import traceback
@@ -295,10 +294,10 @@ def _run_training(job, stop, run_dir: Path) -> None:
         except KeyboardInterrupt:  # a second signal: stopped at once, mid-step
             stop.signal, complete = stop.signal or signal.SIGINT, False
         except Exception as e:
-            if not (job.world.distributed and distributed.lost_contact(e)):
+            cause = distributed.lost_contact(e) if job.world.distributed else None
+            if cause is None:
                 raise
-            first = re.sub(r"^\[[^]]*\]\s*", "", str(e).strip().split("\n", 1)[0])  # gloo's source line
-            raise ResxError(f"lost contact with another rank ({first.split('. ')[0][:200]}); the last complete epoch is kept: "
+            raise ResxError(f"lost contact with another rank ({cause}); the last complete epoch is kept: "
                             f"continue with `resx train --resume {run_dir}`") from None  # fmt: skip
     if not job.world.writes:
         if not complete:
@@ -398,11 +397,11 @@ def train(
         device=device, subset=subset, test_subset=test_subset, keep_last=keep_last, eval_every=eval_every,
         dtype=dtype, channels_last=channels_last, compile=compile, deterministic=deterministic,
     )  # fmt: skip
-    launch_given = {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank,
-                    "rdzv_endpoint": rdzv_endpoint}  # fmt: skip
-    launch = distributed.Launch(**{k: v for k, v in launch_given.items() if v is not None})
+    launch_options = {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank,
+                      "rdzv_endpoint": rdzv_endpoint}  # fmt: skip
+    given = {k: v for k, v in launch_options.items() if v is not None}
+    launch = distributed.Launch(**given)
     launch.check()
-    launched = any(v is not None for v in launch_given.values())
     if resume is None:
         if output is None:
             raise ResxError("give a run directory with -o RUN (or continue one with --resume RUN)")
@@ -418,14 +417,14 @@ def train(
         world = distributed.from_env()
         if not world.writes:
             os.environ["RESX_QUIET_JIT"] = "1"  # rank 0's notes are enough
-        if launched and launch.world_size != world.size:
+        if given and launch.world_size != world.size:
             raise ResxError(f"--nproc-per-node x --nnodes is {launch.world_size}, torchrun started {world.size} "
                             f"processes; under torchrun, leave them to torchrun")  # fmt: skip
     else:
         world = distributed.SINGLE
         if resume is not None:
             saved = _saved_world_size(resume)
-            if not launched:  # the run's own size, on this node
+            if not given:  # the run's own size, on this node
                 launch = distributed.Launch(nproc_per_node=saved)
             elif launch.world_size != saved:
                 raise ResxError(f"--resume {resume}: the run trains on {saved} process(es), not "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,11 +117,13 @@ def together(world: World, step: Callable | None, *args):
     return result
 
 
-def lost_contact(e: BaseException) -> bool:
-    """Whether an error is a collective that failed because another rank is gone or silent (gloo and NCCL
-    raise RuntimeError, or torch.distributed.DistError, in both runtimes)."""
+def lost_contact(e: BaseException) -> str | None:
+    """Why a collective failed, when it failed because another rank is gone or silent (gloo and NCCL raise
+    RuntimeError, or torch.distributed.DistError, in both runtimes); None for any other error."""
     first = str(e).strip().split("\n", 1)[0]
-    return isinstance(e, dist.DistError) or any(k in first for k in ("gloo", "NCCL", "Connection", "timed out"))
+    if not (isinstance(e, dist.DistError) or any(k in first for k in ("gloo", "NCCL", "Connection", "timed out"))):
+        return None
+    return re.sub(r"^\[[^]]*\]\s*", "", first).split(". ")[0][:200]  # without gloo's source line
 
 
 def any_rank(mine: bool) -> bool:

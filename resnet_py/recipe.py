@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from resx.data import AUGMENT, AugmentSpec
-from resx.distributed import BROADCAST_BUCKET_BYTES, BUCKET_BYTES_CAP, FIRST_BUCKET_BYTES_CAP
+from resx.distributed import BROADCAST_BUCKET_BYTES, BUCKET_BYTES_CAP, FIRST_BUCKET_BYTES_CAP, RANK_COLUMNS
 from resx.errors import ConfigError
 from resx.models import DEFAULT_WIDTH, DTYPES, ModelConfig
 
@@ -165,6 +165,7 @@ class TrainConfig:
             "channels_last": int(self.channels_last), "deterministic": int(self.deterministic),
             "world_size": self.world_size, "bucket_bytes_cap": BUCKET_BYTES_CAP,
             "first_bucket_bytes_cap": FIRST_BUCKET_BYTES_CAP, "broadcast_bucket_bytes": BROADCAST_BUCKET_BYTES,
+            "rank_columns": ",".join(RANK_COLUMNS),
             "crop": a.crop, "padding": a.padding, "flip_p": repr(a.flip_p),
             "mean": ",".join(map(repr, a.mean)), "std": ",".join(map(repr, a.std)),
             **run_keys,
