@@ -32,10 +32,34 @@ CONFIGS = [("py", 1, 1), ("py", 2, 1), ("cpp", 1, 1), ("cpp", 2, 1), ("py", 1, 2
 def one_run(run: Path, data: Path, runtime: str, procs: int, threads: int, args) -> dict:
     # The same global batch and the same images per run whatever the number of processes.
     per_rank, images = args.batch_size // procs, args.batch_size * args.steps
-    cmd = [sys.executable, "-m", "resx", "train", "-o", str(run), "--data", str(data), "--runtime", runtime,
-           "--width", str(args.width), "--batch-size", str(per_rank), "--subset", str(images), "--device", args.device,
-           "--test-subset", "32", "--epochs", "1", "--threads", str(threads), "--nproc-per-node",
-           str(procs)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "resx",
+        "train",
+        "-o",
+        str(run),
+        "--data",
+        str(data),
+        "--runtime",
+        runtime,
+        "--width",
+        str(args.width),
+        "--batch-size",
+        str(per_rank),
+        "--subset",
+        str(images),
+        "--device",
+        args.device,
+        "--test-subset",
+        "32",
+        "--epochs",
+        "1",
+        "--threads",
+        str(threads),
+        "--nproc-per-node",
+        str(procs),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
@@ -68,33 +92,44 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    print(f"load average {os.getloadavg()}, {os.cpu_count()} cores, {args.device}; ResNet18 width {args.width}, "
-          f"global batch {args.batch_size}, {args.steps} steps per run, {args.rounds} rounds")  # fmt: skip
+    print(
+        f"load average {os.getloadavg()}, {os.cpu_count()} cores, {args.device}; ResNet18 width {args.width}, "
+        f"global batch {args.batch_size}, {args.steps} steps per run, {args.rounds} rounds"
+    )
     results: dict[tuple, list[dict]] = {c: [] for c in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = args.data or synthetic_cifar(work / "data", args.batch_size * args.steps, 32, 0)
-        for rnd, order in rotations(CONFIGS, args.rounds):
-            for runtime, procs, threads in order:
+        for rnd in range(args.rounds):
+            for runtime, procs, threads in rotations(CONFIGS, rnd):
                 run = work / f"{runtime}-{procs}x{threads}-{rnd}"
                 results[(runtime, procs, threads)].append(one_run(run, data, runtime, procs, threads, args))
-                print(f"  round {rnd + 1}: {runtime} {procs}x{threads}: "
-                      f"{results[(runtime, procs, threads)][-1]['images_per_s']:.1f} img/s", flush=True)  # fmt: skip
+                print(
+                    f"  round {rnd + 1}: {runtime} {procs}x{threads}: "
+                    f"{results[(runtime, procs, threads)][-1]['images_per_s']:.1f} img/s",
+                    flush=True,
+                )
     rows = {}
     for (runtime, procs, threads), runs in results.items():
         row = {k: median(r[k] for r in runs) for k in MEDIANS}
         row |= {"bucket_sizes": runs[0]["bucket_sizes"], "rounds": [r["images_per_s"] for r in runs]}
         rows[f"{runtime} {procs}x{threads}"] = row
-    print(f"\n{'runtime procs x threads':24} {'img/s':>8} {'step ms':>8} {'allreduce ms':>13} {'overlap ms':>11} "
-          f"{'share':>6}")  # fmt: skip
+    print(
+        f"\n{'runtime procs x threads':24} {'img/s':>8} {'step ms':>8} {'allreduce ms':>13} {'overlap ms':>11} "
+        f"{'share':>6}"
+    )
     for name, r in rows.items():
-        print(f"{name:24} {r['images_per_s']:8.1f} {r['step_ms']:8.1f} {r['allreduce_ms']:13.2f} "
-              f"{r['overlap_ms']:11.2f} {r['allreduce_share']:6.1%}")  # fmt: skip
+        print(
+            f"{name:24} {r['images_per_s']:8.1f} {r['step_ms']:8.1f} {r['allreduce_ms']:13.2f} "
+            f"{r['overlap_ms']:11.2f} {r['allreduce_share']:6.1%}"
+        )
     print()
     for runtime in ("py", "cpp"):
         one, two, threads2 = (rows[f"{runtime} {c}"]["images_per_s"] for c in ("1x1", "2x1", "1x2"))
-        print(f"{runtime}: 2 processes / 1 = {two / one:.2f}x; 2 processes x 1 thread / 1 process x 2 threads = "
-              f"{two / threads2:.2f}x")  # fmt: skip
+        print(
+            f"{runtime}: 2 processes / 1 = {two / one:.2f}x; 2 processes x 1 thread / 1 process x 2 threads = "
+            f"{two / threads2:.2f}x"
+        )
     py2, cpp2 = (rows[f"{r} 2x1"]["bucket_sizes"] for r in ("py", "cpp"))
     print(f"DDP buckets (bytes): py {py2}, cpp {cpp2}")
     for c in ("1x1", "2x1", "1x2"):

@@ -35,8 +35,11 @@ def best_ms(fn, calls: int) -> float:
 def conv_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Conv2d, torch.Tensor]]:
     """Every convolution with the input it sees at this batch (from forward hooks)."""
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.append((n, m, i[0].detach())))
-             for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]  # fmt: skip
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, n=n: seen.append((n, m, i[0].detach())))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    ]
     with torch.inference_mode():
         model(x)
     for h in hooks:
@@ -52,8 +55,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     floor = gemm_floor(torch.get_num_threads())
-    print(f"load average {os.getloadavg()}, intra-op threads {torch.get_num_threads()}; 2048² GEMM: "
-          f"{floor['fp32']:.0f} GFLOP/s fp32, {floor['bf16']:.0f} bf16")  # fmt: skip
+    print(
+        f"load average {os.getloadavg()}, intra-op threads {torch.get_num_threads()}; 2048² GEMM: "
+        f"{floor['fp32']:.0f} GFLOP/s fp32, {floor['bf16']:.0f} bf16"
+    )
     model = build(ModelConfig("resnet18"), seed=0).eval()
     x = torch.randn(1, 3, 32, 32)
     total_flops, total_ms = 0, 0.0
@@ -68,8 +73,10 @@ def main() -> None:
     print(
         f"{'all convolutions':28} {'':>14} {total_flops / 1e6:7.1f} {total_ms:7.3f} {total_flops / total_ms / 1e6:8.1f}"
     )
-    print(f"floor at the GEMM's rate: {total_flops / (floor['fp32'] * 1e9) * 1e3:.3f} ms; the convolutions alone, each "
-          f"at its best: {total_ms:.3f} ms")  # fmt: skip
+    print(
+        f"floor at the GEMM's rate: {total_flops / (floor['fp32'] * 1e9) * 1e3:.3f} ms; the convolutions alone, each "
+        f"at its best: {total_ms:.3f} ms"
+    )
     eager_ms = best_ms(lambda: model(x), args.calls)
     torch._inductor.config.freezing = True
     compiled = torch.compile(Inference(model))

@@ -51,8 +51,8 @@ def bare_py(model_file: Path, x: torch.Tensor, y: torch.Tensor, steps: int, cfg:
 
 
 def train_run(cfg: TrainConfig, runtime: str, data: Path, run_dir: Path, model_file: Path | None = None) -> RunDir:
-    with RunDir.create(run_dir) as rd:
-        T.train(T.prepare(cfg, runtime, data, rd, model_file=model_file))
+    if not T.start(cfg, run_dir, runtime=runtime, data=data, model_file=model_file).complete:
+        raise SystemExit(f"{runtime} training was stopped")
     return RunDir(run_dir)
 
 
@@ -62,27 +62,39 @@ def runtime_steps(run_dir: RunDir) -> list[int]:
 
 def one_epoch(args, threads: int, tmp: Path) -> None:
     """One epoch on the first N images in both runtimes: step time, losses and accuracies side by side."""
-    cfg = TrainConfig(batch_size=args.batch_size, subset=args.epoch_subset, test_subset=args.test_subset,
-                      threads=threads, epochs=1)  # fmt: skip
+    cfg = TrainConfig(
+        batch_size=args.batch_size, subset=args.epoch_subset, test_subset=args.test_subset, threads=threads, epochs=1
+    )
     results = {}
     for runtime in ("py", "cpp"):
         rd = train_run(cfg, runtime, Path(args.data), tmp / runtime)
         results[runtime] = (rd.read_epochs()[0], runtime_steps(rd))
-    print(f"1 epoch on the first {args.epoch_subset} CIFAR-10 images, test on {args.test_subset}, "
-          f"batch {args.batch_size}, cosine LR from 0.1")  # fmt: skip
-    print(f"{'runtime':8} {'step p50 (s)':>12} {'epoch (s)':>10} {'train loss':>11} {'train top-1':>11} "
-          f"{'test loss':>10} {'test top-1':>10}")  # fmt: skip
+    print(
+        f"1 epoch on the first {args.epoch_subset} CIFAR-10 images, test on {args.test_subset}, "
+        f"batch {args.batch_size}, cosine LR from 0.1"
+    )
+    print(
+        f"{'runtime':8} {'step p50 (s)':>12} {'epoch (s)':>10} {'train loss':>11} {'train top-1':>11} "
+        f"{'test loss':>10} {'test top-1':>10}"
+    )
     for runtime, (e, steps) in results.items():
-        print(f"{runtime:8} {np.median(steps[1:]) / 1e9:12.3f} {e.epoch_time:10.1f} {e.train_loss:11.4f} "
-              f"{e.train_top_1:10.2f}% {e.test_loss:10.4f} {e.test_top_1:9.2f}%")  # fmt: skip
+        print(
+            f"{runtime:8} {np.median(steps[1:]) / 1e9:12.3f} {e.epoch_time:10.1f} {e.train_loss:11.4f} "
+            f"{e.train_top_1:10.2f}% {e.test_loss:10.4f} {e.test_top_1:9.2f}%"
+        )
     same = results["py"][0].test_loss == results["cpp"][0].test_loss
     print(f"identical losses and accuracies in both runtimes: {same}")
 
 
 def against_bare_loops(args, threads: int, tmp: Path) -> None:
     """Rounds interleave bare C++, the cpp runtime, bare Python and the py runtime."""
-    cfg = TrainConfig(batch_size=args.batch_size, subset=args.batch_size * args.steps, test_subset=args.batch_size,
-                      threads=threads, epochs=1)  # fmt: skip
+    cfg = TrainConfig(
+        batch_size=args.batch_size,
+        subset=args.batch_size * args.steps,
+        test_subset=args.batch_size,
+        threads=threads,
+        epochs=1,
+    )
     model_file = tmp / "model.pt"
     export(cfg.model_config(), model_file, seed=cfg.seed)
     images, labels = D.load_split(args.data, "train")
@@ -91,8 +103,11 @@ def against_bare_loops(args, threads: int, tmp: Path) -> None:
     rounds: dict[str, list[list[int]]] = {"bare C++": [], "cpp runtime": [], "bare Python": [], "py runtime": []}
     for rnd in range(args.rounds):
         model = _cpp.Model(str(model_file))
-        rounds["bare C++"].append(_cpp.bare_train_steps(model, batch.inputs, batch.labels, args.steps, cfg.lr,
-                                                        cfg.momentum, cfg.weight_decay)[1:])  # fmt: skip
+        rounds["bare C++"].append(
+            _cpp.bare_train_steps(
+                model, batch.inputs, batch.labels, args.steps, cfg.lr, cfg.momentum, cfg.weight_decay
+            )[1:]
+        )
         for runtime, key in (("cpp", "cpp runtime"), ("py", "py runtime")):
             rd = train_run(cfg, runtime, Path(args.data), tmp / f"{runtime}-{rnd}", model_file)
             rounds[key].append(runtime_steps(rd)[1:])
@@ -100,11 +115,11 @@ def against_bare_loops(args, threads: int, tmp: Path) -> None:
                 rounds["bare Python"].append(bare_py(model_file, batch.inputs, batch.labels, args.steps, cfg)[1:])
         print(f"round {rnd + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}")
     for name, r in rounds.items():
-        s = stats.summarize(stats.pooled(r))
+        s = stats.summarize(np.concatenate(r))
         print(f"{name:12} step p50 {s['p50_ms']:8.1f} ms  mean {s['mean_ms']:8.1f}  std {s['std_ms']:6.1f}  n {s['n']}")
     for runtime, bare in (("cpp runtime", "bare C++"), ("py runtime", "bare Python"), ("cpp runtime", "py runtime")):
-        r = stats.bootstrap_ratio(rounds[runtime], rounds[bare])
-        print(f"{runtime} / {bare}: {r['ratio']:.3f} (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}, over rounds)")
+        r = stats.ratio_interval([np.median(x) for x in rounds[runtime]], [np.median(x) for x in rounds[bare]])
+        print(f"{runtime} / {bare}: {r.value:.3f} (95% CI {r.low:.3f}-{r.high:.3f}, t over {r.rounds} rounds)")
 
 
 def main() -> None:

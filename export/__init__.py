@@ -27,6 +27,7 @@ from resx.export.torchscript import inspect as inspect_torchscript
 
 __all__ = [
     "FORMAT",
+    "FORMATS",
     "MANIFEST_NAME",
     "CompileSettings",
     "ExportError",
@@ -37,6 +38,7 @@ __all__ = [
     "export_aoti",
     "fingerprint",
     "flops_per_image",
+    "format_of",
     "inspect",
     "inspect_package",
     "load",
@@ -49,6 +51,23 @@ __all__ = [
     "tensor_sha1",
     "weights_hash",
 ]
+
+
+# The formats resx writes, by the file's suffix.
+FORMATS = {".pt": "torchscript", ".pt2": "aoti"}
+
+
+def format_of(path: Path, kind: str | None = None) -> str:
+    """The format to write `path` in: --format when given (it must fit the suffix), else the suffix's."""
+    suffix = Path(path).suffix
+    known = ", ".join(f"{s} ({f})" for s, f in FORMATS.items())
+    if kind is not None and kind not in FORMATS.values():
+        raise ExportError(f"unknown --format '{kind}': {' or '.join(FORMATS.values())}")
+    if suffix not in FORMATS:
+        raise ExportError(f"{path}: resx writes {known}; name the file with one of these suffixes")
+    if kind is not None and FORMATS[suffix] != kind:
+        raise ExportError(f"{path}: a {suffix} file holds {FORMATS[suffix]}, not {kind}; rename it or drop --format")
+    return FORMATS[suffix]
 
 
 def inspect(path: Path, cpp: bool = True) -> Inspection:

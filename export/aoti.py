@@ -21,15 +21,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resx.device import to_channels_last
+from resx.errors import ExportError
 from resx.export.torchscript import (
     MANIFEST_NAME,
-    ExportError,
     Inspection,
     manifest_claims,
     prepared,
 )
 from resx.files import atomic_write, write_error
 from resx.models import DTYPES, ModelConfig, build
+from resx.tolerances import TOLERANCE
 
 FORMAT = "resx-aoti/1"
 CONSTANT_PREFIX = "net."  # the package holds Inference(net): its constants are net.<name>
@@ -49,15 +51,6 @@ class Inference(nn.Module):
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
                 return self.net(x).float()
         return self.net(x)
-
-
-def to_channels_last(module: nn.Module) -> nn.Module:
-    """Parameters and buffers of four dimensions to channels-last (resx::to_channels_last)."""
-    with torch.no_grad():
-        for t in [*module.parameters(), *module.buffers()]:
-            if t.dim() == 4:
-                t.data = t.data.contiguous(memory_format=torch.channels_last)
-    return module
 
 
 @dataclass(frozen=True)
@@ -80,12 +73,22 @@ class CompileSettings:
 
     def to_manifest(self) -> dict:
         memory_format = "channels_last" if self.channels_last else "contiguous"
-        return {"device": self.device.split(":")[0], "dtype": self.dtype, "threads": self.threads,
-                "freezing": self.freezing, "memory_format": memory_format}  # fmt: skip
+        return {
+            "device": self.device.split(":")[0],
+            "dtype": self.dtype,
+            "threads": self.threads,
+            "freezing": self.freezing,
+            "memory_format": memory_format,
+        }
 
 
-def export_aoti(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None,
-                settings: CompileSettings = CompileSettings()) -> dict:  # fmt: skip
+def export_aoti(
+    config: ModelConfig,
+    path: Path,
+    seed: int = 0,
+    weights: Path | None = None,
+    settings: CompileSettings = CompileSettings(),
+) -> dict:
     """torch.export with a dynamic batch dimension, then aoti_compile_and_package; returns the manifest
     with the compile time (which the package itself cannot record: it is known after compiling)."""
     settings.validate()
@@ -94,18 +97,23 @@ def export_aoti(config: ModelConfig, path: Path, seed: int = 0, weights: Path | 
         raise ExportError(f"{path}: an AOTInductor package's name ends in .pt2")
     model, _, manifest = prepared(config, seed, weights)
     manifest |= {
-        "format": FORMAT, "compile": settings.to_manifest(), "constant_prefix": CONSTANT_PREFIX,
+        "format": FORMAT,
+        "compile": settings.to_manifest(),
+        "constant_prefix": CONSTANT_PREFIX,
         "parameter_names": [n for n, _ in model.named_parameters()],
         "buffer_names": [n for n, _ in model.named_buffers()],
-    }  # fmt: skip
+    }
     device = torch.device(settings.device)
     net = Inference(model, settings.dtype).to(device).eval()
     example = torch.randn(2, 3, 32, 32, device=device)
     if settings.channels_last:
         to_channels_last(net)
         example = example.contiguous(memory_format=torch.channels_last)
-    configs = {"freezing": settings.freezing, "cpp.dynamic_threads": settings.threads == 0,
-               "aot_inductor.metadata": {MANIFEST_NAME: json.dumps(manifest)}}  # fmt: skip
+    configs = {
+        "freezing": settings.freezing,
+        "cpp.dynamic_threads": settings.threads == 0,
+        "aot_inductor.metadata": {MANIFEST_NAME: json.dumps(manifest)},
+    }
     from torch import _inductor as inductor  # here: it takes a second to import
 
     start = time.perf_counter()
@@ -175,12 +183,17 @@ def read_manifest(path: Path) -> dict:
 def check_settings(path: Path, manifest: dict, *, device: str, dtype: str, channels_last: bool) -> None:
     """A package runs only under what it was compiled for (resx::AotiEngine checks the same)."""
     compiled = manifest["compile"]
-    wanted = {"device": device.split(":")[0], "dtype": dtype,
-              "memory_format": "channels_last" if channels_last else "contiguous"}  # fmt: skip
+    wanted = {
+        "device": device.split(":")[0],
+        "dtype": dtype,
+        "memory_format": "channels_last" if channels_last else "contiguous",
+    }
     for key, value in wanted.items():
         if compiled.get(key) != value:
-            raise ExportError(f"{path}: compiled for {key} {compiled.get(key)}, this run asks for {value}; re-export "
-                              f"with `resx export ... --format aoti --{key} {value}`")  # fmt: skip
+            raise ExportError(
+                f"{path}: compiled for {key} {compiled.get(key)}, this run asks for {value}; re-export "
+                f"with `resx export ... --format aoti --{key} {value}`"
+            )
 
 
 def runs(forward, num_classes: int) -> str:
@@ -200,8 +213,6 @@ def describe_package(path: Path, manifest: dict) -> dict[str, str]:
     recorded at export, and what proves them is its outputs (here, and in `resx bench`'s gate)."""
     from torch._inductor.package import load_package
 
-    from resx.engines import TOLERANCE
-
     model = load_package(str(path))
     out = {}
     with torch.inference_mode():
@@ -217,8 +228,6 @@ def describe_package(path: Path, manifest: dict) -> dict[str, str]:
 
 def inspect_package(path: Path, cpp: bool = True) -> Inspection:
     """Re-verify a package: it loads and runs in Python and in C++, and its outputs are the model's."""
-    from resx.engines import TOLERANCE
-
     manifest = read_manifest(path)
     manifest_claims(manifest, path)  # well-formed
     found = describe_package(path, manifest)
@@ -249,8 +258,11 @@ def cached(config: ModelConfig, seed: int, settings: CompileSettings) -> tuple[P
     """A package for these settings, compiled once: keyed by the graph's fingerprint, the weights, the
     settings, torch's version and the CPU. Returns (path, manifest, whether it was cached)."""
     _, _, manifest = prepared(config, seed)
-    key = hashlib.sha1(json.dumps([manifest["fingerprint"], manifest["weights_hash"], asdict(settings),
-                                   torch.__version__, _cpu()]).encode()).hexdigest()[:20]  # fmt: skip
+    key = hashlib.sha1(
+        json.dumps(
+            [manifest["fingerprint"], manifest["weights_hash"], asdict(settings), torch.__version__, _cpu()]
+        ).encode()
+    ).hexdigest()[:20]
     path = cache_dir() / "aoti" / f"{config.name}-{settings.dtype}-{key}.pt2"
     index = path.with_suffix(".json")
     if path.is_file() and index.is_file():

@@ -28,9 +28,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import resx
 from resx.data import AUGMENT, IMAGE_SHAPE
-from resx.errors import ResxError
+from resx.errors import ExportError
 from resx.files import atomic_write, safe_torch_load
-from resx.models import ARCHITECTURES, ModelConfig, architecture_of, build, parameter_count, structure
+from resx.models import ARCHITECTURES, MAX_SEED, ModelConfig, architecture_of, build, parameter_count, structure
 
 MANIFEST_NAME = "resx_manifest.json"  # mirrors resx::kManifestName
 FORMAT = "resx-export/1"
@@ -38,10 +38,6 @@ FORMAT = "resx-export/1"
 _SOURCE_RANGE = re.compile(r"\s*# \S+:\d+:\d+$", re.M)
 _MANGLE = re.compile(r"___torch_mangle_\d+\.")
 _jit_noted = False
-
-
-class ExportError(ResxError):
-    """A resx export cannot be made or read; the message names the file and the fix."""
 
 
 @contextlib.contextmanager
@@ -96,9 +92,10 @@ def weights_hash(module: nn.Module) -> str:
 
 
 def flops_per_image(model: nn.Module, shape: tuple[int, ...] = IMAGE_SHAPE) -> dict[str, int]:
-    """Forward and training (forward + backward) FLOPs of one image, by torch's FlopCounterMode."""
-    model = copy.deepcopy(model)  # a training step would move the caller's BN running stats
-    x = torch.zeros(2, *shape)  # two images: BN in training mode needs more than one value per channel
+    """Forward and training (forward + backward) FLOPs of one image, by torch's FlopCounterMode, on the meta
+    device: FLOPs depend on shapes alone, and nothing is computed (0.1 s for ResNet18 instead of 1.3)."""
+    model = copy.deepcopy(model).to("meta")  # a training step would move the caller's BN running stats
+    x = torch.zeros(2, *shape, device="meta")  # two images: BN in training needs more than one value per channel
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as forward:
         model(x)
@@ -150,6 +147,8 @@ def prepared(
     """The eval-mode network an export holds, scripted as LibTorch loads it, and the manifest every
     format of export shares (the fingerprint of that graph, the weights hash, FLOPs, normalisation,
     provenance)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ExportError(f"--seed must be in [0, 2**63 - 1], got {seed}")
     model = build(config, seed=seed)
     if weights is not None:
         state = load_weights(weights)
@@ -217,8 +216,10 @@ def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
 def describe(module: nn.Module, claimed_name: str) -> dict[str, str]:
     """What a file says of itself, recomputed from its graph and parameters; mirrors resx::describe."""
     shapes = {name: list(t.shape) for name, t in module.named_parameters()}
-    return describe_architecture(shapes, claimed_name) | {"fingerprint": fingerprint(module),
-                                                          "weights_hash": weights_hash(module)}  # fmt: skip
+    return describe_architecture(shapes, claimed_name) | {
+        "fingerprint": fingerprint(module),
+        "weights_hash": weights_hash(module),
+    }
 
 
 def describe_architecture(shapes: dict[str, list[int]], claimed_name: str) -> dict[str, str]:
@@ -233,20 +234,31 @@ def describe_architecture(shapes: dict[str, list[int]], claimed_name: str) -> di
     if name is None:
         custom = claimed_name in ARCHITECTURES and ARCHITECTURES[claimed_name][0].__name__ == found["block"]
         name = claimed_name if custom else f"(no {found['block']} architecture)"
-    return out | {"model.name": name, "model.block": found["block"], "model.layers": _join(found["layers"]),
-                  "model.stem": found["stem"], "model.width": str(found["width"]),
-                  "model.num_classes": str(found["num_classes"])}  # fmt: skip
+    return out | {
+        "model.name": name,
+        "model.block": found["block"],
+        "model.layers": _join(found["layers"]),
+        "model.stem": found["stem"],
+        "model.width": str(found["width"]),
+        "model.num_classes": str(found["num_classes"]),
+    }
 
 
 def manifest_claims(manifest: dict, source: Path | str) -> dict[str, str]:
     """The keys of describe(), as a manifest states them; mirrors resx::manifest_claims."""
     try:
         model = manifest["model"]
-        return {"fingerprint": str(manifest["fingerprint"]), "weights_hash": str(manifest["weights_hash"]),
-                "parameters": str(int(manifest["parameters"])), "model.name": str(model["name"]),
-                "model.block": str(model["block"]), "model.layers": _join(model["layers"]),
-                "model.stem": str(model["stem"]), "model.width": str(int(model["width"])),
-                "model.num_classes": str(int(model["num_classes"]))}  # fmt: skip
+        return {
+            "fingerprint": str(manifest["fingerprint"]),
+            "weights_hash": str(manifest["weights_hash"]),
+            "parameters": str(int(manifest["parameters"])),
+            "model.name": str(model["name"]),
+            "model.block": str(model["block"]),
+            "model.layers": _join(model["layers"]),
+            "model.stem": str(model["stem"]),
+            "model.width": str(int(model["width"])),
+            "model.num_classes": str(int(model["num_classes"])),
+        }
     except (KeyError, TypeError, ValueError) as e:
         raise ExportError(f"{source}: malformed resx manifest ({type(e).__name__}: {e}); re-export the file") from None
 

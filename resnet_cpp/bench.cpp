@@ -84,4 +84,11 @@ ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads,
   return {calls.load(), now_ns() - t0};
 }
 
+Json compiled_json(const Engine& engine) {
+  return {{"threads", engine.compiled_threads()},
+          {"load_seconds", engine.load_seconds()},
+          {"compile_seconds", 0.0},
+          {"recorded", engine.recorded()}};
+}
+
 }  // namespace resx

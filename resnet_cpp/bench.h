@@ -5,7 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine.h"
+#include "engines.h"
+#include "json.h"
 
 namespace resx {
 
@@ -32,5 +33,10 @@ struct ThreadsResult {
 };
 // `threads` std::threads, each calling forward on its own copy of `input` until `seconds` pass.
 ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads, double seconds);
+
+// What the engine was compiled for and what opening it took: {threads (0 dynamic, -1 nothing compiled),
+// load_seconds, compile_seconds, recorded (fingerprint and weights as recorded at export)}; the keys of
+// resx.bench.runners.base.Runner.compiled.
+Json compiled_json(const Engine& engine);
 
 }  // namespace resx

@@ -12,9 +12,9 @@
 
 #include "bench.h"
 #include "data.h"
-#include "engine.h"
+#include "engines.h"
 #include "env.h"
-#include "io.h"
+#include "files.h"
 #include "model.h"
 #include "train.h"
 
@@ -47,14 +47,46 @@ nb::object to_torch(const at::Tensor& tensor) {
   return nb::module_::import_("torch").attr("from_dlpack")(capsule);
 }
 
-nb::tuple batch_tuple(const resx::Batch& b) {
-  return nb::make_tuple(to_torch(b.images), to_torch(b.inputs), to_torch(b.labels));
-}
+}  // namespace
 
-nb::list named_tensors(const std::vector<std::pair<std::string, at::Tensor>>& items) {
-  nb::list out;
-  for (const auto& [name, t] : items) out.append(nb::make_tuple(name, to_torch(t.detach())));
-  return out;
+// at::Tensor in signatures: a torch.Tensor on the Python side, shared without copies (DLPack). Only
+// torch.Tensor converts; anything else is a TypeError naming the expected type.
+namespace nanobind::detail {
+template <>
+struct type_caster<at::Tensor> {
+  NB_TYPE_CASTER(at::Tensor, const_name("torch.Tensor"))
+
+  bool from_python(handle src, uint8_t, cleanup_list*) noexcept {
+    try {
+      // torch.Tensor, looked up once and kept for the life of the process.
+      static PyObject* tensor_type = nb::object(nb::module_::import_("torch").attr("Tensor")).release().ptr();
+      if (PyObject_IsInstance(src.ptr(), tensor_type) != 1) return false;
+      value = from_torch(src);
+      return true;
+    } catch (...) {
+      PyErr_Clear();
+      return false;
+    }
+  }
+
+  static handle from_cpp(const at::Tensor& tensor, rv_policy, cleanup_list*) noexcept {
+    try {
+      return to_torch(tensor).release();
+    } catch (nb::python_error& e) {
+      e.restore();
+      return handle();
+    }
+  }
+};
+}  // namespace nanobind::detail
+
+namespace {
+
+nb::tuple batch_tuple(const resx::Batch& b) { return nb::make_tuple(b.images, b.inputs, b.labels); }
+
+std::vector<std::pair<std::string, at::Tensor>> detached(std::vector<std::pair<std::string, at::Tensor>> items) {
+  for (auto& item : items) item.second = item.second.detach();
+  return items;
 }
 
 // ---- environment and model (mirrors resx.envinfo and resx.export)
@@ -76,25 +108,20 @@ void bind_model(nb::module_& m) {
       .def("weights_hash", &resx::Model::weights_hash, nb::call_guard<nb::gil_scoped_release>())
       .def("canonical_form", &resx::Model::canonical_form, nb::call_guard<nb::gil_scoped_release>())
       .def("parameter_count", &resx::Model::parameter_count)
-      .def("named_parameters", [](const resx::Model& self) { return named_tensors(self.named_parameters()); })
-      .def("named_buffers", [](const resx::Model& self) { return named_tensors(self.named_buffers()); })
+      .def("named_parameters", [](const resx::Model& self) { return detached(self.named_parameters()); })
+      .def("named_buffers", [](const resx::Model& self) { return detached(self.named_buffers()); })
       .def("train", &resx::Model::train, "on"_a = true)
       .def("eval", [](resx::Model& self) { self.train(false); })
       .def_prop_ro("training", &resx::Model::is_training)
       .def(
           "forward",
-          [](resx::Model& self, nb::handle input) {
-            at::Tensor x = from_torch(input);
-            at::Tensor y;
-            {
-              nb::gil_scoped_release release;
-              torch::NoGradGuard no_grad;
-              y = self.forward(x);
-            }
-            return to_torch(y);
+          [](resx::Model& self, const at::Tensor& input) {
+            nb::gil_scoped_release release;
+            torch::NoGradGuard no_grad;
+            return self.forward(input);
           },
           "input"_a, "Forward on a torch.Tensor, without copies and with the GIL released.")
-      .def("__call__", [](nb::handle self, nb::handle input) { return self.attr("forward")(input); });
+      .def("__call__", [](nb::handle self, nb::handle input) { return self.attr("forward")(input); }, "input"_a);
 }
 
 // ---- data (mirrors resx.data)
@@ -111,23 +138,15 @@ void bind_data(nb::module_& m) {
   m.def(
       "read_binary",
       [](const std::string& path) {
-        std::pair<at::Tensor, at::Tensor> r;
-        {
-          nb::gil_scoped_release release;
-          r = resx::read_binary(path);
-        }
-        return nb::make_tuple(to_torch(r.first), to_torch(r.second));
+        nb::gil_scoped_release release;
+        return resx::read_binary(path);
       },
       "path"_a);
   m.def(
       "load_split",
       [](const std::string& dir, const std::string& split) {
-        std::pair<at::Tensor, at::Tensor> r;
-        {
-          nb::gil_scoped_release release;
-          r = resx::load_split(dir, split);
-        }
-        return nb::make_tuple(to_torch(r.first), to_torch(r.second));
+        nb::gil_scoped_release release;
+        return resx::load_split(dir, split);
       },
       "data_dir"_a, "split"_a);
   m.def("epoch_seed", &resx::epoch_seed, "seed"_a, "epoch"_a);
@@ -135,29 +154,25 @@ void bind_data(nb::module_& m) {
       "draw_epoch_plan",
       [](uint64_t seed, uint64_t epoch, int64_t n, const resx::AugmentSpec& spec) {
         auto plan = resx::EpochPlan::draw(seed, epoch, n, spec);
-        return nb::make_tuple(to_torch(plan.order), to_torch(plan.offsets), to_torch(plan.flips));
+        return std::make_tuple(plan.order, plan.offsets, plan.flips);
       },
       "seed"_a, "epoch"_a, "n"_a, "spec"_a);
   m.def(
       "augment_batch",
-      [](nb::handle images, nb::handle offsets, nb::handle flips, const resx::AugmentSpec& spec) {
-        return to_torch(resx::augment_batch(from_torch(images), from_torch(offsets), from_torch(flips), spec));
+      [](const at::Tensor& images, const at::Tensor& offsets, const at::Tensor& flips, const resx::AugmentSpec& spec) {
+        return resx::augment_batch(images, offsets, flips, spec);
       },
       "images"_a, "offsets"_a, "flips"_a, "spec"_a);
-  m.def(
-      "normalize",
-      [](nb::handle images, const resx::AugmentSpec& spec) {
-        return to_torch(resx::normalize(from_torch(images), spec));
-      },
-      "images"_a, "spec"_a);
+  m.def("normalize", &resx::normalize, "images"_a, "spec"_a);
 
   nb::class_<resx::CifarLoader>(m, "CifarLoader", "Mirrors resx.data.CifarLoader; optional prefetch thread.")
       .def(
           "__init__",
-          [](resx::CifarLoader* self, nb::handle images, nb::handle labels, int64_t batch_size, bool train,
-             uint64_t seed, bool drop_last, const resx::AugmentSpec& spec, bool prefetch, int64_t rank, int64_t world) {
-            new (self) resx::CifarLoader(from_torch(images), from_torch(labels), batch_size, train, seed, drop_last,
-                                         spec, prefetch, false, rank, world);
+          [](resx::CifarLoader* self, const at::Tensor& images, const at::Tensor& labels, int64_t batch_size,
+             bool train, uint64_t seed, bool drop_last, const resx::AugmentSpec& spec, bool prefetch, int64_t rank,
+             int64_t world) {
+            new (self) resx::CifarLoader(images, labels, batch_size, train, seed, drop_last, spec, prefetch, false,
+                                         rank, world);
           },
           "images"_a, "labels"_a, "batch_size"_a, "train"_a, "seed"_a, "drop_last"_a, "spec"_a, "prefetch"_a = true,
           "rank"_a = 0, "world"_a = 1)
@@ -225,6 +240,14 @@ void bind_training(nb::module_& m) {
       "model_file"_a, "checkpoint"_a, "checkpoint_format"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a,
       "device"_a = "cpu", "Test loss, top-1 and images of a model file, with weights from a checkpoint when given.");
 
+  m.def(
+      "record_schema",
+      [](const std::string& record) {
+        if (record == "StepRecord") return resx::record_schema<resx::StepRecord>();
+        if (record == "EpochRecord") return resx::record_schema<resx::EpochRecord>();
+        throw resx::Error("unknown record '" + record + "': StepRecord or EpochRecord");
+      },
+      "record"_a, "(name, kind) of every field of resx::StepRecord or resx::EpochRecord, in order.");
   m.def("describe", &resx::describe, "model"_a, "claimed_name"_a, nb::call_guard<nb::gil_scoped_release>(),
         "What a file says of itself, recomputed in C++ (the keys of manifest_claims).");
   m.def("manifest_claims", &resx::manifest_claims, "manifest_json"_a, "source"_a);
@@ -255,14 +278,10 @@ void bind_timing(nb::module_& m) {
           "runners"_a = 1, "deterministic"_a = false, "cuda_graphs"_a = false)
       .def(
           "forward",
-          [](EngineHandle& self, nb::handle input) {
-            at::Tensor x = from_torch(input), y;
-            {
-              nb::gil_scoped_release release;
-              c10::InferenceMode guard;
-              y = self.engine->forward(x);
-            }
-            return to_torch(y);
+          [](EngineHandle& self, const at::Tensor& input) {
+            nb::gil_scoped_release release;
+            c10::InferenceMode guard;
+            return self.engine->forward(input);
           },
           "input"_a, "Eval-mode forward with the GIL released; float32 in and out.")
       .def("fingerprint", [](const EngineHandle& self) { return self.engine->fingerprint(); })
@@ -293,7 +312,7 @@ void bind_timing(nb::module_& m) {
   m.def(
       "make_input",
       [](int64_t batch, uint64_t seed, const std::string& device) {
-        return to_torch(resx::make_input(batch, seed, at::Device(device)));
+        return resx::make_input(batch, seed, at::Device(device));
       },
       "batch"_a, "seed"_a, "device"_a = "cpu");
   m.def(
@@ -302,37 +321,33 @@ void bind_timing(nb::module_& m) {
       "batch"_a, "seed"_a, "SHA-1 of the benchmark input's bytes, made in C++.");
   m.def(
       "warm_up",
-      [](EngineHandle& engine, nb::handle input, int64_t window, double tolerance, int64_t max_calls) {
-        auto x = from_torch(input);
+      [](EngineHandle& engine, const at::Tensor& input, int64_t window, double tolerance, int64_t max_calls) {
         nb::gil_scoped_release release;
-        return resx::warm_up(*engine.engine, x, {window, tolerance, max_calls});
+        return resx::warm_up(*engine.engine, input, {window, tolerance, max_calls});
       },
       "engine"_a, "input"_a, "window"_a, "tolerance"_a, "max_calls"_a);
   m.def(
       "time_forward",
-      [](EngineHandle& engine, nb::handle input, int64_t calls) {
-        auto x = from_torch(input);
+      [](EngineHandle& engine, const at::Tensor& input, int64_t calls) {
         nb::gil_scoped_release release;
-        return resx::time_forward(*engine.engine, x, calls);
+        return resx::time_forward(*engine.engine, input, calls);
       },
       "engine"_a, "input"_a, "calls"_a, "Nanoseconds of each of `calls` forward calls.");
   m.def(
       "time_threads",
-      [](EngineHandle& engine, nb::handle input, int threads, double seconds) {
-        auto x = from_torch(input);
+      [](EngineHandle& engine, const at::Tensor& input, int threads, double seconds) {
         nb::gil_scoped_release release;
-        auto r = resx::time_threads(*engine.engine, x, threads, seconds);
+        auto r = resx::time_threads(*engine.engine, input, threads, seconds);
         return std::make_pair(r.calls, r.wall_ns);
       },
       "engine"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
 
   m.def(
       "bare_train_steps",
-      [](resx::Model& model, nb::handle inputs, nb::handle labels, int64_t steps, double lr, double momentum,
-         double weight_decay) {
-        auto x = from_torch(inputs), y = from_torch(labels);
+      [](resx::Model& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps, double lr,
+         double momentum, double weight_decay) {
         nb::gil_scoped_release release;
-        return resx::bare_train_steps(model, x, y, steps, lr, momentum, weight_decay);
+        return resx::bare_train_steps(model, inputs, labels, steps, lr, momentum, weight_decay);
       },
       "model"_a, "inputs"_a, "labels"_a, "steps"_a, "lr"_a, "momentum"_a, "weight_decay"_a,
       "Nanoseconds of each bare training step on one batch (the overhead reference).");

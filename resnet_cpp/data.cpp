@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "io.h"
+#include "files.h"
 
 namespace resx {
 namespace fs = std::filesystem;

@@ -1,6 +1,6 @@
 #include "env.h"
 
-#include "io.h"
+#include "files.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -100,16 +100,6 @@ void set_num_threads(int intra_op, int inter_op) {
   if (inter_op > 0 && static_cast<size_t>(inter_op) != at::get_num_interop_threads()) {
     at::set_num_interop_threads(inter_op);
   }
-}
-
-std::string to_json(const EnvReport& report) {
-  std::string out = "{";
-  const char* sep = "";
-  for (const auto& [key, value] : report) {
-    out += sep + json_quote(key) + ": " + json_quote(value);
-    sep = ", ";
-  }
-  return out + "}";
 }
 
 }  // namespace resx

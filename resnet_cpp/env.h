@@ -17,6 +17,4 @@ void set_num_threads(int intra_op, int inter_op);
 // deterministic cuBLAS needs; mirrors resx.envinfo.set_deterministic.
 void set_deterministic(bool on);
 
-std::string to_json(const EnvReport& report);
-
 }  // namespace resx

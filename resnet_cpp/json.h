@@ -1,35 +1,49 @@
-// A small JSON reader for the manifests that resx.export writes (LibTorch ships no JSON library).
+// JSON, the one format between the languages, through nlohmann-json: keys keep their order (the files
+// read as Python writes them), and a malformed document or a missing or mistyped key is a resx::Error
+// naming the source and the key.
 #pragma once
 
-#include <cstdint>
-#include <map>
-#include <memory>
+#include <nlohmann/json.hpp>
+
+#include <optional>
 #include <string>
-#include <variant>
-#include <vector>
+#include <type_traits>
 
-namespace resx::json {
+#include "files.h"
 
-struct Value;
-using Object = std::map<std::string, Value>;
-using Array = std::vector<Value>;
+namespace resx {
 
-struct Value {
-  std::variant<std::nullptr_t, bool, double, std::string, std::shared_ptr<Array>, std::shared_ptr<Object>> data;
+using Json = nlohmann::ordered_json;
 
-  bool is_object() const { return std::holds_alternative<std::shared_ptr<Object>>(data); }
-  bool is_true() const { return std::holds_alternative<bool>(data) && std::get<bool>(data); }
-  // Accessors throw resx::Error naming `what` when the value is of another kind.
-  const Object& object(const std::string& what) const;
-  const Array& array(const std::string& what) const;
-  const std::string& string(const std::string& what) const;
-  double number(const std::string& what) const;
-  int64_t integer(const std::string& what) const;
-  // obj.at(key) with an error that names the key.
-  const Value& at(const std::string& key) const;
-};
+Json parse_json(const std::string& text, const std::string& source);
+Json read_json(const std::string& path, const std::string& what);
 
-// Parses a whole document; throws resx::Error with `source` and the offset of the first problem.
-Value parse(const std::string& text, const std::string& source);
+template <typename T>
+struct is_optional : std::false_type {};
+template <typename T>
+struct is_optional<std::optional<T>> : std::true_type {};
 
-}  // namespace resx::json
+// j[key] as T (std::optional<T>: null is nullopt); resx::Error "SOURCE: 'key' missing" or "SOURCE: 'key' is a string,
+// not a number".
+template <typename T>
+T get(const Json& j, const std::string& key, const std::string& source) {
+  if (!j.is_object()) throw Error(source + ": not a JSON object");
+  if (!j.contains(key)) throw Error(source + ": '" + key + "' missing");
+  try {
+    if constexpr (is_optional<T>::value) {
+      // nlohmann-json reads std::optional only without implicit conversions (3.12), so null is read here.
+      const auto& v = j.at(key);
+      return v.is_null() ? T() : T(v.template get<typename T::value_type>());
+    } else {
+      return j.at(key).get<T>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    const std::string what = e.what();
+    throw Error(source + ": '" + key + "' is of the wrong type (" + what.substr(what.find(']') + 2) + ")");
+  }
+}
+
+// j[key] as an object (the key named in the error).
+const Json& object(const Json& j, const std::string& key, const std::string& source);
+
+}  // namespace resx

@@ -15,9 +15,10 @@
 #include <thread>
 
 #include "bench.h"
-#include "engine.h"
+#include "engines.h"
 #include "env.h"
-#include "io.h"
+#include "files.h"
+#include "json.h"
 #include "model.h"
 #include "train.h"
 
@@ -47,7 +48,7 @@ int run_env(int argc, char** argv) {
   }
   const auto report = resx::env_report();
   if (json) {
-    std::cout << resx::to_json(report) << '\n';
+    std::cout << resx::Json(report).dump() << '\n';
   } else {
     for (const auto& [key, value] : report) std::cout << key << ": " << value << '\n';
   }
@@ -117,12 +118,7 @@ int run_train(int argc, char** argv) {
   std::thread reporter([&] {  // one progress line per 0.2 s on stderr, for a person or a parent; one at the end
     for (bool last = false; !last;) {
       last = done;
-      const auto p = trainer.progress();
-      std::ostringstream line;  // the field names of resx.train.Progress
-      line << "progress phase=" << p.phase << " epoch=" << p.epoch << " epochs=" << p.epochs << " step=" << p.step
-           << " steps=" << p.steps << " loss=" << resx::format_double(p.loss)
-           << " images_per_s=" << resx::format_double(p.images_per_s) << '\n';
-      std::cerr << line.str() << std::flush;
+      std::cerr << resx::Json{{"progress", resx::progress_json(trainer.progress())}}.dump() + "\n" << std::flush;
       for (int i = 0; i < 2 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
@@ -142,73 +138,50 @@ int run_train(int argc, char** argv) {
 
 // A timing server: `resx bench` starts one per runtime and round (a fresh process each round) and
 // interleaves the runtimes round by round. resx.bench.runners.serve speaks the same protocol for the
-// runtimes that live in Python. "ready" once loaded, then one command per line on stdin, one answer
-// per line on stdout:
-//   fingerprint                -> fingerprint HEX  (of the graph it runs)
-//   compiled                   -> compiled THREADS LOAD_S COMPILE_S RECORDED (threads compiled in: 0
-//                                 dynamic, -1 none; RECORDED 1: fingerprint and weights as recorded at export)
-//   weights                    -> weights HEX      (of the weights it holds)
-//   threads N                  -> ok N             (intra-op threads)
-//   env                        -> env {json}
-//   input B SEED               -> input SHA1       (of the input tensor's bytes)
-//   output B SEED              -> output v1,v2,... (logits, "%.9g")
-//   warmup B SEED W TOL MAX    -> warmup CALLS
-//   time B SEED CALLS          -> ns t1 t2 ...
-//   threads-run T SECONDS SEED -> calls CALLS WALL_NS
+// runtimes that live in Python: JSON lines. {"ready": true} once loaded, then one request per line on
+// stdin, {"cmd": NAME, ...arguments}, and one answer per line on stdout, a JSON object or
+// {"error": "..."}:
+//   identity {seed}                                -> {fingerprint, weights_hash, input_hash, output, env, compiled}
+//   threads {n}                                    -> {threads}   (intra-op threads, as now set)
+//   warmup {batch, seed, window, tolerance, max_calls} -> {calls}
+//   time {batch, seed, calls}                      -> {ns: [...]}
+//   threads_run {threads, seconds, seed}           -> {calls, wall_ns}
 //   quit
-// One bench-serve command (the words after it in `in`) -> its answer line.
-std::string serve(resx::Engine& engine, const std::string& command, std::istream& in) {
-  std::ostringstream out;
-  int64_t batch = 0;
-  uint64_t seed = 0;
+resx::Json serve(resx::Engine& engine, const resx::Json& request) {
+  using resx::get;
+  const std::string source = "request";
+  const auto command = get<std::string>(request, "cmd", source);
+  const auto seed = request.value("seed", uint64_t{0});
+  const auto batch = request.value("batch", int64_t{1});
   if (command == "threads") {
-    int n = 0;
-    in >> n;
-    resx::set_num_threads(n, 0);
-    out << "ok " << at::get_num_threads();
-  } else if (command == "fingerprint") {
-    out << "fingerprint " << engine.fingerprint();
-  } else if (command == "weights") {
-    out << "weights " << engine.weights_hash();
-  } else if (command == "compiled") {
-    out << "compiled " << engine.compiled_threads() << ' ' << resx::format_double(engine.load_seconds()) << " 0 "
-        << (engine.recorded() ? 1 : 0);
-  } else if (command == "env") {
-    out << "env " << resx::to_json(resx::env_report());
-  } else if (command == "input") {
-    in >> batch >> seed;
-    out << "input " << resx::tensor_sha1(resx::make_input(batch, seed, at::kCPU));
-  } else if (command == "output") {
-    in >> batch >> seed;
-    c10::InferenceMode guard;
-    const auto y = engine.forward(resx::make_input(batch, seed, engine.device())).to(at::kCPU).contiguous();
-    char buf[32];
-    out << "output";
-    for (int64_t i = 0; i < y.numel(); ++i) {
-      std::snprintf(buf, sizeof buf, "%.9g", y.data_ptr<float>()[i]);
-      out << (i ? "," : " ") << buf;
-    }
-  } else if (command == "warmup") {
-    int64_t window = 0, max_calls = 0;
-    double tolerance = 0;
-    in >> batch >> seed >> window >> tolerance >> max_calls;
-    const auto x = resx::make_input(batch, seed, engine.device());
-    out << "warmup " << resx::warm_up(engine, x, {window, tolerance, max_calls});
-  } else if (command == "time") {
-    int64_t calls = 0;
-    in >> batch >> seed >> calls;
-    out << "ns";
-    for (auto t : resx::time_forward(engine, resx::make_input(batch, seed, engine.device()), calls)) out << ' ' << t;
-  } else if (command == "threads-run") {
-    int threads = 0;
-    double seconds = 0;
-    in >> threads >> seconds >> seed;
-    const auto r = resx::time_threads(engine, resx::make_input(1, seed, engine.device()), threads, seconds);
-    out << "calls " << r.calls << ' ' << r.wall_ns;
-  } else {
-    out << "error unknown command '" << command << "'";
+    resx::set_num_threads(get<int>(request, "n", source), 0);
+    return {{"threads", at::get_num_threads()}};
   }
-  return out.str();
+  if (command == "identity") {
+    c10::InferenceMode guard;
+    const auto y = engine.forward(resx::make_input(1, seed, engine.device())).to(at::kCPU).contiguous();
+    return {{"fingerprint", engine.fingerprint()},
+            {"weights_hash", engine.weights_hash()},
+            {"input_hash", resx::tensor_sha1(resx::make_input(1, seed, at::kCPU))},
+            {"output", std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel())},
+            {"env", resx::env_report()},
+            {"compiled", resx::compiled_json(engine)}};
+  }
+  if (command == "warmup") {
+    const resx::WarmupRule rule{get<int64_t>(request, "window", source), get<double>(request, "tolerance", source),
+                                get<int64_t>(request, "max_calls", source)};
+    return {{"calls", resx::warm_up(engine, resx::make_input(batch, seed, engine.device()), rule)}};
+  }
+  if (command == "time") {
+    const auto calls = get<int64_t>(request, "calls", source);
+    return {{"ns", resx::time_forward(engine, resx::make_input(batch, seed, engine.device()), calls)}};
+  }
+  if (command == "threads_run") {
+    const auto r = resx::time_threads(engine, resx::make_input(1, seed, engine.device()),
+                                      get<int>(request, "threads", source), get<double>(request, "seconds", source));
+    return {{"calls", r.calls}, {"wall_ns", r.wall_ns}};
+  }
+  return {{"error", "unknown command '" + command + "'"}};
 }
 
 int run_bench_serve(int argc, char** argv) {
@@ -242,18 +215,19 @@ int run_bench_serve(int argc, char** argv) {
   }
   if (!die_with_parent()) return 128 + SIGTERM;
   const auto engine = resx::Engine::open(argv[0], options);
-  std::cout << "ready" << std::endl;
+  std::cout << resx::Json{{"ready", true}}.dump() << std::endl;
   for (std::string line; std::getline(std::cin, line);) {
-    std::istringstream in(line);
-    std::string command;
-    in >> command;
-    if (command == "quit") break;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    resx::Json answer;
     try {
-      std::cout << serve(*engine, command, in) << std::endl;
+      const auto request = resx::parse_json(line, "request");
+      if (request.value("cmd", "") == "quit") break;
+      answer = serve(*engine, request);
     } catch (const std::exception& e) {
       const std::string what = e.what();
-      std::cout << "error " << what.substr(0, what.find('\n')) << std::endl;
+      answer = {{"error", what.substr(0, what.find('\n'))}};
     }
+    std::cout << answer.dump() << std::endl;
   }
   return 0;
 }

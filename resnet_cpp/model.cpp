@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "architectures.h"
-#include "io.h"
+#include "files.h"
 #include "json.h"
 
 namespace resx {
@@ -175,21 +175,18 @@ std::map<std::string, std::string> describe_architecture(const std::map<std::str
 }
 
 std::map<std::string, std::string> manifest_claims(const std::string& manifest_json, const std::string& source) {
-  const auto manifest = json::parse(manifest_json, source);
-  const auto what = [&](const std::string& key) { return source + " manifest '" + key + "'"; };
-  const auto& model = manifest.at("model");
-  std::vector<int64_t> layers;
-  for (const auto& n : model.at("layers").array(what("model.layers")))
-    layers.push_back(n.integer(what("model.layers")));
-  return {{"fingerprint", manifest.at("fingerprint").string(what("fingerprint"))},
-          {"weights_hash", manifest.at("weights_hash").string(what("weights_hash"))},
-          {"parameters", std::to_string(manifest.at("parameters").integer(what("parameters")))},
-          {"model.name", model.at("name").string(what("model.name"))},
-          {"model.block", model.at("block").string(what("model.block"))},
-          {"model.layers", join(layers)},
-          {"model.stem", model.at("stem").string(what("model.stem"))},
-          {"model.width", std::to_string(model.at("width").integer(what("model.width")))},
-          {"model.num_classes", std::to_string(model.at("num_classes").integer(what("model.num_classes")))}};
+  const auto manifest = parse_json(manifest_json, source + " manifest");
+  const auto what = source + " manifest";
+  const auto& model = object(manifest, "model", what);
+  return {{"fingerprint", get<std::string>(manifest, "fingerprint", what)},
+          {"weights_hash", get<std::string>(manifest, "weights_hash", what)},
+          {"parameters", std::to_string(get<int64_t>(manifest, "parameters", what))},
+          {"model.name", get<std::string>(model, "name", what)},
+          {"model.block", get<std::string>(model, "block", what)},
+          {"model.layers", join(get<std::vector<int64_t>>(model, "layers", what))},
+          {"model.stem", get<std::string>(model, "stem", what)},
+          {"model.width", std::to_string(get<int64_t>(model, "width", what))},
+          {"model.num_classes", std::to_string(get<int64_t>(model, "num_classes", what))}};
 }
 
 }  // namespace resx

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,40 +15,17 @@
 #include <fstream>
 #include <sstream>
 
-#include "io.h"
+#include "files.h"
 
 namespace resx {
 namespace fs = std::filesystem;
 
 namespace {
 
-template <typename T>
-T get(const Fields& f, const std::string& name) {
-  const auto it = f.find(name);
-  if (it == f.end()) throw Error("record has no field '" + name + "'");
-  if (const auto* v = std::get_if<T>(&it->second)) return *v;
-  if constexpr (std::is_same_v<T, double>) {
-    if (const auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
-  }
-  throw Error("record field '" + name + "' has the wrong type");
-}
-
-std::optional<double> get_optional(const Fields& f, const std::string& name) {
-  const auto it = f.find(name);
-  if (it == f.end() || std::holds_alternative<std::monostate>(it->second)) return std::nullopt;
-  return get<double>(f, name);
-}
-
-Value optional_value(const std::optional<double>& v) { return v ? Value(*v) : Value(); }
-
-std::string format_value(const Table::Column& c, const Value& value) {
-  if (std::holds_alternative<std::monostate>(value)) return "";
-  if (c.kind == "int") {
-    const auto* i = std::get_if<int64_t>(&value);
-    return std::to_string(i ? *i : static_cast<int64_t>(std::get<double>(value)));
-  }
-  const double d =
-      std::holds_alternative<double>(value) ? std::get<double>(value) : static_cast<double>(std::get<int64_t>(value));
+std::string format_cell(const Table::Column& c, const Json& value) {
+  if (value.is_null()) return "";
+  if (c.kind == "int") return std::to_string(value.get<int64_t>());
+  const auto d = value.get<double>();
   if (c.kind == "exact") return format_double(d);
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.6f", d);
@@ -56,114 +34,60 @@ std::string format_value(const Table::Column& c, const Value& value) {
 
 }  // namespace
 
-Fields StepRecord::fields() const {
-  return {{"epoch", epoch},
-          {"step", step},
-          {"lr", lr},
-          {"loss", loss},
-          {"batch_size", batch_size},
-          {"correct", correct},
-          {"data_s", data_s},
-          {"forward_s", forward_s},
-          {"backward_s", backward_s},
-          {"optimizer_s", optimizer_s}};
-}
-
-StepRecord StepRecord::from(const Fields& f) {
-  return {get<int64_t>(f, "epoch"),     get<int64_t>(f, "step"),       get<double>(f, "lr"),
-          get<double>(f, "loss"),       get<int64_t>(f, "batch_size"), get<int64_t>(f, "correct"),
-          get<double>(f, "data_s"),     get<double>(f, "forward_s"),   get<double>(f, "backward_s"),
-          get<double>(f, "optimizer_s")};
-}
-
-Fields EpochRecord::fields() const {
-  return {{"epoch", epoch},
-          {"wall_time", wall_time},
-          {"epoch_time", epoch_time},
-          {"train_loss", train_loss},
-          {"train_top_1", train_top_1},
-          {"test_loss", optional_value(test_loss)},
-          {"test_top_1", optional_value(test_top_1)},
-          {"eval_time", eval_time},
-          {"data_s", data_s},
-          {"forward_s", forward_s},
-          {"backward_s", backward_s},
-          {"optimizer_s", optimizer_s},
-          {"images_per_s", images_per_s},
-          {"lr", lr}};
-}
-
-EpochRecord EpochRecord::from(const Fields& f) {
-  EpochRecord r;
-  r.epoch = get<int64_t>(f, "epoch");
-  r.wall_time = get<double>(f, "wall_time");
-  r.epoch_time = get<double>(f, "epoch_time");
-  r.train_loss = get<double>(f, "train_loss");
-  r.train_top_1 = get<double>(f, "train_top_1");
-  r.test_loss = get_optional(f, "test_loss");
-  r.test_top_1 = get_optional(f, "test_top_1");
-  r.eval_time = get<double>(f, "eval_time");
-  r.data_s = get<double>(f, "data_s");
-  r.forward_s = get<double>(f, "forward_s");
-  r.backward_s = get<double>(f, "backward_s");
-  r.optimizer_s = get<double>(f, "optimizer_s");
-  r.images_per_s = get<double>(f, "images_per_s");
-  r.lr = get<double>(f, "lr");
-  return r;
-}
-
-Table::Table(std::string file, const std::string& spec, const Fields& known) : file_(std::move(file)) {
-  for (const auto& item : split(spec, ',')) {
-    const auto parts = split(item, ':');
-    if (parts.size() != 3 || (parts[2] != "int" && parts[2] != "exact" && parts[2] != "seconds")) {
-      throw Error(file_ + " columns: '" + item + "' is not header:field:kind");
+Table::Table(const Json& spec, const std::vector<std::pair<std::string, std::string>>& fields,
+             const std::string& source)
+    : file_(get<std::string>(spec, "file", source)) {
+  const auto what = source + " " + file_ + " columns";
+  for (const auto& c : get<std::vector<Json>>(spec, "columns", source)) {
+    Column column{get<std::string>(c, "header", what), get<std::string>(c, "field", what),
+                  get<std::string>(c, "kind", what)};
+    if (column.kind != "int" && column.kind != "exact" && column.kind != "seconds") {
+      throw Error(what + ": kind '" + column.kind + "' is not int, exact or seconds");
     }
-    if (!known.count(parts[1])) throw Error(file_ + " columns: field '" + parts[1] + "' is unknown to resx-cpp");
-    columns_.push_back({parts[0], parts[1], parts[2]});
+    const bool known =
+        std::any_of(fields.begin(), fields.end(), [&](const auto& f) { return f.first == column.field; });
+    if (!known) throw Error(what + ": field '" + column.field + "' is unknown to resx-cpp");
+    columns_.push_back(std::move(column));
   }
-  if (columns_.empty()) throw Error(file_ + ": no columns given");
+  if (columns_.empty()) throw Error(what + ": none given");
 }
 
-std::string Table::format(const std::vector<Fields>& rows) const {
+std::string Table::format(const std::vector<Json>& rows) const {
   std::string out;
-  for (size_t i = 0; i < columns_.size(); ++i) {
-    if (i) out += ',';
-    out += columns_[i].header;
-  }
+  for (size_t i = 0; i < columns_.size(); ++i) out += (i ? "," : "") + columns_[i].header;
   out += '\n';
   for (const auto& row : rows) {
     for (size_t i = 0; i < columns_.size(); ++i) {
       if (i) out += ',';
-      const auto it = row.find(columns_[i].field);
-      if (it != row.end()) out += format_value(columns_[i], it->second);
+      out += format_cell(columns_[i], row.value(columns_[i].field, Json()));
     }
     out += '\n';
   }
   return out;
 }
 
-std::vector<Fields> Table::parse(const std::string& text, const std::string& source) const {
+std::vector<Json> Table::parse(const std::string& text, const std::string& source) const {
   std::istringstream in(text);
   std::string line;
   if (!std::getline(in, line)) throw Error(source + ": not a resx " + file_ + " (empty)");
   const auto header = split(line, ',');
-  std::vector<int> index;
+  std::vector<size_t> index;
   for (const auto& c : columns_) {
     const auto it = std::find(header.begin(), header.end(), c.header);
     if (it == header.end()) throw Error(source + ": not a resx " + file_ + " (no column " + c.header + ")");
-    index.push_back(static_cast<int>(it - header.begin()));
+    index.push_back(static_cast<size_t>(it - header.begin()));
   }
-  std::vector<Fields> rows;
+  std::vector<Json> rows;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     const auto cells = split(line, ',');
     if (cells.size() != header.size()) throw Error(source + ": malformed " + file_ + " row '" + line + "'");
-    Fields row;
+    Json row = Json::object();
     for (size_t i = 0; i < columns_.size(); ++i) {
       const auto& cell = cells[index[i]];
       const auto& c = columns_[i];
       if (cell.empty()) {
-        row[c.field] = std::monostate{};
+        row[c.field] = nullptr;
       } else if (c.kind == "int") {
         row[c.field] = parse_int(cell, source + " " + c.header);
       } else {
@@ -173,6 +97,17 @@ std::vector<Fields> Table::parse(const std::string& text, const std::string& sou
     rows.push_back(std::move(row));
   }
   return rows;
+}
+
+RunFiles RunFiles::from(const Json& j, const std::string& source) {
+  const auto what = source + " run_files";
+  return {get<std::string>(j, "checkpoint_format", what),
+          get<std::string>(j, "checkpoint", what),
+          get<std::string>(j, "final", what),
+          get<std::string>(j, "run", what),
+          get<std::string>(j, "lock", what),
+          object(j, "steps", what),
+          object(j, "metrics", what)};
 }
 
 // ------------------------------------------------------------------------------------ checkpoints
@@ -285,8 +220,8 @@ void check_resumable(const std::string& path, const c10::impl::GenericDict& chec
 RunDir::RunDir(std::string path, RunFiles files, int lock_fd, bool writes)
     : path_(std::move(path)),
       files_(std::move(files)),
-      steps_(files_.steps_file, files_.steps_columns, StepRecord{}.fields()),
-      metrics_(files_.metrics_file, files_.metrics_columns, EpochRecord{}.fields()) {
+      steps_(files_.steps, record_schema<StepRecord>(), "run_files"),
+      metrics_(files_.metrics, record_schema<EpochRecord>(), "run_files") {
   if (!fs::is_directory(path_)) throw Error(path_ + ": no such run directory (prepare it with `resx train`)");
   if (!writes) return;
   if (lock_fd < 0) {
@@ -294,9 +229,9 @@ RunDir::RunDir(std::string path, RunFiles files, int lock_fd, bool writes)
     return;
   }
   struct stat held{}, lock{};
-  if (::fstat(lock_fd, &held) != 0 || ::stat(file(files_.lock_file).c_str(), &lock) != 0 ||
-      held.st_dev != lock.st_dev || held.st_ino != lock.st_ino) {
-    throw Error("lock fd " + std::to_string(lock_fd) + " is not " + file(files_.lock_file) +
+  if (::fstat(lock_fd, &held) != 0 || ::stat(file(files_.lock).c_str(), &lock) != 0 || held.st_dev != lock.st_dev ||
+      held.st_ino != lock.st_ino) {
+    throw Error("lock fd " + std::to_string(lock_fd) + " is not " + file(files_.lock) +
                 "'s; run resx-cpp train without RESX_LOCK_FD");
   }
 }
@@ -306,7 +241,7 @@ RunDir::~RunDir() {
 }
 
 void RunDir::take_lock() {
-  const auto path = file(files_.lock_file);
+  const auto path = file(files_.lock);
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd < 0) throw Error(path + ": cannot open (" + std::string(std::strerror(errno)) + ")");
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -337,14 +272,14 @@ void RunDir::remove_temporaries() const {
 std::string RunDir::file(const std::string& name) const { return (fs::path(path_) / name).string(); }
 
 void RunDir::write_history(const std::vector<StepRecord>& steps, const std::vector<EpochRecord>& epochs) const {
-  std::vector<Fields> step_rows, epoch_rows;
-  for (const auto& r : steps) step_rows.push_back(r.fields());
-  for (const auto& r : epochs) epoch_rows.push_back(r.fields());
+  std::vector<Json> step_rows, epoch_rows;
+  for (const auto& r : steps) step_rows.push_back(record_json(r));
+  for (const auto& r : epochs) epoch_rows.push_back(record_json(r));
   atomic_write(file(steps_.file()), steps_.format(step_rows));
   atomic_write(file(metrics_.file()), metrics_.format(epoch_rows));
 }
 
-void RunDir::write_run_json(const std::string& json) const { atomic_write(file(files_.run_file), json); }
+void RunDir::write_run_json(const Json& info) const { atomic_write(file(files_.run), info.dump(2) + "\n"); }
 
 void RunDir::save_checkpoint(const std::string& name, const c10::impl::GenericDict& checkpoint) const {
   const auto bytes = torch::pickle_save(checkpoint);

@@ -1,6 +1,6 @@
 // The run directory in the C++ runtime: its files, their columns, its lock and its checkpoints.
 // Mirrors resx.rundir (resnet_py/rundir.py), which owns the names, formats and columns and hands them
-// over in the run's config.txt (RunFiles below), so none of them is retyped here.
+// over in the run's config.json (RunFiles below), so none of them is retyped here.
 #pragma once
 
 #include <torch/script.h>
@@ -9,15 +9,17 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
-#include <variant>
 #include <vector>
+
+#include "json.h"
 
 namespace resx {
 
-// A record's fields by name: an integer, a double, or nothing (an epoch without evaluation).
-using Value = std::variant<std::monostate, int64_t, double>;
-using Fields = std::map<std::string, Value>;
+// The records are fixed structs in both languages; `fields` lists each field once, in order, with its
+// name, and JSON, the CSV files and tests/test_records.py (which compares them with resx.rundir's
+// dataclasses) all go through it.
 
 // One optimizer step (resx.rundir.StepRecord). epoch and step count from 1; step over the whole run.
 struct StepRecord {
@@ -26,8 +28,12 @@ struct StepRecord {
   int64_t batch_size = 0, correct = 0;
   double data_s = 0, forward_s = 0, backward_s = 0, optimizer_s = 0;
 
-  Fields fields() const;
-  static StepRecord from(const Fields& f);
+  template <typename R, typename F>
+  static void fields(R& r, F&& f) {
+    f("epoch", r.epoch), f("step", r.step), f("lr", r.lr), f("loss", r.loss), f("batch_size", r.batch_size);
+    f("correct", r.correct), f("data_s", r.data_s), f("forward_s", r.forward_s), f("backward_s", r.backward_s);
+    f("optimizer_s", r.optimizer_s);
+  }
 };
 
 // One epoch (resx.rundir.EpochRecord); test_* are empty in epochs without evaluation.
@@ -37,30 +43,67 @@ struct EpochRecord {
   std::optional<double> test_loss, test_top_1;
   double eval_time = 0, data_s = 0, forward_s = 0, backward_s = 0, optimizer_s = 0, images_per_s = 0, lr = 0;
 
-  Fields fields() const;
-  static EpochRecord from(const Fields& f);
+  template <typename R, typename F>
+  static void fields(R& r, F&& f) {
+    f("epoch", r.epoch), f("wall_time", r.wall_time), f("epoch_time", r.epoch_time), f("train_loss", r.train_loss);
+    f("train_top_1", r.train_top_1), f("test_loss", r.test_loss), f("test_top_1", r.test_top_1);
+    f("eval_time", r.eval_time), f("data_s", r.data_s), f("forward_s", r.forward_s), f("backward_s", r.backward_s);
+    f("optimizer_s", r.optimizer_s), f("images_per_s", r.images_per_s), f("lr", r.lr);
+  }
 };
 
-// A CSV file of records by column name; `spec` is resx.rundir.Table.spec(): header:field:kind,...
+template <typename R>
+Json record_json(const R& record) {
+  Json j = Json::object();
+  R::fields(record, [&](const char* name, const auto& value) { j[name] = value; });
+  return j;
+}
+
+template <typename R>
+R record_from(const Json& j, const std::string& source) {
+  R record;
+  R::fields(record, [&](const char* name, auto& value) {
+    using T = std::decay_t<decltype(value)>;
+    value = get<T>(j, name, source);
+  });
+  return record;
+}
+
+// (name, kind) of every field: int, float, or float? (may be missing). What the drift test compares.
+template <typename R>
+std::vector<std::pair<std::string, std::string>> record_schema() {
+  std::vector<std::pair<std::string, std::string>> out;
+  R record;
+  R::fields(record, [&](const char* name, const auto& value) {
+    using T = std::decay_t<decltype(value)>;
+    out.emplace_back(name, std::is_same_v<T, int64_t> ? "int" : std::is_same_v<T, double> ? "float" : "float?");
+  });
+  return out;
+}
+
+// A CSV file of records by column name; its layout comes from resx.rundir.Table (config.json's
+// run_files): {"file": NAME, "columns": [{"header", "field", "kind"}, ...]}, kind int, exact (%.17g) or
+// seconds (%.6f). `fields`: the record's fields, which every column must name.
 class Table {
  public:
   struct Column {
-    std::string header, field, kind;  // kind: int, exact (%.17g), seconds (%.6f)
+    std::string header, field, kind;
   };
-  Table(std::string file, const std::string& spec, const Fields& known);
+  Table(const Json& spec, const std::vector<std::pair<std::string, std::string>>& fields, const std::string& source);
   const std::string& file() const { return file_; }
-  std::string format(const std::vector<Fields>& rows) const;
-  std::vector<Fields> parse(const std::string& text, const std::string& source) const;
+  std::string format(const std::vector<Json>& rows) const;
+  std::vector<Json> parse(const std::string& text, const std::string& source) const;
 
  private:
   std::string file_;
   std::vector<Column> columns_;
 };
 
-// What resx.rundir.RunDir.cpp_keys() passes in config.txt.
+// The run directory's file names and formats, from resx.rundir.RunDir.cpp_files() (config.json's run_files).
 struct RunFiles {
-  std::string checkpoint_format, steps_file, steps_columns, metrics_file, metrics_columns, checkpoint_file, final_file,
-      run_file, lock_file;
+  std::string checkpoint_format, checkpoint, final, run, lock;
+  Json steps, metrics;  // Table specs
+  static RunFiles from(const Json& j, const std::string& source);
 };
 
 // A checkpoint: a dict that torch.load(weights_only=True) and torch::pickle_load both read; its keys and
@@ -92,7 +135,7 @@ class RunDir {
   const Table& metrics() const { return metrics_; }
 
   void write_history(const std::vector<StepRecord>& steps, const std::vector<EpochRecord>& epochs) const;
-  void write_run_json(const std::string& json) const;
+  void write_run_json(const Json& info) const;
   void save_checkpoint(const std::string& name, const c10::impl::GenericDict& checkpoint) const;
 
  private:

@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "engine.h"
+#include "engines.h"
 #include "env.h"
-#include "io.h"
+#include "files.h"
 
 namespace resx {
 namespace fs = std::filesystem;
@@ -27,8 +27,6 @@ at::Tensor to_device(const at::Tensor& x, const at::Device& device, bool channel
   return channels_last ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
 }
 
-std::string optional_json(const std::optional<double>& v) { return v ? json_number(*v) : "null"; }
-
 std::vector<std::pair<std::string, at::Tensor>> state_of(const Model& model) {
   auto state = model.named_parameters();
   for (auto& b : model.named_buffers()) state.push_back(std::move(b));
@@ -38,54 +36,54 @@ std::vector<std::pair<std::string, at::Tensor>> state_of(const Model& model) {
 }  // namespace
 
 TrainConfig TrainConfig::read(const std::string& path) {
-  const auto kv = read_key_values(path);
-  auto get = [&](const std::string& key) -> const std::string& {
-    const auto it = kv.find(key);
-    if (it == kv.end()) throw Error(path + ": missing key '" + key + "' (rewrite it with `resx train`)");
-    return it->second;
-  };
-  auto integer = [&](const std::string& key) { return parse_int(get(key), path + " " + key); };
-  auto number = [&](const std::string& key) { return parse_double(get(key), path + " " + key); };
-  auto triple = [&](const std::string& key) {
-    const auto v = parse_doubles(get(key), path + " " + key);
-    if (v.size() != 3) throw Error(path + " " + key + ": needs 3 values");
-    return std::array<double, 3>{v[0], v[1], v[2]};
-  };
-  if (get("format") != "resx-config/1") throw Error(path + ": not a resx-config/1 file");
+  const auto text = read_file(path, "config file (write one with `resx train --runtime cpp-exe`)");
+  if (text.find("format = resx-config/1") != std::string::npos) {
+    throw Error(path + ": a resx-config/1 file from an older resx; continue the run with `resx train --resume " +
+                fs::path(path).parent_path().string() + "`, which writes its config.json");
+  }
+  const auto j = parse_json(text, path);
+  if (j.value("format", "") != "resx-config/2") {
+    throw Error(path + ": not a resx-config/2 file (a run directory's config.json; rewrite it with `resx train`)");
+  }
+  const auto& r = object(j, "config", path);
+  const auto what = path + " config";
   TrainConfig c;
-  c.runtime = kv.count("runtime") ? kv.at("runtime") : "cpp-exe";
-  c.model_file = get("model_file");
-  c.data_dir = get("data_dir");
-  c.run_dir = get("run_dir");
-  c.device = get("device");
-  c.model_config_json = get("model_config");
-  c.config_json = get("config_json");
-  c.config_digest = get("config_digest");
-  c.epochs = integer("epochs");
-  c.batch_size = integer("batch_size");
-  c.steps_per_epoch = integer("steps_per_epoch");
-  c.seed = integer("seed");
-  c.threads = integer("threads");
-  c.subset = integer("subset");
-  c.test_subset = integer("test_subset");
-  c.eval_every = integer("eval_every");
-  c.momentum = number("momentum");
-  c.weight_decay = number("weight_decay");
-  c.label_smoothing = number("label_smoothing");
-  c.nesterov = integer("nesterov") != 0;
-  c.drop_last = integer("drop_last") != 0;
-  c.prefetch = integer("prefetch") != 0;
-  c.dtype = get("dtype");
-  c.channels_last = integer("channels_last") != 0;
-  c.deterministic = integer("deterministic") != 0;
-  c.world_size = integer("world_size");
-  c.buckets = {integer("bucket_bytes_cap"), integer("first_bucket_bytes_cap"), integer("broadcast_bucket_bytes")};
-  c.rank_columns = split(get("rank_columns"), ',');
-  c.spec = AugmentSpec{integer("crop"), integer("padding"), number("flip_p"), triple("mean"), triple("std")};
-  c.files = RunFiles{get("checkpoint_format"), get("steps_file"),      get("steps_columns"),
-                     get("metrics_file"),      get("metrics_columns"), get("checkpoint_file"),
-                     get("final_file"),        get("run_file"),        get("lock_file")};
-  c.lrs = parse_doubles(get("lrs"), path + " lrs");
+  c.epochs = get<int64_t>(r, "epochs", what);
+  c.batch_size = get<int64_t>(r, "batch_size", what);
+  c.seed = get<int64_t>(r, "seed", what);
+  c.threads = get<int64_t>(r, "threads", what);
+  c.subset = get<int64_t>(r, "subset", what);
+  c.test_subset = get<int64_t>(r, "test_subset", what);
+  c.eval_every = get<int64_t>(r, "eval_every", what);
+  c.momentum = get<double>(r, "momentum", what);
+  c.weight_decay = get<double>(r, "weight_decay", what);
+  c.label_smoothing = get<double>(r, "label_smoothing", what);
+  c.nesterov = get<bool>(r, "nesterov", what);
+  c.drop_last = get<bool>(r, "drop_last", what);
+  c.channels_last = get<bool>(r, "channels_last", what);
+  c.deterministic = get<bool>(r, "deterministic", what);
+  c.device = get<std::string>(r, "device", what);
+  c.dtype = get<std::string>(r, "dtype", what);
+  c.world_size = get<int64_t>(r, "world_size", what);
+  const auto& a = object(r, "augment", what);
+  c.augment =
+      AugmentSpec{get<int64_t>(a, "crop", what), get<int64_t>(a, "padding", what), get<double>(a, "flip_p", what),
+                  get<std::array<double, 3>>(a, "mean", what), get<std::array<double, 3>>(a, "std", what)};
+  c.runtime = get<std::string>(j, "runtime", path);
+  c.model_file = get<std::string>(j, "model_file", path);
+  c.data_dir = get<std::string>(j, "data_dir", path);
+  c.run_dir = get<std::string>(j, "run_dir", path);
+  c.config_digest = get<std::string>(j, "config_digest", path);
+  c.model = object(j, "model", path);
+  c.saved = object(j, "saved", path);
+  c.steps_per_epoch = get<int64_t>(j, "steps_per_epoch", path);
+  c.prefetch = get<bool>(j, "prefetch", path);
+  const auto& d = object(j, "distributed", path);
+  c.buckets = {get<int64_t>(d, "bucket_bytes_cap", path), get<int64_t>(d, "first_bucket_bytes_cap", path),
+               get<int64_t>(d, "broadcast_bucket_bytes", path)};
+  c.rank_columns = get<std::vector<std::string>>(d, "rank_columns", path);
+  c.files = RunFiles::from(object(j, "run_files", path), path);
+  c.lrs = get<std::vector<double>>(j, "lrs", path);
   // resx.recipe validated these; a file edited by hand is checked again.
   if (c.dtype != "fp32" && c.dtype != "bf16") throw Error(path + ": dtype must be fp32 or bf16");
   if (c.epochs < 1 || c.batch_size < 1 || c.steps_per_epoch < 1 || c.eval_every < 1 || c.threads < 0 ||
@@ -100,6 +98,16 @@ TrainConfig TrainConfig::read(const std::string& path) {
     if (!std::isfinite(lr) || lr <= 0) throw Error(path + ": learning rates must be finite and positive");
   }
   return c;
+}
+
+Json progress_json(const Progress& p) {
+  return {{"phase", p.phase},
+          {"epoch", p.epoch},
+          {"epochs", p.epochs},
+          {"step", p.step},
+          {"steps", p.steps},
+          {"loss", p.loss},
+          {"images_per_s", p.images_per_s}};
 }
 
 void load_weights(Model& model, const std::string& checkpoint_path, const std::string& checkpoint_format) {
@@ -145,39 +153,33 @@ std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::D
   return {loss_sum, static_cast<double>(correct), static_cast<double>(seen)};
 }
 
-std::string world_json(const World& world, const DataParallelReport* ddp, const std::vector<std::string>& columns,
-                       const std::vector<std::vector<double>>& rows) {
-  std::string sizes = "null";
-  if (ddp) {
-    sizes = "[";
-    for (size_t i = 0; i < ddp->bucket_sizes.size(); ++i) {
-      sizes += (i ? ", " : "") + std::to_string(ddp->bucket_sizes[i]);
-    }
-    sizes += "]";
-  }
-  std::string ranks = "[";
+Json world_json(const World& world, const DataParallelReport* ddp, const std::vector<std::string>& columns,
+                const std::vector<std::vector<double>>& rows) {
+  Json ranks = Json::array();
   for (size_t r = 0; r < rows.size(); ++r) {
     const auto& row = rows[r];
     if (row.size() != columns.size()) {
       throw Error("rank " + std::to_string(r) + " reported " + std::to_string(row.size()) + " values for " +
-                  std::to_string(columns.size()) + " rank_columns (config.txt)");
+                  std::to_string(columns.size()) + " rank_columns (config.json)");
     }
-    std::map<std::string, double> value;
-    ranks += std::string(r ? ", " : "") + "{\"rank\": " + std::to_string(r);
+    Json rank = {{"rank", r}};
     for (size_t k = 0; k < row.size(); ++k) {
-      value[columns[k]] = row[k];
-      ranks += ", " + json_quote(columns[k]) + ": " +
-               (columns[k] == "steps" ? std::to_string(static_cast<int64_t>(row[k])) : json_number(row[k]));
+      if (columns[k] == "steps") {
+        rank[columns[k]] = static_cast<int64_t>(row[k]);
+      } else {
+        rank[columns[k]] = row[k];
+      }
     }
     // The share of the step spent waiting for the all-reduce once backward's compute had ended.
-    const double exposed = std::max(0.0, value["allreduce_s"] - value["allreduce_overlap_s"]);
-    const double step = value["step_s"];
-    ranks += ", \"allreduce_share\": " + json_number(step > 0 ? exposed / step : 0.0) + "}";
+    const double exposed = std::max(0.0, rank.value("allreduce_s", 0.0) - rank.value("allreduce_overlap_s", 0.0));
+    const double step = rank.value("step_s", 0.0);
+    rank["allreduce_share"] = step > 0 ? exposed / step : 0.0;
+    ranks.push_back(std::move(rank));
   }
-  ranks += "]";
-  return "{\"size\": " + std::to_string(world.size) +
-         ", \"backend\": " + (world.backend.empty() ? "null" : json_quote(world.backend)) +
-         ", \"bucket_sizes\": " + sizes + ", \"ranks\": " + ranks + "}";
+  return {{"size", world.size},
+          {"backend", world.backend.empty() ? Json() : Json(world.backend)},
+          {"bucket_sizes", ddp ? Json(ddp->bucket_sizes) : Json()},
+          {"ranks", ranks}};
 }
 
 // ---------------------------------------------------------------------------------------- Trainer
@@ -207,9 +209,9 @@ Trainer::Trainer(TrainConfig config, int lock_fd, World world)
   const bool pin = device_.is_cuda();
   train_loader_ =
       std::make_unique<CifarLoader>(train_x, train_y, config_.batch_size, true, config_.seed, config_.drop_last,
-                                    config_.spec, config_.prefetch, pin, world_.rank, world_.size);
+                                    config_.augment, config_.prefetch, pin, world_.rank, world_.size);
   test_loader_ = std::make_unique<CifarLoader>(test_x, test_y, config_.batch_size, false, config_.seed, false,
-                                               config_.spec, config_.prefetch, pin, world_.rank, world_.size);
+                                               config_.augment, config_.prefetch, pin, world_.rank, world_.size);
   if (train_loader_->size() != config_.steps_per_epoch) {
     throw Error(config_.data_dir + ": makes " + std::to_string(train_loader_->size()) + " batches per epoch, the run " +
                 "was prepared for " + std::to_string(config_.steps_per_epoch) + " (the data changed?)");
@@ -217,7 +219,7 @@ Trainer::Trainer(TrainConfig config, int lock_fd, World world)
   progress_ = {"starting", 0, config_.epochs, 0, config_.steps_per_epoch, 0, 0};
   // A run directory holds a checkpoint only when a run of this config made it (resx.rundir refuses other
   // directories): continue from it.
-  const auto checkpoint = run_dir_.file(config_.files.checkpoint_file);
+  const auto checkpoint = run_dir_.file(config_.files.checkpoint);
   if (fs::exists(checkpoint)) restore(read_checkpoint(checkpoint, config_.files.checkpoint_format));
   // After the restore, as resx.train.Trainer: the construction broadcasts rank 0's parameters and buffers.
   if (world_.distributed()) {
@@ -228,7 +230,7 @@ Trainer::Trainer(TrainConfig config, int lock_fd, World world)
 }
 
 void Trainer::restore(const c10::impl::GenericDict& checkpoint) {
-  const auto path = run_dir_.file(config_.files.checkpoint_file);
+  const auto path = run_dir_.file(config_.files.checkpoint);
   check_resumable(path, checkpoint, model_.fingerprint(), config_.config_digest, config_.steps_per_epoch,
                   config_.epochs);
   const auto tensors = tensor_dict(checkpoint, "model", path);
@@ -239,10 +241,10 @@ void Trainer::restore(const c10::impl::GenericDict& checkpoint) {
   std::vector<StepRecord> steps;
   std::vector<EpochRecord> epochs;
   for (const auto& f : run_dir_.steps().parse(checkpoint.at("steps_csv").toStringRef(), path)) {
-    steps.push_back(StepRecord::from(f));
+    steps.push_back(record_from<StepRecord>(f, path + " steps_csv"));
   }
   for (const auto& f : run_dir_.metrics().parse(checkpoint.at("metrics_csv").toStringRef(), path)) {
-    epochs.push_back(EpochRecord::from(f));
+    epochs.push_back(record_from<EpochRecord>(f, path + " metrics_csv"));
   }
   const auto epoch = checkpoint.at("epoch").toInt(), step = checkpoint.at("step").toInt();
   if (static_cast<int64_t>(steps.size()) != step || static_cast<int64_t>(epochs.size()) != epoch) {
@@ -332,7 +334,7 @@ bool Trainer::stopping() {
   return agreed;
 }
 
-std::string Trainer::world_report() {
+Json Trainer::world_report() {
   if (!ddp_) return world_json(world_);
   const double n = taken_[0];
   std::vector<double> means;
@@ -360,12 +362,12 @@ void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const
       if (s.momentum_buffer().defined()) momentum.insert(pname, s.momentum_buffer().to(at::kCPU).clone());
     }
   }
-  std::vector<Fields> step_rows, epoch_rows;
-  for (const auto& r : steps_) step_rows.push_back(r.fields());
-  for (const auto& r : epochs_) epoch_rows.push_back(r.fields());
+  std::vector<Json> step_rows, epoch_rows;
+  for (const auto& r : steps_) step_rows.push_back(record_json(r));
+  for (const auto& r : epochs_) epoch_rows.push_back(record_json(r));
   dict.insert("format", config_.files.checkpoint_format);
   dict.insert("fingerprint", model_.fingerprint());
-  dict.insert("model_config", config_.model_config_json);
+  dict.insert("model_config", config_.model.dump());
   dict.insert("config_digest", config_.config_digest);
   dict.insert("steps_per_epoch", config_.steps_per_epoch);
   dict.insert("epoch", epochs_done_);
@@ -382,22 +384,26 @@ void Trainer::write_outputs(const std::string& status) {
   const auto world = world_report();
   if (!world_.writes()) return;
   run_dir_.write_history(steps_, epochs_);
-  std::string final = "null";
+  Json final;  // null until complete
   if (status == "complete") {
     const EpochRecord* last = epochs_.empty() ? nullptr : &epochs_.back();
-    final = "{\"epochs\": " + std::to_string(config_.epochs) + ", \"steps\": " + std::to_string(steps_done_) +
-            ", \"wall_time\": " + json_number(wall_time_) +
-            ", \"test_loss\": " + (last ? optional_json(last->test_loss) : "null") +
-            ", \"test_top_1\": " + (last ? optional_json(last->test_top_1) : "null") +
-            ", \"train_loss\": " + (steps_.empty() ? "null" : json_number(steps_.back().loss)) +
-            ", \"compile_seconds\": 0}";
+    final = {{"epochs", config_.epochs},
+             {"steps", steps_done_},
+             {"wall_time", wall_time_},
+             {"test_loss", last ? Json(last->test_loss) : Json()},
+             {"test_top_1", last ? Json(last->test_top_1) : Json()},
+             {"train_loss", steps_.empty() ? Json() : Json(steps_.back().loss)},
+             {"compile_seconds", 0}};
   }
   // The keys of resx.train.write_run_json.
-  run_dir_.write_run_json("{\n  \"runtime\": " + json_quote(config_.runtime) + ",\n  \"status\": " +
-                          json_quote(status) + ",\n  \"epochs_done\": " + std::to_string(epochs_done_) +
-                          ",\n  \"config\": " + config_.config_json + ",\n  \"env\": {" + json_quote(config_.runtime) +
-                          ": " + to_json(env_report()) + "},\n  \"fingerprint\": " + json_quote(model_.fingerprint()) +
-                          ",\n  \"final\": " + final + ",\n  \"world\": " + world + "\n}\n");
+  run_dir_.write_run_json({{"runtime", config_.runtime},
+                           {"status", status},
+                           {"epochs_done", epochs_done_},
+                           {"config", config_.saved},
+                           {"env", {{config_.runtime, env_report()}}},
+                           {"fingerprint", model_.fingerprint()},
+                           {"final", final},
+                           {"world", world}});
 }
 
 Progress Trainer::progress() const {
@@ -465,12 +471,12 @@ bool Trainer::run() {
     r.lr = steps_.back().lr;
     epochs_.push_back(r);
     epochs_done_ = epoch + 1;
-    save_checkpoint(config_.files.checkpoint_file, true);
+    save_checkpoint(config_.files.checkpoint, true);
     write_outputs("running");
     p.phase = "train", p.epoch = epochs_done_, p.step = 0;
     report(p);
   }
-  save_checkpoint(config_.files.final_file, false);
+  save_checkpoint(config_.files.final, false);
   write_outputs("complete");
   p.phase = "done", p.step = config_.steps_per_epoch;
   report(p);

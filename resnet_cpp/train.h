@@ -16,29 +16,33 @@
 #include <vector>
 
 #include "data.h"
-#include "ddp.h"
+#include "distributed.h"
+#include "json.h"
 #include "model.h"
 #include "rundir.h"
 
 namespace resx {
 
-// Everything comes from the config file that resx.recipe.TrainConfig writes (resx-config/1): recipe
-// constants, the learning rate of every step and the run directory's files are never retyped here.
+// Everything comes from the config.json that resx.recipe.TrainConfig.cpp_config writes
+// (resx-config/2): recipe constants, the learning rate of every step and the run directory's files are
+// never retyped here. The recipe's fields have the names of resx.recipe.TrainConfig's.
 struct TrainConfig {
-  std::string runtime;  // "cpp" (extension) or "cpp-exe" (standalone), recorded in run.json
-  std::string model_file, data_dir, run_dir, device;
-  std::string model_config_json;  // resx.models.ModelConfig, stored in checkpoints
-  std::string config_json;        // train_config.json, echoed into run.json
-  std::string config_digest;      // what a checkpoint of this run carries (TrainConfig.digest)
-  int64_t epochs = 0, batch_size = 0, steps_per_epoch = 0, seed = 0, threads = 0, subset = 0, test_subset = 0,
-          eval_every = 1;
+  int64_t epochs = 0, batch_size = 0, seed = 0, threads = 0, subset = 0, test_subset = 0, eval_every = 1;
   double momentum = 0, weight_decay = 0, label_smoothing = 0;
-  bool nesterov = false, drop_last = true, prefetch = true, channels_last = false, deterministic = false;
-  std::string dtype = "fp32";             // bf16: autocast around forward and loss
-  int64_t world_size = 1;                 // processes of a data-parallel run; batch_size is per process
+  bool nesterov = false, drop_last = true, channels_last = false, deterministic = false;
+  std::string device, dtype = "fp32";  // bf16: autocast around forward and loss
+  int64_t world_size = 1;              // processes of a data-parallel run; batch_size is per process
+  AugmentSpec augment{};
+  // What the run adds to the recipe.
+  std::string runtime;  // "cpp" (extension) or "cpp-exe" (standalone), recorded in run.json
+  std::string model_file, data_dir, run_dir;
+  std::string config_digest;  // what a checkpoint of this run carries (TrainConfig.digest)
+  Json model;                 // resx.models.ModelConfig, stored in checkpoints
+  Json saved;                 // train_config.json, echoed into run.json
+  int64_t steps_per_epoch = 0;
+  bool prefetch = true;
   BucketSizes buckets;                    // DistributedDataParallel's
   std::vector<std::string> rank_columns;  // run.json's per-rank keys (resx.distributed.RANK_COLUMNS)
-  AugmentSpec spec{};
   RunFiles files;
   std::vector<double> lrs;  // one per optimizer step, all epochs
 
@@ -53,6 +57,9 @@ struct Progress {
   double loss = 0;                 // of the last step
   double images_per_s = 0;         // in the current epoch so far
 };
+
+// {"phase": ..., "epoch": ..., ...}: the progress line of resx-cpp train (stderr), by field name.
+Json progress_json(const Progress& p);
 
 struct EvalResult {
   double loss = 0;   // mean cross-entropy
@@ -73,8 +80,8 @@ EvalResult eval_result(const std::vector<double>& sums);  // resx.train.EvalResu
 
 // run.json's "world"; mirrors resx.train.world_report. rows: per rank, one value per column of columns
 // (resx.distributed.RANK_COLUMNS).
-std::string world_json(const World& world, const DataParallelReport* ddp = nullptr,
-                       const std::vector<std::string>& columns = {}, const std::vector<std::vector<double>>& rows = {});
+Json world_json(const World& world, const DataParallelReport* ddp = nullptr,
+                const std::vector<std::string>& columns = {}, const std::vector<std::vector<double>>& rows = {});
 
 class Trainer {
  public:
@@ -99,7 +106,7 @@ class Trainer {
   // Whether the run stops before the next step: asked here, or on any rank (then every rank agrees).
   bool stopping();
   // run.json's "world", with every rank's times (a collective: every rank calls it).
-  std::string world_report();
+  Json world_report();
   Progress progress() const;
   const std::vector<StepRecord>& steps() const { return steps_; }
 

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -26,7 +25,8 @@ from typer.exceptions import TyperException
 import resx
 from resx.errors import PeerError, ResxError
 
-console = Console()
+# Piped to a file or a CI log, rich would cut tables at 80 columns: there, a table takes the width it needs.
+console = Console(width=None if sys.stdout.isatty() else 1000)
 err_console = Console(stderr=True)
 EXIT_BUG = 70  # EX_SOFTWARE, as resx-cpp
 
@@ -39,6 +39,16 @@ def _rank_prefix() -> str:
     """'rank R: ' in a data-parallel rank other than 0 (torchrun's RANK), else nothing."""
     rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
     return "" if rank == "0" else f"rank {rank}: "
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    """A table whose cells fold rather than being cut, in a terminal of any width."""
+    table = Table(title=title)
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i < 2 else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def warn(message: str) -> None:
@@ -129,7 +139,7 @@ def env(
     threads: Annotated[int | None, typer.Option(min=1, help="Set intra-op threads in every runtime first.")] = None,
 ) -> None:
     """What Python, the C++ extension and the standalone C++ executable report, side by side."""
-    from resx import envinfo
+    from resx import env as envinfo
 
     check_threads(threads)
     reports = envinfo.collect(threads)
@@ -179,17 +189,16 @@ def export_cmd(
 ) -> None:
     """Export a resx ResNet with its manifest: a TorchScript file (what LibTorch loads) or an AOTInductor
     package (compiled ahead of time, loaded by Python and C++ alike)."""
-    from resx.export import CompileSettings, export, export_aoti
+    from resx.export import CompileSettings, export, export_aoti, format_of
     from resx.models import ModelConfig
 
-    kind = kind or ("aoti" if output.suffix == ".pt2" else "torchscript")
-    if kind not in ("torchscript", "aoti"):
-        raise ResxError(f"unknown --format '{kind}': torchscript or aoti")
+    kind = format_of(output, kind)
     config = ModelConfig(model, num_classes, stem, ints(layers, "--layers", 4), width)
     if kind == "aoti":
         check_threads(threads)
-        manifest = export_aoti(config, output, seed, weights, CompileSettings(device, dtype, threads, freezing,
-                                                                                channels_last))  # fmt: skip
+        manifest = export_aoti(
+            config, output, seed, weights, CompileSettings(device, dtype, threads, freezing, channels_last)
+        )
         how = f"AOTInductor for {device} {dtype}, threads {threads or 'dynamic'}, compiled in {manifest['compile_seconds']:.1f} s"
     else:
         manifest = export(config, output, seed=seed, weights=weights)
@@ -214,8 +223,17 @@ def inspect(
 
     result = inspect_file(file)
     if as_json:
-        print(json.dumps({"manifest": result.manifest, "checks": result.checks, "failures": result.failures,
-                          "foreign": result.foreign}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "manifest": result.manifest,
+                    "checks": result.checks,
+                    "failures": result.failures,
+                    "foreign": result.foreign,
+                },
+                indent=2,
+            )
+        )
     else:
         if result.manifest is not None:
             table = Table(title=f"{file}: resx manifest", show_header=False)
@@ -250,18 +268,21 @@ class _TrainDisplay:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} img/s"), TimeRemainingColumn(),
-            console=err_console, transient=False,
-        )  # fmt: skip
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:,.0f} img/s"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        )
         self.task = None
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+    def __exit__(self, *exc):  # the display starts with the first progress: a run refused at once shows none
+        return self.progress.__exit__(*exc) if self.task is not None else None
 
     def __call__(self, p) -> None:
         if p.steps == 0:
@@ -270,55 +291,37 @@ class _TrainDisplay:
         done = min(total, p.epoch * p.steps + (p.step if p.phase in ("train", "stopped") and p.step < p.steps else 0))
         description = f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs} {p.phase}"
         if self.task is None:
+            self.progress.__enter__()
             self.task = self.progress.add_task(description, total=total, loss=0.0, rate=0.0)
         fields = {"loss": p.loss, "rate": p.images_per_s} if p.images_per_s > 0 else {}
         self.progress.update(self.task, completed=done, description=description, **fields)
 
 
-def _train_settings(**given) -> dict:
-    """The TrainConfig fields the user gave (None: not given)."""
-    settings = {k: v for k, v in given.items() if v is not None}
-    if "keep_last" in settings:
-        settings["drop_last"] = not settings.pop("keep_last")
-    return settings
+def _default(field: str, shown=None) -> str:
+    """A TrainConfig default for a help string, from the config object itself: `[0.1]`."""
+    from dataclasses import fields
+
+    from resx.recipe import TrainConfig
+
+    value = next(f.default for f in fields(TrainConfig) if f.name == field)
+    return f"[{shown(value) if shown else value}]"
 
 
-def _run_training(job, stop, run_dir: Path) -> None:
-    """Train; in a data-parallel run, rank 0 alone shows progress and the outcome."""
-    from resx import distributed
-    from resx import train as T
-
-    with _TrainDisplay() if job.world.writes else contextlib.nullcontext() as display:
-        try:
-            complete = T.train(job, display, stop)
-        except KeyboardInterrupt:  # a second signal: stopped at once, mid-step
-            stop.signal, complete = stop.signal or signal.SIGINT, False
-        except Exception as e:
-            cause = distributed.lost_contact(e) if job.world.distributed else None
-            if cause is None:
-                raise
-            raise ResxError(f"lost contact with another rank ({cause}); the last complete epoch is kept: "
-                            f"continue with `resx train --resume {run_dir}`") from None  # fmt: skip
-    if not job.world.writes:
-        if not complete:
-            raise typer.Exit(128 + stop.signal)
-        return
-    if not complete:
-        done = job.run_dir.status().epochs_done
-        name = signal.Signals(stop.signal).name
-        error(
-            f"stopped by {name}; the last complete epoch ({done} of {job.config.epochs}) is kept: continue with "
-            f"`resx train --resume {run_dir}`"
-        )
-        raise typer.Exit(128 + stop.signal)
-    epochs = job.run_dir.read_epochs()
-    table = Table(title=f"{job.runtime}: {job.config.model} on CIFAR-10 ({run_dir})")
-    columns = [("Epoch", "epoch"), ("Wall Time", "wall_time"), ("Epoch time", "epoch_time"),
-               ("Train_loss", "train_loss"), ("Train_top_1", "train_top_1"), ("Test_loss", "test_loss"),
-               ("Test_top_1", "test_top_1"), ("Eval time", "eval_time")]  # fmt: skip
+def _print_epochs(outcome) -> None:
+    table = Table(title=f"{outcome.runtime}: {outcome.config.model} on CIFAR-10 ({outcome.run_dir})")
+    columns = [
+        ("Epoch", "epoch"),
+        ("Wall Time", "wall_time"),
+        ("Epoch time", "epoch_time"),
+        ("Train_loss", "train_loss"),
+        ("Train_top_1", "train_top_1"),
+        ("Test_loss", "test_loss"),
+        ("Test_top_1", "test_top_1"),
+        ("Eval time", "eval_time"),
+    ]
     for header, _ in columns:
         table.add_column(header, justify="right")
-    for r in epochs:
+    for r in outcome.epochs:
         values = [getattr(r, f) for _, f in columns]
         table.add_row(str(r.epoch), *("" if v is None else f"{v:.4g}" for v in values[1:]))
     console.print(table)
@@ -332,43 +335,76 @@ def train(
     runtime: Annotated[str | None, typer.Option(help="py, cpp (C++ loop via the extension) or cpp-exe. [py]")] = None,
     data: Annotated[Path | None, typer.Option(help="CIFAR-10 directory. [$RESX_DATA or the cache]")] = None,
     model: Annotated[
-        str | None, typer.Option(help="resnet18, resnet34, resnet50, resnet101, resnet152. [resnet18]")
+        str | None, typer.Option(help=f"resnet18, resnet34, resnet50, resnet101, resnet152. {_default('model')}")
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs to train; with --resume, a larger number extends. [1]")
+        int | None, typer.Option(help=f"Epochs to train; with --resume, a larger number extends. {_default('epochs')}")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step. [128]")] = None,
-    lr: Annotated[float | None, typer.Option(help="Base learning rate. [0.1]")] = None,
-    schedule: Annotated[str | None, typer.Option(help="cosine, step, onecycle or constant, per step. [cosine]")] = None,
-    warmup_epochs: Annotated[float | None, typer.Option(help="Linear warm-up, in epochs. [0]")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum. [0.9]")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="SGD weight decay. [5e-4]")] = None,
-    nesterov: Annotated[bool | None, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum. [no]")] = None,
-    label_smoothing: Annotated[float | None, typer.Option(help="Cross-entropy label smoothing. [0]")] = None,
-    subset: Annotated[int | None, typer.Option(help="Train on the first N images (0: all). [0]")] = None,
-    test_subset: Annotated[int | None, typer.Option(help="Evaluate on the first M test images (0: all). [0]")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of weights, shuffle and augmentation. [0]")] = None,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads (0: LibTorch's default). [0]")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu or cuda. [cpu]")] = None,
-    stem: Annotated[str | None, typer.Option(help="cifar or imagenet. [cifar]")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Images per step (per process). {_default('batch_size')}")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Base learning rate. {_default('lr')}")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help=f"cosine, step, onecycle or constant, per step. {_default('schedule')}")
+    ] = None,
+    warmup_epochs: Annotated[
+        float | None, typer.Option(help=f"Linear warm-up, in epochs. {_default('warmup_epochs')}")
+    ] = None,
+    momentum: Annotated[float | None, typer.Option(help=f"SGD momentum. {_default('momentum')}")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help=f"SGD weight decay. {_default('weight_decay')}")] = None,
+    nesterov: Annotated[
+        bool | None, typer.Option("--nesterov/--no-nesterov", help=f"Nesterov momentum. {_default('nesterov')}")
+    ] = None,
+    label_smoothing: Annotated[
+        float | None, typer.Option(help=f"Cross-entropy label smoothing. {_default('label_smoothing')}")
+    ] = None,
+    subset: Annotated[
+        int | None, typer.Option(help=f"Train on the first N images (0: all). {_default('subset')}")
+    ] = None,
+    test_subset: Annotated[
+        int | None, typer.Option(help=f"Evaluate on the first M test images (0: all). {_default('test_subset')}")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help=f"Seed of weights, shuffle and augmentation. {_default('seed')}")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help=f"Intra-op threads (0: LibTorch's default). {_default('threads')}")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help=f"cpu or cuda. {_default('device')}")] = None,
+    stem: Annotated[str | None, typer.Option(help=f"cifar or imagenet. {_default('stem')}")] = None,
     layers: Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,3,3,3. [the depth's own]")] = None,
-    width: Annotated[int | None, typer.Option(help="Channels of the first stage. [64]")] = None,
-    num_classes: Annotated[int | None, typer.Option(help="Classes of the head. [10]")] = None,
+    width: Annotated[int | None, typer.Option(help=f"Channels of the first stage. {_default('width')}")] = None,
+    num_classes: Annotated[int | None, typer.Option(help=f"Classes of the head. {_default('num_classes')}")] = None,
     keep_last: Annotated[
-        bool | None, typer.Option("--keep-last/--drop-last", help="The last partial batch. [drop]")
+        bool | None,
+        typer.Option(
+            "--keep-last/--drop-last",
+            help=f"The last partial batch. {_default('drop_last', lambda d: 'drop' if d else 'keep')}",
+        ),
     ] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N epochs (and after the last). [1]")] = None,
-    dtype: Annotated[str | None, typer.Option(help="fp32, or bf16 (autocast around forward and loss). [fp32]")] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help=f"Evaluate every N epochs (and after the last). {_default('eval_every')}")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help=f"fp32, or bf16 (autocast around forward and loss). {_default('dtype')}")
+    ] = None,
     channels_last: Annotated[
         bool | None,
-        typer.Option("--channels-last/--contiguous", help="Memory format of weights and inputs. [contiguous]"),
+        typer.Option(
+            "--channels-last/--contiguous",
+            help=f"Memory format of weights and inputs. {_default('channels_last', lambda c: 'channels-last' if c else 'contiguous')}",
+        ),
     ] = None,
     compile: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="py runtime: torch.compile the forward. [no]")
+        bool | None,
+        typer.Option("--compile/--no-compile", help=f"py runtime: torch.compile the forward. {_default('compile')}"),
     ] = None,
     deterministic: Annotated[
         bool | None,
-        typer.Option("--deterministic/--nondeterministic", help="Deterministic algorithms (CUDA: cuDNN, cuBLAS). [no]"),
+        typer.Option(
+            "--deterministic/--nondeterministic",
+            help=f"Deterministic algorithms (CUDA: cuDNN, cuBLAS). {_default('deterministic')}",
+        ),
     ] = None,
     py_module: Annotated[
         str | None, typer.Option(help="py runtime: eager nn.Module or the scripted file. [eager]")
@@ -390,138 +426,89 @@ def train(
     from resx import train as T
     from resx.recipe import TrainConfig
 
-    settings = _train_settings(
-        model=model, num_classes=num_classes, stem=stem, layers=ints(layers, "--layers", 4), width=width,
-        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, seed=seed, threads=threads,
-        device=device, subset=subset, test_subset=test_subset, keep_last=keep_last, eval_every=eval_every,
-        dtype=dtype, channels_last=channels_last, compile=compile, deterministic=deterministic,
-    )  # fmt: skip
-    launch_options = {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank,
-                      "rdzv_endpoint": rdzv_endpoint}  # fmt: skip
+    settings = {
+        k: v
+        for k, v in dict(
+            model=model,
+            num_classes=num_classes,
+            stem=stem,
+            layers=ints(layers, "--layers", 4),
+            width=width,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            label_smoothing=label_smoothing,
+            seed=seed,
+            threads=threads,
+            device=device,
+            subset=subset,
+            test_subset=test_subset,
+            drop_last=None if keep_last is None else not keep_last,
+            eval_every=eval_every,
+            dtype=dtype,
+            channels_last=channels_last,
+            compile=compile,
+            deterministic=deterministic,
+        ).items()
+        if v is not None
+    }
+    launch_options = {
+        "nproc_per_node": nproc_per_node,
+        "nnodes": nnodes,
+        "node_rank": node_rank,
+        "rdzv_endpoint": rdzv_endpoint,
+    }
     given = {k: v for k, v in launch_options.items() if v is not None}
-    launch = distributed.Launch(**given)
-    launch.check()
-    if resume is None:
+    launch = distributed.Launch(**given) if given else None
+    display = None if _rank_prefix() else _TrainDisplay()  # rank 0 alone shows progress
+    if resume is not None:
+        if output is not None:
+            raise ResxError("give either -o RUN (a new run) or --resume RUN (an existing one), not both")
+        fixed = [k for k in settings if k != "epochs"] + [
+            k
+            for k, v in {
+                "runtime": runtime,
+                "data": data,
+                "py_module": py_module,
+                "overwrite": overwrite or None,
+            }.items()
+            if v is not None
+        ]
+        with display or contextlib.nullcontext():
+            outcome = T.resume(resume, epochs=epochs, fixed=fixed, launch=launch, argv=sys.argv[1:], progress=display)
+    else:
         if output is None:
             raise ResxError("give a run directory with -o RUN (or continue one with --resume RUN)")
-    elif output is not None:
-        raise ResxError("give either -o RUN (a new run) or --resume RUN (an existing one), not both")
-    else:
-        fixed = [k for k in settings if k != "epochs"] + [k for k, v in
-                 {"runtime": runtime, "data": data, "py_module": py_module}.items() if v is not None]  # fmt: skip
-        if fixed or overwrite:
-            names = ", ".join(f"--{k.replace('_', '-')}" for k in fixed + (["overwrite"] if overwrite else []))
-            raise ResxError(f"--resume {resume}: a run's settings are fixed; drop {names} (or start a new run with -o)")
-    if distributed.launched():  # a rank that torchrun started (by `resx train --nproc-per-node` or by hand)
-        world = distributed.from_env()
-        if not world.writes:
-            os.environ["RESX_QUIET_JIT"] = "1"  # rank 0's notes are enough
-        if given and launch.world_size != world.size:
-            raise ResxError(f"--nproc-per-node x --nnodes is {launch.world_size}, torchrun started {world.size} "
-                            f"processes; under torchrun, leave them to torchrun")  # fmt: skip
-    else:
-        world = distributed.SINGLE
-        if resume is not None:
-            saved = _saved_world_size(resume)
-            if not given:  # the run's own size, on this node
-                launch = distributed.Launch(nproc_per_node=saved)
-            elif launch.world_size != saved:
-                raise ResxError(f"--resume {resume}: the run trains on {saved} process(es), not "
-                                f"{launch.world_size}; resume it with --nproc-per-node (x --nnodes) {saved}")  # fmt: skip
-    size = world.size if distributed.launched() else launch.world_size
-    if resume is None:  # checked once here, before any process starts
-        config = TrainConfig(**settings, world_size=size)
+        config = TrainConfig(**settings)
         config.validate()
         check_threads(config.threads)
-        T.check_device(config.device)
-        T.check_world(runtime or "py", size)
-    if size > 1 and not distributed.launched():
-        _launch(launch, resume or output)
-    elif resume is None:
-        _new_run(output, overwrite, config, runtime or "py", data, py_module or "eager", world)
+        with display or contextlib.nullcontext():
+            outcome = T.start(
+                config,
+                output,
+                runtime=runtime or "py",
+                data=data,
+                py_module=py_module or "eager",
+                overwrite=overwrite,
+                launch=launch,
+                argv=sys.argv[1:],
+                progress=display,
+            )
+    if not outcome.writes:
+        raise typer.Exit(outcome.exit_code)
+    if outcome.note:
+        console.print(outcome.note, highlight=False)
+    elif outcome.exit_code:
+        if outcome.message:
+            error(outcome.message)
+        raise typer.Exit(outcome.exit_code)
     else:
-        _resume_run(resume, epochs, world)
-
-
-def _saved_world_size(run: Path) -> int:
-    """The number of processes the run was started with (1 if it predates data-parallel runs)."""
-    from resx.rundir import RunDir
-
-    rd = RunDir(run)
-    if rd.status().state == "none":
-        raise ResxError(f"{run}: not a resx run directory; start a run with -o")
-    return int(rd.read_config().get("world_size", 1))
-
-
-def _launch(launch, run: Path) -> None:
-    """This same command in launch.world_size processes, through torchrun; their rank 0 reports."""
-    from resx import distributed
-    from resx.rundir import RunDir
-
-    try:
-        distributed.launch(launch, sys.argv[1:])
-    except distributed.LaunchError as e:
-        if e.args[0]:
-            started = RunDir(run).status().state != "none"
-            error(e.args[0] + (f"; the last complete epoch is kept: continue with `resx train --resume {run}`"
-                               if started else ""))  # fmt: skip
-        raise typer.Exit(e.exit_code) from None
-
-
-def _open_run(world, make, path: Path):
-    """Global rank 0 creates or resumes the run directory under its lock; the other ranks use it."""
-    from resx import distributed
-    from resx.rundir import RunDir
-
-    return distributed.together(world, make if world.writes else None, path) or RunDir(path)
-
-
-def _new_run(output: Path, overwrite: bool, config, runtime: str, data: Path | None, py_module: str, world) -> None:
-    from resx import data as D
-    from resx import distributed
-    from resx import train as T
-    from resx.rundir import RunDir
-
-    world = distributed.init(world, config.device)
-    with T.Stop() as stop, _open_run(world, lambda p: RunDir.create(p, overwrite), output) as rd:
-        try:
-            job = T.prepare(config, runtime, data or D.default_data_dir(), rd, py_module=py_module, world=world)
-        except BaseException:
-            if world.writes:
-                rd.remove_run_files()  # a run that never started leaves nothing behind
-            raise
-        _run_training(job, stop, output)
-
-
-def _resume_run(run: Path, epochs: int | None, world) -> None:
-    """The run's config is authoritative; only --epochs may change, to extend it (recorded)."""
-    from resx import distributed
-    from resx import train as T
-    from resx.recipe import TrainConfig
-    from resx.rundir import RunDir
-
-    saved_device = (
-        TrainConfig.from_dict(RunDir(run).read_config().get("config", {})).device if world.distributed else ""
-    )
-    world = distributed.init(world, saved_device)
-    with T.Stop() as stop, _open_run(world, RunDir.resume, run) as rd:
-        status, saved = rd.status(), rd.read_config()
-        config = TrainConfig.from_dict(saved.get("config", {}))
-        extended = list(saved.get("extended", []))
-        if epochs is not None and epochs != config.epochs:
-            if epochs < config.epochs:
-                raise ResxError(f"--epochs {epochs}: --resume can only extend the run's {config.epochs} epochs")
-            extended.append({"from_epochs": config.epochs, "to_epochs": epochs, "after_epoch": status.epochs_done})
-            config.epochs = epochs
-        elif status.state == "complete":
-            if world.writes:
-                console.print(f"{run}: the run is complete ({config.epochs} epochs); nothing to do "
-                              f"(--epochs N extends it)", highlight=False)  # fmt: skip
-            return
-        job = T.prepare(config, saved.get("runtime", "py"), Path(saved.get("data", "")), rd, resume=True,
-                        py_module=saved.get("py_module", "eager"), extended=extended, world=world)  # fmt: skip
-        _run_training(job, stop, run)
+        _print_epochs(outcome)
 
 
 @app.command("eval")
@@ -542,11 +529,25 @@ def eval_cmd(
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        console.print(f"{runtime}: {result['model']} {weights}: test loss {result['test_loss']:.6f}, "
-                      f"top-1 {result['test_top_1']:.2f}% on {result['images']} images", highlight=False)  # fmt: skip
+        console.print(
+            f"{runtime}: {result['model']} {weights}: test loss {result['test_loss']:.6f}, "
+            f"top-1 {result['test_top_1']:.2f}% on {result['images']} images",
+            highlight=False,
+        )
 
 
 # ----------------------------------------------------------------------------------------- bench
+
+
+def _bench_default(field: str) -> str:
+    """A BenchConfig default for a help string, from the config object itself."""
+    from dataclasses import MISSING, fields
+
+    from resx.bench.config import BenchConfig
+
+    f = next(f for f in fields(BenchConfig) if f.name == field)
+    value = f.default_factory() if f.default is MISSING else f.default
+    return "[" + (",".join(map(str, value)) if isinstance(value, list) else str(value)) + "]"
 
 
 @app.command()
@@ -555,14 +556,14 @@ def bench(
     runtime: Annotated[
         str,
         typer.Option(
-            help="all, or a comma list of language-engine runtimes: py-eager, py-script, py-frozen, py-compile, py-aoti, cpp-script (cpp), cpp-frozen, cpp-aoti, exe-script (cpp-exe), exe-frozen, exe-aoti."
+            help="all, or a comma list of language-engine runtimes: py-eager, py-script, py-frozen, py-compile, py-aoti, cpp-script (cpp), cpp-frozen, cpp-aoti, exe-script (cpp-exe), exe-frozen, exe-aoti; NAME@bf16 runs that one at bf16 alone."
         ),
     ] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="The short preset (what make demo runs).")] = False,
     preset: Annotated[
         str, typer.Option(help="quick, gpu (for a GPU), seed (ResNet18/34, 50 epochs, batch 128; a GPU job) or custom.")
     ] = "custom",
-    model: Annotated[str | None, typer.Option(help="Comma list of models (default: the preset's, resnet18).")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Comma list of models. {_bench_default('models')}")] = None,
     stem: Annotated[
         str, typer.Option(help="cifar, or imagenet to see what a mismatched architecture measures.")
     ] = "cifar",
@@ -571,9 +572,9 @@ def bench(
     data: Annotated[
         Path | None, typer.Option(help="CIFAR-10 for training (default: synthetic images, timing only).")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu or cuda. [the preset's, cpu]")] = None,
+    device: Annotated[str | None, typer.Option(help=f"cpu or cuda. {_bench_default('device')}")] = None,
     dtype: Annotated[
-        str | None, typer.Option(help="fp32, bf16 or fp32,bf16: every runtime at each. [the preset's, fp32]")
+        str | None, typer.Option(help=f"fp32, bf16 or fp32,bf16: every runtime at each. {_bench_default('dtypes')}")
     ] = None,
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Channels-last weights and inputs everywhere.")
@@ -584,18 +585,52 @@ def bench(
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Deterministic algorithms in every runtime (CUDA).")
     ] = False,
-    threads: Annotated[int, typer.Option(help="Intra-op threads in every runtime (0: torch's default).")] = 0,
-    rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, each on a fresh runtime state.")] = None,
-    latency_calls: Annotated[int | None, typer.Option(help="Timed batch-1 calls per runtime and round.")] = None,
-    batch_sizes: Annotated[str | None, typer.Option(help="Throughput batch sizes, e.g. 1,8,32,128.")] = None,
-    throughput_calls: Annotated[int | None, typer.Option(help="Timed calls per runtime, batch size and round.")] = None,
-    thread_counts: Annotated[str | None, typer.Option(help="Concurrent callers, e.g. 1,2,4.")] = None,
-    thread_seconds: Annotated[float | None, typer.Option(help="Seconds per runtime, thread count and round.")] = None,
-    train_steps: Annotated[
-        int | None, typer.Option(help="Training steps per runtime and round (without --epochs).")
+    threads: Annotated[
+        int, typer.Option(help="Intra-op threads in every runtime, at most the cores (0: torch's default).")
+    ] = 0,
+    target: Annotated[
+        float | None,
+        typer.Option(help=f"Stop a path once each ratio's 95% interval is within +-this. {_bench_default('target')}"),
     ] = None,
-    train_batch: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    train_rounds: Annotated[int | None, typer.Option(help="Training runs per runtime, interleaved.")] = None,
+    min_rounds: Annotated[
+        int | None, typer.Option(help=f"Rounds before a path may stop. {_bench_default('min_rounds')}")
+    ] = None,
+    max_rounds: Annotated[int | None, typer.Option(help=f"Rounds at most. {_bench_default('max_rounds')}")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Exactly this many rounds (no adaptive stop).")] = None,
+    budget: Annotated[
+        float | None, typer.Option(help=f"Seconds for the inference rounds. {_bench_default('budget')}")
+    ] = None,
+    latency_calls: Annotated[
+        int | None, typer.Option(help=f"Timed batch-1 calls per path and round. {_bench_default('latency_calls')}")
+    ] = None,
+    batch_sizes: Annotated[
+        str | None, typer.Option(help=f"Batch sizes, e.g. 1,8,32,128. {_bench_default('batch_sizes')}")
+    ] = None,
+    throughput_calls: Annotated[
+        int | None,
+        typer.Option(help=f"Timed calls per batch size, path and round. {_bench_default('throughput_calls')}"),
+    ] = None,
+    thread_counts: Annotated[
+        str | None, typer.Option(help=f"Concurrent callers, e.g. 1,2. {_bench_default('thread_counts')}")
+    ] = None,
+    thread_seconds: Annotated[
+        float | None, typer.Option(help=f"Seconds per caller count, path and round. {_bench_default('thread_seconds')}")
+    ] = None,
+    train_steps: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Training steps per run (without --epochs); the first is dropped. {_bench_default('train_steps')}"
+        ),
+    ] = None,
+    train_batch: Annotated[
+        int | None, typer.Option(help=f"Training batch size. {_bench_default('train_batch')}")
+    ] = None,
+    train_rounds: Annotated[
+        int | None, typer.Option(help=f"Training runs per path at most. {_bench_default('train_rounds')}")
+    ] = None,
+    train_budget: Annotated[
+        float | None, typer.Option(help=f"Seconds for the training rounds. {_bench_default('train_budget')}")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Train full epochs (needs --data) and report accuracy.")] = None,
     inference: Annotated[bool, typer.Option("--inference/--no-inference", help="Measure inference.")] = True,
     training: Annotated[bool, typer.Option("--training/--no-training", help="Measure training.")] = True,
@@ -604,44 +639,73 @@ def bench(
     ] = 0.5,
     force: Annotated[bool, typer.Option("--force", help="Run even when the fairness gate fails (recorded).")] = False,
 ) -> None:
-    """The fair comparison: latency, throughput, threads and training per runtime, with a report."""
+    """The fair comparison: latency, throughput, concurrency and training per runtime, with a report."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from resx import bench as B
 
-    check_threads(threads)
+    if rounds is not None:
+        min_rounds = max_rounds = rounds
     cfg = B.configure(
-        "quick" if quick else preset, runtimes=runtime, models=model.split(",") if model else None, stem=stem,
-        layers=ints(layers, "--layers", 4), width=width, data=str(data) if data else None, device=device,
-        dtypes=[d.strip() for d in dtype.split(",")] if dtype else None, channels_last=channels_last,
-        cuda_graphs=cuda_graphs or None, deterministic=deterministic or None,
-        threads=threads, rounds=rounds, latency_calls=latency_calls, batch_sizes=ints(batch_sizes, "--batch-sizes"),
-        throughput_calls=throughput_calls, thread_counts=ints(thread_counts, "--thread-counts"),
-        thread_seconds=thread_seconds, train_steps=train_steps, train_batch=train_batch, train_rounds=train_rounds,
-        epochs=epochs, inference=inference, training=training, max_load=max_load, force=force,
-    )  # fmt: skip
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                  transient=True) as progress:  # fmt: skip
+        "quick" if quick else preset,
+        runtimes=runtime,
+        models=model.split(",") if model else None,
+        stem=stem,
+        layers=ints(layers, "--layers", 4),
+        width=width,
+        data=str(data) if data else None,
+        device=device,
+        dtypes=[d.strip() for d in dtype.split(",")] if dtype else None,
+        channels_last=channels_last,
+        cuda_graphs=cuda_graphs or None,
+        deterministic=deterministic or None,
+        threads=threads,
+        target=target,
+        min_rounds=min_rounds,
+        max_rounds=max_rounds,
+        budget=budget,
+        latency_calls=latency_calls,
+        batch_sizes=ints(batch_sizes, "--batch-sizes"),
+        throughput_calls=throughput_calls,
+        thread_counts=ints(thread_counts, "--thread-counts"),
+        thread_seconds=thread_seconds,
+        train_steps=train_steps,
+        train_batch=train_batch,
+        train_rounds=train_rounds,
+        train_budget=train_budget,
+        epochs=epochs,
+        inference=inference,
+        training=training,
+        max_load=max_load,
+        force=force,
+    )
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=True
+    ) as progress:
         task = progress.add_task("starting", total=None)
         results = B.run(cfg, notify=lambda text: progress.update(task, description=text), warn=warn)
     files = B.report.write(results, output)
     title = f"resx bench ({cfg.preset}): {', '.join(cfg.models)}, {cfg.device}, {cfg.threads} intra-op threads"
-    table = Table(title=title + (" [LOADED]" if results["loaded"] else ""))
-    for column in B.report.SEED_COLUMNS:
-        table.add_column(column, justify="left" if column in ("Runtime", "Model") else "right")
-    for row in B.report.seed_table(results):
-        table.add_row(*row)
-    console.print(table)
+    header, rows = B.report.comparison(results)
+    console.print(_table(title + (" [LOADED]" if results.loaded else ""), header, rows))
     for line in B.report.headline(results):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
-    for model, entry in results["models"].items():
-        shipped = Table(title=f"{model}: what should I ship?")
-        for column in B.report.SHIP_COLUMNS:
-            shipped.add_column(column)
-        for row in B.report.ship(results, model, entry):
-            shipped.add_row(*row)
-        console.print(shipped)
-    console.print(f"report: {output / 'report.md'} ({len(files)} files)")
+    for name, entry in results.models.items():
+        console.print(_table(f"{name}: what should I ship?", B.report.SHIP_COLUMNS, B.report.ship(entry)))
+        short = B.report.missed(entry)
+        if short:
+            console.print(
+                f"  not within ±{cfg.target:.0%} when the budget ended: {', '.join(short)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    mem = results.memory.get("peak_rss_bytes", 0) / 2**30
+    console.print(
+        f"took {B.report.fmt_time(results.seconds)}, at most {mem:.2f} GB resident; report: "
+        f"{output / 'report.md'} ({len(files)} files)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -668,8 +732,14 @@ def data_fetch(
     from resx.data import URL, fetch
 
     dest = _data_dir(directory)
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
         task = progress.add_task(f"CIFAR-10 from {URL}", total=None)
         path = fetch(dest, progress=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(f"CIFAR-10 ready in {path}")

@@ -11,13 +11,9 @@ from pathlib import Path
 import torch  # noqa: F401  (loads LibTorch before the extension that links it)
 
 from resx import _cpp
-from resx.errors import ResxError
+from resx.errors import CppRuntimeError, ResxError
 
 __all__ = ["CppRuntimeError", "_cpp", "executable", "executable_env", "run_executable"]
-
-
-class CppRuntimeError(RuntimeError):
-    """resx-cpp failed in a way no input explains (it exited neither 0 nor 1): a bug to report."""
 
 
 def executable() -> Path:

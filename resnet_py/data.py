@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from resx.errors import ResxError
+from resx.errors import DataError
 from resx.files import atomic_write
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -73,10 +73,6 @@ class AugmentSpec:
 AUGMENT = AugmentSpec()
 
 
-class DataError(ResxError):
-    """A CIFAR-10 file or directory is unusable; the message names it and says what is wrong."""
-
-
 # ---------------------------------------------------------------------------------------- readers
 
 
@@ -107,15 +103,17 @@ def _check_labels(path: Path, labels: Tensor) -> None:
 class _ArrayUnpickler(pickle.Unpickler):
     """CIFAR's pickled batches hold dicts of numpy arrays and lists: allow exactly that."""
 
-    ALLOWED = frozenset({
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),
-    })  # fmt: skip
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
@@ -301,8 +299,9 @@ def fetch(
         digest = hashlib.md5(part.read_bytes()).hexdigest()
         if digest != md5:
             part.unlink()
-            raise DataError(f"{url}: md5 {digest} != published {md5}; the download was corrupt and is deleted, "
-                            f"run again")  # fmt: skip
+            raise DataError(
+                f"{url}: md5 {digest} != published {md5}; the download was corrupt and is deleted, run again"
+            )
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
             with tarfile.open(part) as tar:
                 tar.extractall(tmp, filter="data")
@@ -324,8 +323,10 @@ def _download(url: str, part: Path, progress: Callable[[int, int | None], None] 
         response = urllib.request.urlopen(request, timeout=timeout)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         reason = getattr(e, "reason", e)
-        raise DataError(f"cannot download {url} ({reason}); without internet, copy the CIFAR-10 binary release "
-                        f"to a directory and pass it with --data DIR or ${DATA_ENV}=DIR") from None  # fmt: skip
+        raise DataError(
+            f"cannot download {url} ({reason}); without internet, copy the CIFAR-10 binary release "
+            f"to a directory and pass it with --data DIR or ${DATA_ENV}=DIR"
+        ) from None
     with response:
         resumed = getattr(response, "status", None) == 206  # the server honoured Range
         length = int(response.headers.get("Content-Length") or 0)
@@ -459,8 +460,11 @@ class CifarLoader:
 
     def batches(self, epoch: int = 0) -> Iterator[Batch]:
         n = self._samples()
-        plan = EpochPlan.draw(self.seed, epoch, len(self.images), self.spec).shard(self.rank, self.world) \
-            if self.train else None  # fmt: skip
+        plan = (
+            EpochPlan.draw(self.seed, epoch, len(self.images), self.spec).shard(self.rank, self.world)
+            if self.train
+            else None
+        )
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
             if plan is None and self.world == 1:

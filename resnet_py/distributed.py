@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from resx.errors import PeerError, ResxError
+from resx.errors import LaunchError, PeerError, ResxError
 
 MiB = 1024 * 1024
-# DistributedDataParallel's defaults, handed to the C++ runtime (config.txt) rather than retyped there.
+# DistributedDataParallel's defaults, handed to the C++ runtime (config.json) rather than retyped there.
 BUCKET_BYTES_CAP = 25 * MiB  # torch.nn.parallel.distributed._DEFAULT_BUCKET_CAP_MB
 FIRST_BUCKET_BYTES_CAP = dist._DEFAULT_FIRST_BUCKET_BYTES if dist.is_available() else MiB
 BROADCAST_BUCKET_BYTES = 250 * MiB  # DDP's broadcast_bucket_size: parameters at start, buffers per forward
@@ -35,8 +35,16 @@ TIMEOUT_SECONDS = 600
 # Per rank, what run.json reports: this process's mean step time and its parts, and DDP's own timers
 # (c10d::Logger, sampled every step), in seconds: the all-reduce from its first bucket's start to its
 # last one's end, and the part of that during which backward still computed.
-RANK_COLUMNS = ("steps", "step_s", "data_s", "forward_s", "backward_s", "optimizer_s", "allreduce_s",
-                "allreduce_overlap_s")  # fmt: skip
+RANK_COLUMNS = (
+    "steps",
+    "step_s",
+    "data_s",
+    "forward_s",
+    "backward_s",
+    "optimizer_s",
+    "allreduce_s",
+    "allreduce_overlap_s",
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,9 @@ def launched() -> bool:
 def from_env() -> World:
     """torchrun's RANK, WORLD_SIZE and LOCAL_RANK (one process, rank 0 of 1, without them)."""
     try:
-        return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                     int(os.environ.get("LOCAL_RANK", 0)))  # fmt: skip
+        return World(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+        )
     except ValueError:
         raise ResxError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (torchrun sets them)") from None
 
@@ -91,6 +100,12 @@ def init(world: World, device: str) -> World:
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=_dt.timedelta(seconds=TIMEOUT_SECONDS))
     return World(world.rank, world.size, world.local_rank, backend, dist.group.WORLD.group_name)
+
+
+def finish(world: World) -> None:
+    """The process group's end, before the process's: gloo's threads left running at exit abort it."""
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def agree(error: str | None, world: World) -> None:
@@ -216,17 +231,13 @@ class Launch:
             args.append("--standalone")
         else:
             host, port = self.rdzv_endpoint.rsplit(":", 1)
-            args += ["--rdzv-backend=static", f"--node-rank={self.node_rank}", f"--master-addr={host}",
-                     f"--master-port={port}"]  # fmt: skip
+            args += [
+                "--rdzv-backend=static",
+                f"--node-rank={self.node_rank}",
+                f"--master-addr={host}",
+                f"--master-port={port}",
+            ]
         return [*args, "--monitor-interval=0.1", "-m", "resx", *argv]
-
-
-class LaunchError(ResxError):
-    """A rank of a launched run failed; the message names it."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def launch(launch: Launch, argv: list[str]) -> None:

@@ -19,29 +19,12 @@ from pathlib import Path
 
 import torch
 
-from resx.envinfo import set_deterministic
+from resx.device import autocast, set_deterministic, to_channels_last
 from resx.errors import ResxError
 from resx.export import fingerprint, load, script, weights_hash
-from resx.export.aoti import Inference, check_settings, read_manifest, to_channels_last
+from resx.export.aoti import Inference, check_settings, read_manifest
 from resx.models import DTYPES, ModelConfig, build
-from resx.train import autocast
-
-ENGINES = ("eager", "script", "frozen", "compile", "aoti")
-# Max abs difference of batch-1 logits from py-eager at fp32 that each engine and dtype may show: the
-# same graph and weights run as they are (1e-4); with BatchNorm folded or kernels fused by a compiler
-# (1e-3); in bf16 (3 significant digits) whatever the engine.
-TOLERANCE: dict[tuple[str, str], float] = {
-    (engine, dtype): 1e-1 if dtype == "bf16" else (1e-4 if engine in ("eager", "script") else 1e-3)
-    for engine in ENGINES
-    for dtype in DTYPES
-}
-CUDA_FP32_TOLERANCE = 1e-2  # on CUDA, cuDNN convolutions run in TF32 by default (10-bit mantissa)
-
-
-def tolerance(engine: str, dtype: str, device: str) -> float:
-    """TOLERANCE, widened on CUDA at fp32 for TF32 convolutions."""
-    base = TOLERANCE[(engine, dtype)]
-    return max(base, CUDA_FP32_TOLERANCE) if device.startswith("cuda") and dtype == "fp32" else base
+from resx.tolerances import ENGINES
 
 
 @dataclass(frozen=True)
@@ -51,7 +34,7 @@ class EngineOptions:
     dtype: str = "fp32"
     channels_last: bool = False
     runners: int = 1  # aoti: models that may run at once (concurrent callers)
-    deterministic: bool = False  # resx.envinfo.set_deterministic for the process (CUDA)
+    deterministic: bool = False  # resx.device.set_deterministic for the process (CUDA)
     cuda_graphs: bool = False  # capture the forward in a CUDA graph per batch size, replay it
 
     def validate(self) -> None:

@@ -1,5 +1,5 @@
-"""The errors a user can fix. The CLI prints their message as one line and exits 1; anything else is a
-bug in resx and keeps its traceback."""
+"""Every error resx raises on purpose, in one place. The CLI prints a ResxError's message as one line and
+exits 1; anything else is a bug in resx and keeps its traceback."""
 
 
 class ResxError(Exception):
@@ -10,5 +10,33 @@ class ConfigError(ResxError, ValueError):
     """A setting out of range or of an unknown kind (also a ValueError, for library callers)."""
 
 
+class DataError(ResxError):
+    """A CIFAR-10 file or directory is unusable; the message names it and says what is wrong."""
+
+
+class ExportError(ResxError):
+    """A resx export cannot be made or read; the message names the file and the fix."""
+
+
+class TrainError(ResxError):
+    """A run cannot start or continue; the message names the input and the fix."""
+
+
+class BenchError(ResxError):
+    """The benchmark cannot run fairly (or at all); the message says why and what to do."""
+
+
 class PeerError(ResxError):
     """Another rank of a data-parallel run failed and printed why; this one exits 1 without repeating it."""
+
+
+class LaunchError(ResxError):
+    """A rank of a launched run failed; the message names it (empty: the ranks printed why)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class CppRuntimeError(RuntimeError):
+    """resx-cpp failed in a way no input explains (it exited neither 0 nor 1): a bug to report."""

@@ -8,7 +8,6 @@ import contextlib
 import io
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 from resx.errors import ResxError
@@ -47,23 +46,6 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise write_error(path, e) from None
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """For writers that take a path (AOTInductor's packager): yield a temporary path beside `path`;
-    on success it replaces `path`, on any error it is removed."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        raise write_error(path, e) from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def torch_bytes(obj) -> bytes:

@@ -130,6 +130,7 @@ ARCHITECTURES: dict[str, tuple[type[BasicBlock | Bottleneck], list[int]]] = {
     "resnet152": (Bottleneck, [3, 8, 36, 3]),
 }
 DEFAULT_WIDTH = 64
+MAX_SEED = 2**63 - 1  # torch seeds are int64
 DTYPES = ("fp32", "bf16")  # the precisions resx runs a network in: float32, or under bfloat16 autocast
 
 

@@ -1,4 +1,4 @@
-"""The training recipe, defined once: both runtimes receive this object (C++ as a resx-config/1 file,
+"""The training recipe, defined once: both runtimes receive this object (C++ as the run's config.json,
 including the learning rate of every step, so no schedule formula is retyped in C++)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 from resx.data import AUGMENT, AugmentSpec
 from resx.distributed import BROADCAST_BUCKET_BYTES, BUCKET_BYTES_CAP, FIRST_BUCKET_BYTES_CAP, RANK_COLUMNS
 from resx.errors import ConfigError
-from resx.models import DEFAULT_WIDTH, DTYPES, ModelConfig
+from resx.models import DEFAULT_WIDTH, DTYPES, MAX_SEED, ModelConfig
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 DEVICES = ("cpu", "cuda")
-CONFIG_FORMAT = "resx-config/1"
+CONFIG_FORMAT = "resx-config/2"  # config.json; resx-config/1 was a key = value config.txt
 
 
 @dataclass
@@ -69,10 +69,12 @@ class TrainConfig:
             (not self.nesterov or self.momentum > 0, "--nesterov needs a positive --momentum"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (self.schedule in SCHEDULES, f"unknown --schedule '{self.schedule}': choose {', '.join(SCHEDULES)}"),
-            (0 <= self.warmup_epochs <= self.epochs,
-             f"--warmup-epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}"),
+            (
+                0 <= self.warmup_epochs <= self.epochs,
+                f"--warmup-epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}",
+            ),
             (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (0 <= self.seed <= MAX_SEED, f"--seed must be in [0, 2**63 - 1], got {self.seed}"),
             (self.threads >= 0, f"--threads must be >= 0 (0: LibTorch's default), got {self.threads}"),
             (self.subset >= 0, f"--subset must be >= 0 (0: all), got {self.subset}"),
             (self.test_subset >= 0, f"--test-subset must be >= 0 (0: all), got {self.test_subset}"),
@@ -80,7 +82,7 @@ class TrainConfig:
             (self.world_size >= 1, f"the world size must be at least 1, got {self.world_size}"),
             (self.device.split(":")[0] in DEVICES, f"unknown --device '{self.device}': cpu or cuda"),
             (self.dtype in DTYPES, f"unknown --dtype '{self.dtype}': {' or '.join(DTYPES)}"),
-        ]  # fmt: skip
+        ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -136,7 +138,7 @@ class TrainConfig:
         except (KeyError, TypeError) as e:
             raise ConfigError(f"not a resx training config ({type(e).__name__}: {e})") from None
 
-    def cpp_config_text(
+    def cpp_config(
         self,
         *,
         runtime: str,
@@ -144,36 +146,32 @@ class TrainConfig:
         data_dir: Path,
         run_dir: Path,
         steps_per_epoch: int,
-        run_keys: dict[str, str],
+        run_files: dict,
         saved: dict,
         prefetch: bool = True,
-    ) -> str:
-        """The resx-config/1 file that resx::TrainConfig::read parses. Floats as repr: the exact same
-        doubles reach C++. run_keys: the run directory's file names and columns (resx.rundir);
-        saved: train_config.json, echoed into run.json."""
-        a = self.augment
-        values = {
-            "format": CONFIG_FORMAT, "runtime": runtime, "model_file": model_file, "data_dir": data_dir,
-            "run_dir": run_dir, "device": self.device,
-            "model_config": json.dumps(self.model_config().to_dict(), separators=(",", ":")),
-            "config_json": json.dumps(saved, separators=(",", ":")), "config_digest": self.digest(),
-            "epochs": self.epochs, "batch_size": self.batch_size, "steps_per_epoch": steps_per_epoch,
-            "seed": self.seed, "threads": self.threads, "subset": self.subset, "test_subset": self.test_subset,
-            "eval_every": self.eval_every, "momentum": repr(self.momentum), "weight_decay": repr(self.weight_decay),
-            "label_smoothing": repr(self.label_smoothing), "nesterov": int(self.nesterov),
-            "drop_last": int(self.drop_last), "prefetch": int(prefetch), "dtype": self.dtype,
-            "channels_last": int(self.channels_last), "deterministic": int(self.deterministic),
-            "world_size": self.world_size, "bucket_bytes_cap": BUCKET_BYTES_CAP,
-            "first_bucket_bytes_cap": FIRST_BUCKET_BYTES_CAP, "broadcast_bucket_bytes": BROADCAST_BUCKET_BYTES,
-            "rank_columns": ",".join(RANK_COLUMNS),
-            "crop": a.crop, "padding": a.padding, "flip_p": repr(a.flip_p),
-            "mean": ",".join(map(repr, a.mean)), "std": ",".join(map(repr, a.std)),
-            **run_keys,
-            "lrs": ",".join(map(repr, self.learning_rates(steps_per_epoch))),
-        }  # fmt: skip
-        lines = ["# resx training config: written by resx, read by the C++ runtime (resx-cpp train FILE)"]
-        for key, value in values.items():
-            if "\n" in str(value):
-                raise ConfigError(f"{key} '{value}' contains a line break; use another path")
-            lines.append(f"{key} = {value}")
-        return "\n".join(lines) + "\n"
+    ) -> dict:
+        """config.json, what resx::TrainConfig::read parses: this config by its own field names, and what the
+        run adds (its files, every step's learning rate, DDP's sizes). JSON floats are Python's repr: the
+        same doubles reach C++. run_files: the run directory's names and columns (resx.rundir); saved:
+        train_config.json, echoed into run.json."""
+        return {
+            "format": CONFIG_FORMAT,
+            "config": self.to_dict(),
+            "runtime": runtime,
+            "model_file": str(model_file),
+            "data_dir": str(data_dir),
+            "run_dir": str(run_dir),
+            "model": self.model_config().to_dict(),
+            "saved": saved,
+            "config_digest": self.digest(),
+            "steps_per_epoch": steps_per_epoch,
+            "prefetch": prefetch,
+            "distributed": {
+                "bucket_bytes_cap": BUCKET_BYTES_CAP,
+                "first_bucket_bytes_cap": FIRST_BUCKET_BYTES_CAP,
+                "broadcast_bucket_bytes": BROADCAST_BUCKET_BYTES,
+                "rank_columns": list(RANK_COLUMNS),
+            },
+            "run_files": run_files,
+            "lrs": self.learning_rates(steps_per_epoch),
+        }

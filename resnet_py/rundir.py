@@ -1,9 +1,10 @@
 """The run directory: one owner for its files, their names and columns, its lock and its checkpoints.
 Mirrored by resx::RunDir (resnet_cpp/rundir.cpp), which receives the names, formats and columns below
-through the run's config.txt instead of retyping them.
+through the run's config.json instead of retyping them. The records are fixed in both languages
+(resx::StepRecord, resx::EpochRecord), and tests/test_records.py fails when they drift apart.
 
     train_config.json  the TrainConfig, runtime and data (what --resume reads; written by Python)
-    config.txt         the same for the C++ runtime (resx-config/1, resx.recipe)
+    config.json        the same for the C++ runtime (resx-config/2, resx.recipe)
     model.pt           the exported TorchScript file (its fingerprint names the architecture)
     steps.csv          one StepRecord per optimizer step
     metrics.csv        one EpochRecord per epoch (the well-known column names)
@@ -34,7 +35,10 @@ from resx.errors import ResxError
 from resx.files import atomic_write, is_temp, safe_torch_load, torch_bytes
 
 CONFIG_JSON = "train_config.json"
-CPP_CONFIG = "config.txt"
+CPP_CONFIG = "config.json"
+# What C++ read before resx-config/2: a key = value file. An old run resumes (its config.json is written
+# from train_config.json, as at every start), and the old file is removed then.
+LEGACY_CPP_CONFIG = "config.txt"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
 FINAL = "final.pt"
@@ -130,9 +134,9 @@ class Table:
         except (TypeError, ValueError) as e:
             raise ResxError(f"{source}: malformed {self.file} ({e})") from None
 
-    def spec(self) -> str:
-        """The columns for the C++ runtime: header:field:kind,..."""
-        return ",".join(f"{c.header}:{c.field}:{c.kind}" for c in self.columns)
+    def spec(self) -> dict:
+        """The file and its columns, for the C++ runtime (resx::Table)."""
+        return {"file": self.file, "columns": [asdict(c) for c in self.columns]}
 
 
 def _columns(record: type, *spec: tuple[str, str]) -> tuple[Column, ...]:
@@ -140,27 +144,63 @@ def _columns(record: type, *spec: tuple[str, str]) -> tuple[Column, ...]:
     return tuple(Column(h, f.name, k) for (h, k), f in zip(spec, fields(record), strict=True))
 
 
-STEPS = Table("steps.csv", StepRecord, _columns(
-    StepRecord, ("epoch", "int"), ("step", "int"), ("lr", "exact"), ("loss", "exact"), ("batch_size", "int"),
-    ("correct", "int"), ("data_s", "seconds"), ("forward_s", "seconds"), ("backward_s", "seconds"),
-    ("optimizer_s", "seconds"),
-))  # fmt: skip
-METRICS = Table("metrics.csv", EpochRecord, _columns(
-    EpochRecord, ("Epoch", "int"), ("Wall Time", "seconds"), ("Epoch time", "seconds"), ("Train_loss", "exact"),
-    ("Train_top_1", "exact"), ("Test_loss", "exact"), ("Test_top_1", "exact"), ("Eval time", "seconds"),
-    ("data_s", "seconds"), ("forward_s", "seconds"), ("backward_s", "seconds"), ("optimizer_s", "seconds"),
-    ("images_per_s", "exact"), ("lr", "exact"),
-))  # fmt: skip
-RUN_FILES = (CONFIG_JSON, CPP_CONFIG, MODEL, STEPS.file, METRICS.file, CHECKPOINT, FINAL, RUN_JSON)
+STEPS = Table(
+    "steps.csv",
+    StepRecord,
+    _columns(
+        StepRecord,
+        ("epoch", "int"),
+        ("step", "int"),
+        ("lr", "exact"),
+        ("loss", "exact"),
+        ("batch_size", "int"),
+        ("correct", "int"),
+        ("data_s", "seconds"),
+        ("forward_s", "seconds"),
+        ("backward_s", "seconds"),
+        ("optimizer_s", "seconds"),
+    ),
+)
+METRICS = Table(
+    "metrics.csv",
+    EpochRecord,
+    _columns(
+        EpochRecord,
+        ("Epoch", "int"),
+        ("Wall Time", "seconds"),
+        ("Epoch time", "seconds"),
+        ("Train_loss", "exact"),
+        ("Train_top_1", "exact"),
+        ("Test_loss", "exact"),
+        ("Test_top_1", "exact"),
+        ("Eval time", "seconds"),
+        ("data_s", "seconds"),
+        ("forward_s", "seconds"),
+        ("backward_s", "seconds"),
+        ("optimizer_s", "seconds"),
+        ("images_per_s", "exact"),
+        ("lr", "exact"),
+    ),
+)
+RUN_FILES = (CONFIG_JSON, CPP_CONFIG, LEGACY_CPP_CONFIG, MODEL, STEPS.file, METRICS.file, CHECKPOINT, FINAL, RUN_JSON)
 
 
 # ------------------------------------------------------------------------------------- checkpoints
 
 _CHECKPOINT_KEYS = {
-    "format": str, "fingerprint": str, "model_config": str, "config_digest": str, "steps_per_epoch": int,
-    "epoch": int, "step": int, "wall_time": float, "model": dict, "momentum": dict, "metrics_csv": str,
+    "format": str,
+    "fingerprint": str,
+    "model_config": str,
+    "config_digest": str,
+    "steps_per_epoch": int,
+    "epoch": int,
+    "step": int,
+    "wall_time": float,
+    "model": dict,
+    "momentum": dict,
+    "metrics_csv": str,
     "steps_csv": str,
-}  # fmt: skip
+}
 
 
 def read_checkpoint(path: Path, mmap: bool = False) -> dict:
@@ -247,11 +287,17 @@ class RunDir:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    def cpp_keys(self) -> dict[str, str]:
-        """What resx::RunDir needs to write this directory, for config.txt."""
-        return {"checkpoint_format": CHECKPOINT_FORMAT, "steps_file": STEPS.file, "steps_columns": STEPS.spec(),
-                "metrics_file": METRICS.file, "metrics_columns": METRICS.spec(), "checkpoint_file": CHECKPOINT,
-                "final_file": FINAL, "run_file": RUN_JSON, "lock_file": LOCK}  # fmt: skip
+    def cpp_files(self) -> dict:
+        """What resx::RunDir needs to write this directory (resx::RunFiles), for config.json."""
+        return {
+            "checkpoint_format": CHECKPOINT_FORMAT,
+            "checkpoint": CHECKPOINT,
+            "final": FINAL,
+            "run": RUN_JSON,
+            "lock": LOCK,
+            "steps": STEPS.spec(),
+            "metrics": METRICS.spec(),
+        }
 
     # -- life cycle
     @classmethod

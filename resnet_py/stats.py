@@ -1,13 +1,62 @@
-"""Every statistic of resx, in one place, with numpy. Runtimes hand in raw nanoseconds."""
+"""Every statistic of resx, in one place, with numpy. Runtimes hand in raw times; the bench compares
+paths by their per-round statistics (a fresh process each round), with intervals that stay honest for a
+few rounds: Student's t on the logarithm of the per-round ratios."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 NS_PER_MS = 1e6
-Rounds = Sequence[Sequence[float]]
+CONFIDENCE = 0.95
+# Student's t, 97.5% quantile, for 1..30 degrees of freedom (a two-sided 95% interval).
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5% quantile of Student's t with df degrees of freedom (beyond 30: the Cornish-Fisher
+    expansion around the normal's, within 1e-4 there)."""
+    if df < 1:
+        raise ValueError("a t quantile needs at least 1 degree of freedom")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = NormalDist().inv_cdf(0.975)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def summarize(ns: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -16,9 +65,16 @@ def summarize(ns: Sequence[int] | np.ndarray) -> dict[str, float]:
     if x.size == 0:
         raise ValueError("no samples to summarize")
     p50, p90, p99 = np.percentile(x, [50, 90, 99])
-    return {"n": int(x.size), "mean_ms": float(x.mean()), "std_ms": float(x.std(ddof=1)) if x.size > 1 else 0.0,
-            "min_ms": float(x.min()), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
-            "max_ms": float(x.max())}  # fmt: skip
+    return {
+        "n": int(x.size),
+        "mean_ms": float(x.mean()),
+        "std_ms": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+        "min_ms": float(x.min()),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "max_ms": float(x.max()),
+    }
 
 
 def throughput(ns: Sequence[int] | np.ndarray, batch: int) -> float:
@@ -26,46 +82,35 @@ def throughput(ns: Sequence[int] | np.ndarray, batch: int) -> float:
     return batch / (float(np.median(np.asarray(ns, dtype=np.float64))) / 1e9)
 
 
-def pooled(rounds: Rounds) -> np.ndarray:
-    return np.concatenate([np.asarray(r, dtype=np.float64) for r in rounds])
+@dataclass(frozen=True)
+class Interval:
+    """A ratio of two paths over the rounds both ran: the geometric mean of the per-round ratios, its 95%
+    interval (t with rounds - 1 degrees of freedom, on the log scale), the relative half-width of that
+    interval, and the quartiles of the per-round ratios (the spread between rounds)."""
+
+    value: float
+    low: float
+    high: float
+    rounds: int
+    half_width: float  # (high / value - 1), the same as 1 - low / value on the log scale; inf for 1 round
+    q25: float
+    q75: float
 
 
-def bootstrap_ratio(
-    a_rounds: Rounds,
-    b_rounds: Rounds,
-    statistic: str = "median",
-    n_boot: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> dict[str, float]:
-    """statistic(all of a) / statistic(all of b), with a two-level (hierarchical) percentile bootstrap:
-    rounds are resampled, the same indices for a and b (round r of every runtime ran in one interleaved
-    pass), then the values within each chosen round. The interval so carries the variation between
-    rounds (fresh loads and processes, the machine's drift), not only call-to-call noise. Also the
-    quartiles of the per-round ratios: the spread between rounds."""
-    stat = {"median": np.median, "mean": np.mean}[statistic]
-    a_rounds = [np.asarray(r, dtype=np.float64) for r in a_rounds]
-    b_rounds = [np.asarray(r, dtype=np.float64) for r in b_rounds]
-    if not a_rounds or len(a_rounds) != len(b_rounds) or any(r.size == 0 for r in a_rounds + b_rounds):
-        raise ValueError("bootstrap needs the same number of non-empty rounds on both sides")
-    n = len(a_rounds)
-    rng = np.random.default_rng(seed)
-    chosen = rng.integers(0, n, (n_boot, n)) if n > 1 else np.zeros((n_boot, 1), dtype=np.int64)
-    # Within-round resamples, drawn once per round and bootstrap replicate.
-    a_draws = [r[rng.integers(0, r.size, (n_boot, r.size))] for r in a_rounds]
-    b_draws = [r[rng.integers(0, r.size, (n_boot, r.size))] for r in b_rounds]
-    ratios = np.empty(n_boot)
-    for i in range(n_boot):
-        a = np.concatenate([a_draws[k][i] for k in chosen[i]])
-        b = np.concatenate([b_draws[k][i] for k in chosen[i]])
-        ratios[i] = stat(a) / stat(b)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
-    per_round = np.array([stat(a) / stat(b) for a, b in zip(a_rounds, b_rounds, strict=True)])
-    q25, q75 = np.quantile(per_round, [0.25, 0.75])
-    return {"ratio": float(stat(pooled(a_rounds)) / stat(pooled(b_rounds))), "ci_low": float(lo),
-            "ci_high": float(hi), "confidence": confidence, "rounds": n, "round_q25": float(q25),
-            "round_q75": float(q75)}  # fmt: skip
+def ratio_interval(a: Sequence[float], b: Sequence[float]) -> Interval:
+    """a[i] / b[i] for rounds i (the same round of both ran in one interleaved pass), with Student's t on
+    the logs: honest with 3 rounds, where a bootstrap over rounds has only 10 distinct resamples."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size == 0 or a.shape != b.shape or np.any(a <= 0) or np.any(b <= 0):
+        raise ValueError("a ratio needs the same number of positive per-round values on both sides")
+    logs = np.log(a / b)
+    mean, n = float(logs.mean()), int(logs.size)
+    q25, q75 = np.exp(np.quantile(logs, [0.25, 0.75]))
+    if n == 1:
+        v = math.exp(mean)
+        return Interval(v, math.nan, math.nan, 1, math.inf, float(q25), float(q75))
+    h = t_quantile(n - 1) * float(logs.std(ddof=1)) / math.sqrt(n)
+    return Interval(math.exp(mean), math.exp(mean - h), math.exp(mean + h), n, math.expm1(h), float(q25), float(q75))
 
 
 def stable(window_before: Sequence[float], window_last: Sequence[float], tolerance: float) -> bool:

@@ -13,15 +13,17 @@ from typer.testing import CliRunner
 from resx import _cpp, cpp
 from resx import train as T
 from resx.bench import gate as G
-from resx.bench.runners import RUNTIMES, make_input, make_local_runner, make_runner
+from resx.bench.registry import RUNTIMES
+from resx.bench.runners import make_input, make_local_runner, make_runner
 from resx.cli import app
-from resx.engines import TOLERANCE, Engine, EngineOptions
+from resx.engines import Engine, EngineOptions
 from resx.errors import ResxError
 from resx.export import CompileSettings, export, export_aoti, inspect, read_manifest
 from resx.export.aoti import MANIFEST_NAME
 from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
 from resx.rundir import RunDir, read_checkpoint
+from resx.tolerances import TOLERANCE
 
 SMALL = ModelConfig("resnet18", width=8)
 
@@ -43,8 +45,13 @@ def test_a_package_carries_the_manifest_and_its_compile_settings(files):
     m = read_manifest(paths["fp32"])
     assert m["format"] == "resx-aoti/1" and m["fingerprint"] == manifest["fingerprint"]
     assert m["weights_hash"] == manifest["weights_hash"] and m["model"] == manifest["model"]
-    assert m["compile"] == {"device": "cpu", "dtype": "fp32", "threads": 1, "freezing": True,
-                            "memory_format": "contiguous"}  # fmt: skip
+    assert m["compile"] == {
+        "device": "cpu",
+        "dtype": "fp32",
+        "threads": 1,
+        "freezing": True,
+        "memory_format": "contiguous",
+    }
     assert read_manifest(paths["bf16"])["compile"]["threads"] == 0  # dynamic
 
 
@@ -87,8 +94,10 @@ def test_truncated_and_foreign_packages_are_refused_in_both_languages(files, tmp
 
 def test_a_package_is_refused_under_settings_it_was_not_compiled_for(files):
     paths, _ = files
-    for options, what in ((EngineOptions("aoti", dtype="bf16"), "dtype fp32"),
-                          (EngineOptions("aoti", channels_last=True), "memory_format contiguous")):  # fmt: skip
+    for options, what in (
+        (EngineOptions("aoti", dtype="bf16"), "dtype fp32"),
+        (EngineOptions("aoti", channels_last=True), "memory_format contiguous"),
+    ):
         with pytest.raises(ResxError, match=f"compiled for {what}.*re-export"):
             Engine(paths["fp32"], options)
         with pytest.raises(ResxError, match=f"compiled for {what}.*re-export"):
@@ -110,12 +119,8 @@ def test_every_path_gives_eager_s_outputs_within_its_tolerance(files, dtype):
         if engine == "aoti" and dtype == "fp32":
             continue  # the fp32 package has 1 thread compiled in: covered by the gate test
         file = paths[dtype] if engine == "aoti" else paths["pt"]
-        runner = make_local_runner(name, file, EngineOptions(dtype=dtype))
-        runner.start()
-        try:
-            diff = float((runner.output(3, 5) - reference).abs().max())
-        finally:
-            runner.stop()
+        with make_local_runner(name, file, EngineOptions(dtype=dtype)) as runner, torch.inference_mode():
+            diff = float((runner.engine.forward(make_input(3, 5)).cpu() - reference).abs().max())
         assert diff <= TOLERANCE[(engine, dtype)], (name, dtype, diff)
 
 
@@ -130,7 +135,8 @@ def test_the_gate_checks_compiled_threads_and_refuses_other_weights(files):
             r.start()
             r.set_threads(threads)
         try:
-            return G.fairness_gate(runners, manifest, threads, 0, max_load=100)
+            ids = {label: r.identity(0) for r, (_, _, _, label) in zip(runners, specs, strict=True)}
+            return G.fairness_gate(ids, {r.name: r.options for r in runners}, manifest, threads)
         finally:
             for r in runners:
                 r.stop()
@@ -155,8 +161,7 @@ def tiny(tmp_path_factory):
 
 def train(tiny, run_dir, runtime, **options):
     config = TrainConfig(**({"epochs": 1, "batch_size": 8, "seed": 1, "threads": 1, "width": 16} | options))
-    with RunDir.create(run_dir) as rd:
-        assert T.train(T.prepare(config, runtime, tiny, rd))
+    assert T.start(config, run_dir, runtime=runtime, data=tiny).complete
     return RunDir(run_dir)
 
 
@@ -193,7 +198,13 @@ def test_cli_exports_a_package_and_refuses_a_bad_format(tmp_path):
     assert result.exit_code == 0 and "AOTInductor for cpu bf16" in result.stdout, result.stderr
     assert read_manifest(out)["compile"]["dtype"] == "bf16"
     assert "--format" in one_error(runner.invoke(app, ["export", "resnet18", "-o", str(out), "--format", "onnx"]))
-    assert "bf16" in one_error(runner.invoke(app, ["export", "resnet18", "-o", str(tmp_path / "x.pt2"),
-                                                   "--dtype", "fp16"]))  # fmt: skip
-    assert "ends in .pt2" in one_error(runner.invoke(app, ["export", "resnet18", "-o", str(tmp_path / "x.bin"),
-                                                           "--format", "aoti"]))  # fmt: skip
+    assert "resx writes .pt (torchscript), .pt2 (aoti)" in one_error(
+        runner.invoke(app, ["export", "resnet18", "-o", str(tmp_path / "model.onnx")])
+    )
+    assert not (tmp_path / "model.onnx").exists()
+    assert "bf16" in one_error(
+        runner.invoke(app, ["export", "resnet18", "-o", str(tmp_path / "x.pt2"), "--dtype", "fp16"])
+    )
+    assert "a .pt file holds torchscript, not aoti" in one_error(
+        runner.invoke(app, ["export", "resnet18", "-o", str(tmp_path / "x.pt"), "--format", "aoti"])
+    )

@@ -8,13 +8,15 @@ from conftest import make_cifar
 from resx import _cpp
 from resx import train as T
 from resx.bench import gate as G
-from resx.bench.runners import CLASSIC, make_input, make_runner
-from resx.engines import Engine, EngineOptions, tolerance
+from resx.bench.registry import CLASSIC
+from resx.bench.runners import make_input, make_runner
+from resx.engines import Engine, EngineOptions
 from resx.errors import ResxError
 from resx.export import export
 from resx.models import ModelConfig
 from resx.recipe import TrainConfig
 from resx.rundir import RunDir, read_checkpoint
+from resx.tolerances import tolerance
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -26,8 +28,7 @@ def tiny(tmp_path_factory):
 
 def train(tiny, run_dir, runtime, **options):
     config = TrainConfig(**({"epochs": 2, "batch_size": 16, "seed": 1, "width": 16, "device": "cuda"} | options))
-    with RunDir.create(run_dir) as rd:
-        assert T.train(T.prepare(config, runtime, tiny, rd))
+    assert T.start(config, run_dir, runtime=runtime, data=tiny).complete
     return RunDir(run_dir)
 
 
@@ -73,15 +74,12 @@ def test_cuda_graphs_replay_the_same_outputs_in_both_languages(model_file, engin
 
 def test_the_gate_passes_on_cuda_and_compares_cuda_settings(model_file):
     manifest = export(ModelConfig("resnet18", width=16), model_file)
-    runners = [make_runner(name, model_file, EngineOptions(device="cuda")) for name in CLASSIC]
-    for r in runners:
-        r.start()
-        r.set_threads(torch.get_num_threads())
-    try:
-        gate = G.fairness_gate(runners, manifest, torch.get_num_threads(), 0, max_load=100)
-    finally:
-        for r in runners:
-            r.stop()
+    ids, options = {}, {}
+    for name in CLASSIC:
+        with make_runner(name, model_file, EngineOptions(device="cuda")) as r:
+            r.set_threads(torch.get_num_threads())
+            ids[name], options[name] = r.identity(0), r.options
+    gate = G.fairness_gate(ids, options, manifest, torch.get_num_threads())
     assert gate.failures == [], gate.failures
     row = next(c for c in gate.checks if c["check"].startswith("CUDA settings"))
     assert torch.cuda.get_device_name(0) in row["detail"]["py-eager"]

@@ -26,8 +26,23 @@ from resx.recipe import TrainConfig
 from resx.rundir import RunDir
 
 # 41 images: each of 2 ranks takes 21 (one padded), in batches of 8, 8 and 5 (--keep-last).
-ARGS = ["--width", "8", "--batch-size", "8", "--epochs", "2", "--threads", "1", "--subset", "41", "--keep-last",
-        "--seed", "3", "--test-subset", "19"]  # fmt: skip
+ARGS = [
+    "--width",
+    "8",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "2",
+    "--threads",
+    "1",
+    "--subset",
+    "41",
+    "--keep-last",
+    "--seed",
+    "3",
+    "--test-subset",
+    "19",
+]
 # DDP at world 2 against one process with the same global batch as two micro-batches, per-step loss.
 # Measured: equal to the last bit over the first epoch (1 thread, torch 2.14.1; 2 threads in the
 # reference instead gave 2e-7, 1e-4, 4e-3 at steps 2-4: the runs amplify any rounding). The bound covers
@@ -99,11 +114,14 @@ def test_ddp_equals_one_process_with_the_same_global_batch(runs, data, restore_t
     run = RunDir(runs / "py")
     cfg = TrainConfig.from_dict(run.read_config()["config"])
     model = load(runs / "py" / "model.pt")[0].train()  # the run's initial weights
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                nesterov=cfg.nesterov)  # fmt: skip
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.0, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+    )
     images, labels = D.first_n(D.load_split(data, "train"), cfg.subset)
-    shards = [D.CifarLoader(images, labels, cfg.batch_size, train=True, seed=cfg.seed, rank=r, world=2).batches(0)
-              for r in range(2)]  # fmt: skip
+    shards = [
+        D.CifarLoader(images, labels, cfg.batch_size, train=True, seed=cfg.seed, rank=r, world=2).batches(0)
+        for r in range(2)
+    ]
     steps = [s for s in run.read_steps() if s.epoch == 1]
     for step, batches in zip(steps, zip(*shards, strict=True), strict=True):
         optimizer.param_groups[0]["lr"] = step.lr
@@ -125,10 +143,27 @@ def free_port() -> int:
 
 def test_two_nodes_on_localhost_train_like_one_node(runs, data, tmp_path):
     run, port = tmp_path / "nodes", free_port()
-    common = ["-o", str(run), "--data", str(data), "--runtime", "cpp", *ARGS, "--nnodes", "2",
-              "--nproc-per-node", "1", "--rdzv-endpoint", f"127.0.0.1:{port}"]  # fmt: skip
-    node1 = subprocess.Popen([sys.executable, "-m", "resx", "train", *common, "--node-rank", "1"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    common = [
+        "-o",
+        str(run),
+        "--data",
+        str(data),
+        "--runtime",
+        "cpp",
+        *ARGS,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+    ]
+    node1 = subprocess.Popen(
+        [sys.executable, "-m", "resx", "train", *common, "--node-rank", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         run_resx("train", *common, "--node-rank", "0", check=True, timeout=300)
         out, _ = node1.communicate(timeout=120)
@@ -140,8 +175,22 @@ def test_two_nodes_on_localhost_train_like_one_node(runs, data, tmp_path):
 
 def test_torchrun_by_hand_trains_like_the_launcher(runs, data, tmp_path):
     run = tmp_path / "torchrun"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "resx",
-               "train", "-o", str(run), "--data", str(data), *ARGS]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "resx",
+        "train",
+        "-o",
+        str(run),
+        "--data",
+        str(data),
+        *ARGS,
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert_same_training(runs / "py", run)
@@ -155,10 +204,28 @@ def test_one_process_is_todays_run(data, tmp_path):
 
 
 def start(run: Path, data: Path, runtime: str) -> subprocess.Popen:
-    args = ["-o", str(run), "--data", str(data), "--runtime", runtime, *ARGS, "--epochs", "30", "--batch-size", "4",
-            "--nproc-per-node", "2"]  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "resx", "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    args = [
+        "-o",
+        str(run),
+        "--data",
+        str(data),
+        "--runtime",
+        runtime,
+        *ARGS,
+        "--epochs",
+        "30",
+        "--batch-size",
+        "4",
+        "--nproc-per-node",
+        "2",
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "resx", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def wait_for_epoch(run: Path, launcher: subprocess.Popen) -> None:
@@ -230,8 +297,13 @@ def test_bad_launches_are_refused_before_any_process_starts(data, tmp_path, extr
 
 def test_torchrun_arguments():
     one = distributed.Launch(nproc_per_node=2).torchrun_args(["train", "-o", "r"])
-    assert one[:3] == ["--nproc-per-node=2", "--nnodes=1", "--standalone"] and one[-5:] == ["-m", "resx", "train",
-                                                                                              "-o", "r"]  # fmt: skip
+    assert one[:3] == ["--nproc-per-node=2", "--nnodes=1", "--standalone"] and one[-5:] == [
+        "-m",
+        "resx",
+        "train",
+        "-o",
+        "r",
+    ]
     two = distributed.Launch(1, 2, 1, "node0:29500").torchrun_args([])
     assert "--rdzv-backend=static" in two and "--node-rank=1" in two and "--master-addr=node0" in two
     assert "--master-port=29500" in two

@@ -20,15 +20,26 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
         pytest.skip("on a GPU machine the device script runs for real (benchmarks/device/run.sh)")
     data = make_cifar(tmp_path / "data", train_per_file=52, test=40)  # 260 images: 2 steps of 128
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--out", str(out), "--data", str(data),
-                           "--budget", "400"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--out", str(out), "--data", str(data), "--budget", "400"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((out / "results.json").read_text())
     steps = results["steps"]
     assert steps["tests"]["status"].startswith("skipped: no CUDA")
     assert {name: s["status"] for name, s in steps.items() if name != "tests"} == {
-        "env": "ok", "train-py": "ok", "train-cpp": "ok", "bench": "ok", "threads": "ok", "ddp-py": "ok",
-        "ddp-cpp": "ok", "ddp-bench": "ok"}  # fmt: skip
+        "env": "ok",
+        "train-py": "ok",
+        "train-cpp": "ok",
+        "bench": "ok",
+        "threads": "ok",
+        "ddp-py": "ok",
+        "ddp-cpp": "ok",
+        "ddp-bench": "ok",
+    }
     assert results["ddp"]["bit_identical"] and results["ddp"]["steps"] == 4
     assert results["accuracy"]["py"][0]["train_loss"] == results["accuracy"]["cpp"][0]["train_loss"]
     report = (out / "report.md").read_text()

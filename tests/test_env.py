@@ -5,7 +5,8 @@ import json
 import torch
 from conftest import run_resx
 
-from resx import _cpp, cpp, envinfo
+from resx import _cpp, cpp
+from resx import env as envinfo
 
 
 def test_extension_imports_and_reports_libtorch():

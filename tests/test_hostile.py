@@ -119,8 +119,21 @@ def test_resume_extends_the_epochs_and_records_it(finished, tmp_path):
 @pytest.mark.parametrize("runtime", ["py", "cpp-exe"])
 def test_a_second_writer_is_refused_at_once_naming_the_holder(tiny, tmp_path, runtime):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "resx", "train", "--runtime", runtime, "--data", str(tiny), *SMALL, "--epochs",
-               "200", "-o", str(run)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "resx",
+        "train",
+        "--runtime",
+        runtime,
+        "--data",
+        str(tiny),
+        *SMALL,
+        "--epochs",
+        "200",
+        "-o",
+        str(run),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
@@ -129,8 +142,9 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder(tiny, tmp_path, ru
         err = one_error(cli("train", "--data", tiny, *SMALL, "-o", run, "--overwrite"))
         assert "in use by another resx run" in err and f"pid {proc.pid}" in err
         assert "in use" in one_error(cli("train", "--resume", run))
-        direct = subprocess.run([str(cpp.executable()), "train", str(run / "config.txt")], capture_output=True,
-                                text=True)  # fmt: skip
+        direct = subprocess.run(
+            [str(cpp.executable()), "train", str(run / "config.json")], capture_output=True, text=True
+        )
         assert direct.returncode == 1 and "in use by another resx run" in direct.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -191,7 +205,7 @@ def test_stale_temporaries_are_removed_at_the_next_start(finished, tmp_path):
         (lambda c: c.pop("step"), "malformed resx checkpoint ('step'"),
         (lambda c: c.__setitem__("epoch", "two"), "malformed resx checkpoint ('epoch'"),
     ],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("runtime", ["py", "cpp"])
 def test_checkpoints_are_verified_before_anything_is_copied(tiny, finished, tmp_path, edit, message, runtime):
     ckpt = read_checkpoint(finished / "final.pt")
@@ -199,8 +213,10 @@ def test_checkpoints_are_verified_before_anything_is_copied(tiny, finished, tmp_
     bad = tmp_path / "bad.pt"
     torch.save(ckpt, bad)
     err = one_error(cli("eval", bad, "--runtime", runtime, "--data", tiny))
-    assert message.replace("torch.float64", "float64" if runtime == "cpp" else "torch.float64") in err \
-        or message.replace("torch.float64", "Double") in err, err  # fmt: skip
+    assert (
+        message.replace("torch.float64", "float64" if runtime == "cpp" else "torch.float64") in err
+        or message.replace("torch.float64", "Double") in err
+    ), err
 
 
 def _tampered(path: Path, out: Path, change) -> Path:
@@ -235,7 +251,7 @@ def _set_model(key, value):
         (lambda m: "[1, 2]", "not a JSON object"),
         (lambda m: {k: v for k, v in m.items() if k != "model"}, "model"),
     ],
-)  # fmt: skip
+)
 def test_a_manifest_is_verified_against_the_graph_in_both_languages(tmp_path, change, key):
     good = tmp_path / "good.pt"
     export(ModelConfig("resnet18", width=8), good)
@@ -252,22 +268,34 @@ def test_a_manifest_is_verified_against_the_graph_in_both_languages(tmp_path, ch
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--lr", "inf"], "--lr must be a finite number"), (["--lr", "nan"], "--lr must be a finite number"),
-        (["--lr", "0"], "--lr must be positive"), (["--momentum", "1"], "--momentum must be in [0, 1)"),
-        (["--weight-decay", "-1"], "--weight-decay"), (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite"),
+        (["--lr", "inf"], "--lr must be a finite number"),
+        (["--lr", "nan"], "--lr must be a finite number"),
+        (["--lr", "0"], "--lr must be positive"),
+        (["--momentum", "1"], "--momentum must be in [0, 1)"),
+        (["--weight-decay", "-1"], "--weight-decay"),
+        (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite"),
         (["--warmup-epochs", "5"], "--warmup-epochs must be in [0, epochs=1]"),
-        (["--label-smoothing", "1"], "--label-smoothing"), (["--threads", "-1"], "--threads must be >= 0"),
-        (["--subset", "-1"], "--subset must be >= 0"), (["--test-subset", "-3"], "--test-subset must be >= 0"),
-        (["--eval-every", "0"], "--eval-every"), (["--seed", "-1"], "--seed"),
+        (["--label-smoothing", "1"], "--label-smoothing"),
+        (["--threads", "-1"], "--threads must be >= 0"),
+        (["--subset", "-1"], "--subset must be >= 0"),
+        (["--seed", "99999999999999999999"], "--seed must be in [0, 2**63 - 1]"),
+        (["--test-subset", "-3"], "--test-subset must be >= 0"),
+        (["--eval-every", "0"], "--eval-every"),
+        (["--seed", "-1"], "--seed"),
         (["--nesterov", "--momentum", "0"], "--nesterov needs a positive --momentum"),
-        (["--layers", "1,2"], "--layers '1,2': give 4"), (["--width", "0"], "width must be at least 1"),
+        (["--layers", "1,2"], "--layers '1,2': give 4"),
+        (["--width", "0"], "width must be at least 1"),
         (["--layers", "2,2,2,2", "--model", "resnet34"], "are resnet18"),
-        (["--schedule", "linear"], "unknown --schedule"), (["--device", "tpu"], "unknown --device"),
-        (["--runtime", "java"], "unknown runtime"), (["--py-module", "jit"], "--py-module"),
-        (["--epochs", "0"], "--epochs must be at least 1"), (["--batch-size", "-4"], "--batch-size must be at least 1"),
+        (["--schedule", "linear"], "unknown --schedule"),
+        (["--device", "tpu"], "unknown --device"),
+        (["--runtime", "java"], "unknown runtime"),
+        (["--py-module", "jit"], "--py-module"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batch-size", "-4"], "--batch-size must be at least 1"),
         (["--model", "resnet7"], "unknown model 'resnet7'"),
-    ] + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "CUDA is not available")]),
-)  # fmt: skip
+    ]
+    + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "CUDA is not available")]),
+)
 def test_training_values_out_of_range_are_refused(tiny, tmp_path, args, message):
     run = tmp_path / "run"
     assert message in one_error(cli("train", "--data", tiny, "-o", run, *args))
@@ -276,10 +304,13 @@ def test_training_values_out_of_range_are_refused(tiny, tmp_path, args, message)
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--batch-size", "0"], "--batch-size must be at least 1"), (["--test-subset", "-5"], "--test-subset"),
-     (["--runtime", "java"], "unknown runtime")] + ([] if torch.cuda.is_available() else
-                                                    [(["--device", "cuda"], "CUDA is not available")]),
-)  # fmt: skip
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--test-subset", "-5"], "--test-subset"),
+        (["--runtime", "java"], "unknown runtime"),
+    ]
+    + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "CUDA is not available")]),
+)
 def test_evaluation_values_out_of_range_are_refused(tiny, finished, args, message):
     assert message in one_error(cli("eval", finished / "final.pt", "--data", tiny, *args))
 
@@ -333,8 +364,13 @@ def test_convert_leaves_nothing_partial(tiny, tmp_path):
 def small_disk(path: Path, size: str = "3m"):
     """A small tmpfs at `path` where the machine allows mounting (root); else None."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                                                   capture_output=True).returncode == 0  # fmt: skip
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
     try:
         yield path if mounted else None
     finally:
@@ -369,8 +405,12 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny, tmp_path, r
             preexec, cause = None, "No space left on device"
         else:  # no mount here: a file-size limit makes the same writes fail (EFBIG)
             preexec, cause = _limited(64 * 1024), "File too large"
-        proc = subprocess.run([sys.executable, "-m", "resx", "train", "--resume", str(run), "--epochs", "2"],
-                              capture_output=True, text=True, preexec_fn=preexec)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "resx", "train", "--resume", str(run), "--epochs", "2"],
+            capture_output=True,
+            text=True,
+            preexec_fn=preexec,
+        )
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 1 and len(errors) == 1, proc.stderr
         assert f"cannot write ({cause})" in errors[0] and str(run) in errors[0], errors[0]
@@ -400,7 +440,7 @@ def test_resx_cpp_is_on_the_path():
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
-    from resx import envinfo
+    from resx import env as envinfo
 
     def broken(*_, **__):
         raise RuntimeError("boom")
@@ -430,6 +470,24 @@ def test_the_executable_reports_progress_by_field_name(tiny, tmp_path):
     last = seen[-1]  # resx-cpp prints a last line after the run: the final state, the last step's loss kept
     assert (last.phase, last.epoch, last.epochs, last.step, last.steps) == ("done", 1, 1, 5, 5)
     assert last.loss > 0 and last.images_per_s > 0
-    assert T.parse_progress("progress phase=eval epoch=1 epochs=2 step=5 steps=5 loss=0.5 images_per_s=10") == \
-        T.Progress("eval", 1, 2, 5, 5, 0.5, 10.0)  # fmt: skip
-    assert T.parse_progress("progress phase=eval") is None
+    values = {"phase": "eval", "epoch": 1, "epochs": 2, "step": 5, "steps": 5, "loss": 0.5, "images_per_s": 10}
+    assert T.parse_progress(json.dumps({"progress": values})) == T.Progress("eval", 1, 2, 5, 5, 0.5, 10.0)
+    assert T.parse_progress('{"progress": {"phase": "eval"}}') is None
+    assert T.parse_progress("resx-cpp train: an error") is None
+
+
+def test_a_run_from_before_config_json_resumes_and_its_old_file_goes(tiny, tmp_path):
+    """A run directory of resx-config/1 (a key = value config.txt beside train_config.json) still resumes:
+    config.json is written from train_config.json, as at every start, and the old file is removed. The
+    old file handed to resx-cpp directly is refused in one line saying what to do."""
+    from resx.recipe import TrainConfig
+
+    run = tmp_path / "old"
+    assert T.start(TrainConfig(width=8, batch_size=8, threads=1, epochs=1), run, runtime="cpp-exe", data=tiny).complete
+    (run / "config.json").unlink()
+    (run / "config.txt").write_text("# resx training config\nformat = resx-config/1\nruntime = cpp-exe\n")
+    exe = subprocess.run([str(cpp.executable()), "train", str(run / "config.txt")], capture_output=True, text=True)
+    assert exe.returncode == 1 and "resx-config/1" in exe.stderr and "--resume" in exe.stderr, exe.stderr
+    outcome = T.resume(run, epochs=2)
+    assert outcome.complete and [e.epoch for e in outcome.epochs] == [1, 2]
+    assert (run / "config.json").is_file() and not (run / "config.txt").exists()

@@ -147,6 +147,8 @@ def test_export_bad_inputs(tmp_path):
     assert "unknown model 'resnet19'" in _error_line(run_resx("export", "resnet19", "-o", out))
     assert "num_classes" in _error_line(run_resx("export", "resnet18", "--num-classes", "0", "-o", out))
     assert "unknown stem" in _error_line(run_resx("export", "resnet18", "--stem", "tiny", "-o", out))
+    assert "--seed must be in" in _error_line(run_resx("export", "resnet18", "--seed", "-1", "-o", out))
+    assert "--seed must be in" in _error_line(run_resx("export", "resnet18", "--seed", str(2**64), "-o", out))
     assert not (tmp_path / "x.pt").exists()
 
 

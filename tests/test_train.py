@@ -16,9 +16,24 @@ from resx.rundir import RunDir, read_checkpoint
 
 CONFIG = dict(epochs=2, batch_size=8, seed=1, threads=1)
 # Every option away from its default, on 20 images (2 full batches of 8 and a partial one of 4).
-EVERY_OPTION = dict(epochs=3, batch_size=8, seed=2, threads=1, subset=20, drop_last=False, nesterov=True,
-                    momentum=0.8, weight_decay=1e-3, label_smoothing=0.1, schedule="step", warmup_epochs=1.0,
-                    eval_every=2, lr=0.05, width=16, test_subset=12)  # fmt: skip
+EVERY_OPTION = dict(
+    epochs=3,
+    batch_size=8,
+    seed=2,
+    threads=1,
+    subset=20,
+    drop_last=False,
+    nesterov=True,
+    momentum=0.8,
+    weight_decay=1e-3,
+    label_smoothing=0.1,
+    schedule="step",
+    warmup_epochs=1.0,
+    eval_every=2,
+    lr=0.05,
+    width=16,
+    test_subset=12,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +43,21 @@ def tiny(tmp_path_factory):
 
 
 def run(tiny, run_dir, runtime, py_module="eager", **overrides):
-    with RunDir.create(run_dir) as rd:
-        job = T.prepare(TrainConfig(**(CONFIG | overrides)), runtime, tiny, rd, py_module=py_module)
-        assert T.train(job)
+    outcome = T.start(TrainConfig(**(CONFIG | overrides)), run_dir, runtime=runtime, data=tiny, py_module=py_module)
+    assert outcome.complete and outcome.exit_code == 0 and outcome.epochs
     return run_dir
 
 
 def assert_same_training(a, b):
     ra, rb = RunDir(a), RunDir(b)
     sa, sb = ra.read_steps(), rb.read_steps()
-    assert [(s.epoch, s.step, s.lr, s.loss, s.batch_size, s.correct) for s in sa] == \
-           [(s.epoch, s.step, s.lr, s.loss, s.batch_size, s.correct) for s in sb]  # fmt: skip
+    assert [(s.epoch, s.step, s.lr, s.loss, s.batch_size, s.correct) for s in sa] == [
+        (s.epoch, s.step, s.lr, s.loss, s.batch_size, s.correct) for s in sb
+    ]
     ea, eb = ra.read_epochs(), rb.read_epochs()
-    assert [(e.train_loss, e.train_top_1, e.test_loss, e.test_top_1, e.lr) for e in ea] == \
-           [(e.train_loss, e.train_top_1, e.test_loss, e.test_top_1, e.lr) for e in eb]  # fmt: skip
+    assert [(e.train_loss, e.train_top_1, e.test_loss, e.test_top_1, e.lr) for e in ea] == [
+        (e.train_loss, e.train_top_1, e.test_loss, e.test_top_1, e.lr) for e in eb
+    ]
     wa, wb = read_checkpoint(a / "final.pt"), read_checkpoint(b / "final.pt")
     assert wa["fingerprint"] == wb["fingerprint"]
     assert wa["model"].keys() == wb["model"].keys()
@@ -111,8 +127,16 @@ def test_two_threads_are_bit_identical_too(tiny, tmp_path):
 
 def test_outputs_have_the_well_known_columns(reference):
     header = (reference / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert header[:8] == ["Epoch", "Wall Time", "Epoch time", "Train_loss", "Train_top_1", "Test_loss", "Test_top_1",
-                          "Eval time"]  # fmt: skip
+    assert header[:8] == [
+        "Epoch",
+        "Wall Time",
+        "Epoch time",
+        "Train_loss",
+        "Train_top_1",
+        "Test_loss",
+        "Test_top_1",
+        "Eval time",
+    ]
     epochs = RunDir(reference).read_epochs()
     assert len(epochs) == 2 and all(e.data_s >= 0 and e.forward_s > 0 and e.backward_s > 0 for e in epochs)
     info = json.loads((reference / "run.json").read_text())
@@ -140,31 +164,55 @@ def test_stopped_then_resumed_equals_uninterrupted(tiny, tmp_path, reference, ru
         if p.phase == "train" and p.epoch == 1 and p.step >= 1:
             stop.request(signal.SIGTERM)
 
-    with RunDir.create(run_dir) as rd:
-        assert not T.train(T.prepare(TrainConfig(**CONFIG), runtime, tiny, rd), interrupt, stop)
+    outcome = T.start(TrainConfig(**CONFIG), run_dir, runtime=runtime, data=tiny, progress=interrupt, stop=stop)
+    assert not outcome.complete and outcome.exit_code == 128 + signal.SIGTERM and "--resume" in outcome.message
     assert stop.signal == signal.SIGTERM
     assert read_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 1 and not (run_dir / "final.pt").exists()
     assert RunDir(run_dir).status().state == "interrupted"
-    with RunDir.resume(run_dir) as rd:
-        saved = rd.read_config()
-        assert saved["runtime"] == runtime
-        job = T.prepare(TrainConfig.from_dict(saved["config"]), runtime, tiny, rd, resume=True)
-        assert T.train(job)
+    assert RunDir(run_dir).read_config()["runtime"] == runtime
+    assert T.resume(run_dir).complete
     assert_same_training(reference, run_dir)
 
 
-@pytest.mark.parametrize(("runtime", "sig"), [("py", signal.SIGINT), ("cpp", signal.SIGTERM),
-                                              ("cpp-exe", signal.SIGINT), ("py", signal.SIGTERM),
-                                              ("cpp-exe", signal.SIGTERM)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("runtime", "sig"),
+    [
+        ("py", signal.SIGINT),
+        ("cpp", signal.SIGTERM),
+        ("cpp-exe", signal.SIGINT),
+        ("py", signal.SIGTERM),
+        ("cpp-exe", signal.SIGTERM),
+    ],
+)
 def test_signals_stop_the_cli_and_keep_the_last_epoch(tiny, tmp_path, runtime, sig):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "resx", "train", "--runtime", runtime, "--data", str(tiny), "--epochs", "20",
-         "--batch-size", "8", "--threads", "1", "--width", "16", "-o", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "resx",
+            "train",
+            "--runtime",
+            runtime,
+            "--data",
+            str(tiny),
+            "--epochs",
+            "20",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--width",
+            "16",
+            "-o",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # A runner started in the background inherits SIGINT ignored; a user's terminal does not.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     deadline = time.time() + 300
     while not (run_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -186,8 +234,20 @@ def test_cross_evaluation_agrees(tiny, tmp_path, reference):
     cpp = T.evaluate_checkpoint(reference / "final.pt", tiny, "cpp", batch_size=8)
     assert py["test_loss"] == cpp["test_loss"] and py["test_top_1"] == cpp["test_top_1"] and py["images"] == 16
     assert RunDir(reference).read_epochs()[-1].test_loss == py["test_loss"]
-    out = json.loads(run_resx("eval", str(reference / "final.pt"), "--runtime", "cpp", "--data", str(tiny),
-                              "--batch-size", "8", "--json", check=True).stdout)  # fmt: skip
+    out = json.loads(
+        run_resx(
+            "eval",
+            str(reference / "final.pt"),
+            "--runtime",
+            "cpp",
+            "--data",
+            str(tiny),
+            "--batch-size",
+            "8",
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert out["test_loss"] == py["test_loss"]
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fills benchmarks/device/carry/ (git-ignored; the device call carries it): the wheels the GPU image
-# lacks, and CIFAR-10 as the 18.5 MB JPEG archive with its converter from ../shared/data. Run it here,
+# lacks (meson-python, pyproject-metadata, and nlohmann-json, the C++ runtime's JSON library), and CIFAR-10 as the 18.5 MB JPEG archive with its converter from ../shared/data. Run it here,
 # where the package registry and ../shared are reachable, before the device call.
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p carry/wheels
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d carry/wheels \
-  meson-python==0.22.1 pyproject-metadata==0.12.1
+  meson-python==0.22.1 pyproject-metadata==0.12.1 nlohmann-json==3.12.0
 shared="${RESX_SHARED_DATA:-../../../shared/data}"
 if [ -f "$shared/cifar10-jpeg.tar.xz" ]; then
   cp "$shared/cifar10-jpeg.tar.xz" "$shared/make-cifar10" carry/

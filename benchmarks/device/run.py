@@ -55,8 +55,13 @@ class Run:
         print(f"[{name}] {' '.join(command)}", flush=True)
         begin = time.monotonic()
         try:
-            proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                                  timeout=max(10.0, min(timeout or self.left(), self.left())))  # fmt: skip
+            proc = subprocess.run(
+                command,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=max(10.0, min(timeout or self.left(), self.left())),
+            )
             status, output = ("ok" if proc.returncode == 0 else f"exit {proc.returncode}"), proc.stdout + proc.stderr
         except subprocess.TimeoutExpired as e:
             status, output = (
@@ -64,8 +69,11 @@ class Run:
                 (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else "",
             )
         (self.work / f"{name}.log").write_text(output)
-        self.steps[name] = {"status": status, "seconds": round(time.monotonic() - begin, 1),
-                            "tail": output.strip().splitlines()[-15:]}  # fmt: skip
+        self.steps[name] = {
+            "status": status,
+            "seconds": round(time.monotonic() - begin, 1),
+            "tail": output.strip().splitlines()[-15:],
+        }
         print(f"[{name}] {status} in {self.steps[name]['seconds']} s", flush=True)
         return status == "ok"
 
@@ -110,15 +118,36 @@ def accuracy(run: Run, data: Path | None) -> dict:
     table = {}
     for runtime in ("py", "cpp"):
         out = run.work / "runs" / runtime
-        command = resx("train", "--runtime", runtime, "--data", str(data), "--device", device, "--deterministic",
-                       "--batch-size", "128", *recipe, "-o", str(out))  # fmt: skip
+        command = resx(
+            "train",
+            "--runtime",
+            runtime,
+            "--data",
+            str(data),
+            "--device",
+            device,
+            "--deterministic",
+            "--batch-size",
+            "128",
+            *recipe,
+            "-o",
+            str(out),
+        )
         if run.step(f"train-{runtime}", 60, command):
             from resx.rundir import RunDir
 
             epochs = RunDir(out).read_epochs()
-            table[runtime] = [{"epoch": e.epoch, "epoch_time": e.epoch_time, "train_loss": e.train_loss,
-                               "train_top_1": e.train_top_1, "test_loss": e.test_loss, "test_top_1": e.test_top_1}
-                              for e in epochs]  # fmt: skip
+            table[runtime] = [
+                {
+                    "epoch": e.epoch,
+                    "epoch_time": e.epoch_time,
+                    "train_loss": e.train_loss,
+                    "train_top_1": e.train_top_1,
+                    "test_loss": e.test_loss,
+                    "test_top_1": e.test_top_1,
+                }
+                for e in epochs
+            ]
     return table
 
 
@@ -132,16 +161,50 @@ def ddp(run: Run, data: Path | None) -> dict:
     losses = {}
     for runtime in ("py", "cpp"):
         out = run.work / "ddp" / runtime
-        command = resx("train", "--runtime", runtime, "--data", str(data), "--device", device, "--deterministic",
-                       "--nproc-per-node", "2", "--threads", "1", "--width", "16", "--batch-size", "64",
-                       "--subset", "1024", "--test-subset", "256", "--epochs", "2", "-o", str(out))  # fmt: skip
+        command = resx(
+            "train",
+            "--runtime",
+            runtime,
+            "--data",
+            str(data),
+            "--device",
+            device,
+            "--deterministic",
+            "--nproc-per-node",
+            "2",
+            "--threads",
+            "1",
+            "--width",
+            "16",
+            "--batch-size",
+            "64",
+            "--subset",
+            "1024",
+            "--test-subset",
+            "256",
+            "--epochs",
+            "2",
+            "-o",
+            str(out),
+        )
         if run.step(f"ddp-{runtime}", 40, command, timeout=180):
             losses[runtime] = [s.loss for s in RunDir(out).read_steps()]
     same = len(losses) == 2 and losses["py"] == losses["cpp"]
     diff = max((abs(a - b) for a, b in zip(*losses.values(), strict=True)), default=None) if len(losses) == 2 else None
     shape = ["--width", "16", "--steps", "6"] if run.cuda else ["--width", "8", "--steps", "3", "--batch-size", "16"]
-    run.step("ddp-bench", 40, [sys.executable, "benchmarks/bench_ddp.py", *shape, "--rounds", "1",
-                               "--json", str(run.work / "bench-ddp.json")])  # fmt: skip
+    run.step(
+        "ddp-bench",
+        40,
+        [
+            sys.executable,
+            "benchmarks/bench_ddp.py",
+            *shape,
+            "--rounds",
+            "1",
+            "--json",
+            str(run.work / "bench-ddp.json"),
+        ],
+    )
     return {"device": device, "steps": len(losses.get("py", [])), "bit_identical": same, "max_loss_difference": diff}
 
 
@@ -156,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cuda = torch.cuda.is_available()
     run = Run(args.out, args.budget or (170.0 if args.smoke else 540.0), args.smoke, cuda)
-    print(f"device run: {'CUDA ' + torch.cuda.get_device_name(0) if cuda else 'no CUDA: the CPU forms'}, torch "
-          f"{torch.__version__}, {os.cpu_count()} cores, budget {run.budget:.0f} s", flush=True)  # fmt: skip
+    print(
+        f"device run: {'CUDA ' + torch.cuda.get_device_name(0) if cuda else 'no CUDA: the CPU forms'}, torch "
+        f"{torch.__version__}, {os.cpu_count()} cores, budget {run.budget:.0f} s",
+        flush=True,
+    )
     run.step("env", 30, resx("env", "--json"))
     if cuda:
         run.step("tests", 60, [sys.executable, "-m", "pytest", "-q", "-x", "tests/test_cuda.py"], timeout=150)
@@ -173,44 +239,108 @@ def main(argv: list[str] | None = None) -> int:
         )
         run.step("bench", 60, resx("bench", "--preset", "gpu", *shape, "-o", str(run.work / "bench-gpu")))
     else:
-        run.step("bench", 30, resx("bench", "--width", "8", "--runtime", "py-eager,cpp-script,exe-script",
-                                   "--rounds", "2", "--latency-calls", "5", "--batch-sizes", "1,8",
-                                   "--throughput-calls", "2", "--thread-counts", "1", "--thread-seconds", "0.2",
-                                   "--train-steps", "2", "--train-batch", "8",
-                                   "-o", str(run.work / "bench-cpu")))  # fmt: skip
+        run.step(
+            "bench",
+            30,
+            resx(
+                "bench",
+                "--width",
+                "8",
+                "--runtime",
+                "py-eager,cpp-script,exe-script",
+                "--rounds",
+                "2",
+                "--latency-calls",
+                "5",
+                "--batch-sizes",
+                "1,8",
+                "--throughput-calls",
+                "2",
+                "--thread-counts",
+                "1",
+                "--thread-seconds",
+                "0.2",
+                "--train-steps",
+                "2",
+                "--train-batch",
+                "8",
+                "-o",
+                str(run.work / "bench-cpu"),
+            ),
+        )
     counts = "1,2,4" if run.smoke or (os.cpu_count() or 1) < 16 else "1,2,4,8,16"
-    run.step("threads", 30, resx("bench", "--device", "cpu", "--runtime", "py-eager,py-script,cpp-script,exe-script",
-                                 "--no-training", "--batch-sizes", "1", "--rounds", "2", "--latency-calls", "20",
-                                 "--thread-counts", counts, "--thread-seconds", "1" if cuda else "0.2",
-                                 *([] if cuda and not run.smoke else ["--width", "8"]),
-                                 "-o", str(run.work / "bench-threads")))  # fmt: skip
+    run.step(
+        "threads",
+        30,
+        resx(
+            "bench",
+            "--device",
+            "cpu",
+            "--runtime",
+            "py-eager,py-script,cpp-script,exe-script",
+            "--no-training",
+            "--batch-sizes",
+            "1",
+            "--rounds",
+            "2",
+            "--latency-calls",
+            "20",
+            "--thread-counts",
+            counts,
+            "--thread-seconds",
+            "1" if cuda else "0.2",
+            *([] if cuda and not run.smoke else ["--width", "8"]),
+            "-o",
+            str(run.work / "bench-threads"),
+        ),
+    )
     run.ddp = ddp(run, data)
     write(run, table, torch)
     return 0 if all(s["status"] == "ok" or s["status"].startswith("skipped") for s in run.steps.values()) else 1
 
 
 def write(run: Run, table: dict, torch) -> None:
-    results = {"device": torch.cuda.get_device_name(0) if run.cuda else None, "torch": torch.__version__,
-               "cores": os.cpu_count(), "smoke": run.smoke, "seconds": round(time.monotonic() - run.start, 1),
-               "steps": run.steps, "accuracy": table, "ddp": run.ddp}  # fmt: skip
+    results = {
+        "device": torch.cuda.get_device_name(0) if run.cuda else None,
+        "torch": torch.__version__,
+        "cores": os.cpu_count(),
+        "smoke": run.smoke,
+        "seconds": round(time.monotonic() - run.start, 1),
+        "steps": run.steps,
+        "accuracy": table,
+        "ddp": run.ddp,
+    }
     (run.out / "results.json").write_text(json.dumps(results, indent=1))
-    lines = [f"# resx device run ({'smoke' if run.smoke else 'full'})\n",
-             f"{results['device'] or 'no CUDA (CPU forms)'}, torch {results['torch']}, {results['cores']} cores, "
-             f"{results['seconds']} s.\n", "| step | status | seconds |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# resx device run ({'smoke' if run.smoke else 'full'})\n",
+        f"{results['device'] or 'no CUDA (CPU forms)'}, torch {results['torch']}, {results['cores']} cores, "
+        f"{results['seconds']} s.\n",
+        "| step | status | seconds |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {s['status']} | {s.get('seconds', '')} |" for name, s in run.steps.items()]
     if table:
-        lines += ["", "## ResNet18 on CIFAR-10, py and cpp, --deterministic", "",
-                  "| runtime | epoch | time (s) | train loss | train top-1 | test loss | test top-1 |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## ResNet18 on CIFAR-10, py and cpp, --deterministic",
+            "",
+            "| runtime | epoch | time (s) | train loss | train top-1 | test loss | test top-1 |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for runtime, epochs in table.items():
             for e in epochs:
                 test = "" if e["test_loss"] is None else f"{e['test_loss']:.4f} | {e['test_top_1']:.2f}%"
-                lines.append(f"| {runtime} | {e['epoch']} | {e['epoch_time']:.1f} | {e['train_loss']:.4f} | "
-                             f"{e['train_top_1']:.2f}% | {test or '— | —'} |")  # fmt: skip
+                lines.append(
+                    f"| {runtime} | {e['epoch']} | {e['epoch_time']:.1f} | {e['train_loss']:.4f} | "
+                    f"{e['train_top_1']:.2f}% | {test or '— | —'} |"
+                )
     if run.ddp.get("steps"):
-        lines += ["", f"## DDP at world size 2 on {run.ddp['device']}: py and cpp per-step losses "
-                  f"{'bit-identical' if run.ddp['bit_identical'] else 'differ'} over {run.ddp['steps']} steps "
-                  f"(max difference {run.ddp['max_loss_difference']})"]  # fmt: skip
+        lines += [
+            "",
+            f"## DDP at world size 2 on {run.ddp['device']}: py and cpp per-step losses "
+            f"{'bit-identical' if run.ddp['bit_identical'] else 'differ'} over {run.ddp['steps']} steps "
+            f"(max difference {run.ddp['max_loss_difference']})",
+        ]
     for name in ("bench-gpu", "bench-threads", "bench-cpu"):
         report = run.work / name / "report.md"
         if report.exists():

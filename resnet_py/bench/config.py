@@ -7,13 +7,10 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from resx.errors import ResxError
-from resx.models import DEFAULT_WIDTH, ModelConfig
-
-
-class BenchError(ResxError):
-    """The benchmark cannot run fairly (or at all); the message says why and what to do."""
-
+from resx.bench.registry import BASELINE, RUNTIMES, resolve
+from resx.bench.results import Scenario
+from resx.errors import BenchError
+from resx.models import DEFAULT_WIDTH, DTYPES, ModelConfig
 
 # Engines whose forward a CUDA graph can capture (torch.compile has its own: mode="reduce-overhead").
 GRAPHED_ENGINES = ("eager", "script", "frozen", "aoti")
@@ -50,27 +47,36 @@ class BenchConfig:
     stem: str = "cifar"
     layers: list[int] | None = None
     width: int = DEFAULT_WIDTH
-    runtimes: list[str] = field(default_factory=list)  # empty: all (resx.bench.runners.RUNTIMES)
-    dtypes: list[str] = field(default_factory=lambda: ["fp32"])  # every runtime at each
+    # Runtimes to compare; "name@dtype" runs at that dtype alone, a plain name at every one of `dtypes`.
+    # Empty: all (resx.bench.registry.RUNTIMES).
+    runtimes: list[str] = field(default_factory=list)
+    dtypes: list[str] = field(default_factory=lambda: ["fp32"])
     channels_last: bool = False
     cuda_graphs: bool = False  # also every graph-capturable runtime replayed from a CUDA graph (CUDA only)
     deterministic: bool = False
     device: str = "cpu"
     threads: int = 0  # intra-op threads for every runtime; 0: torch's current default
     seed: int = 0
-    rounds: int = 6  # each on a fresh runtime state (a new process for the executable)
-    latency_calls: int = 40  # per runtime and round
+    # Rounds: each starts every path in a fresh process, in rotating order, and measures every scenario
+    # there. A path stops once each of its ratios to the baseline has a 95% interval within +-target, after
+    # min_rounds; the run stops at max_rounds or when the next round would overrun the budget.
+    target: float = 0.03
+    min_rounds: int = 3
+    max_rounds: int = 10
+    budget: float = 600.0  # seconds for the inference rounds
+    latency_calls: int = 40  # timed batch-1 calls per path and round
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128])
-    throughput_calls: int = 8
-    thread_counts: list[int] = field(default_factory=lambda: [1, 2, 4])
-    thread_seconds: float = 2.0
+    throughput_calls: int = 8  # timed calls per batch size, path and round (more for small batches)
+    thread_counts: list[int] = field(default_factory=lambda: [1, 2])
+    thread_seconds: float = 1.0  # per caller count, path and round
     warmup: WarmupRule = field(default_factory=WarmupRule)
     inference: bool = True
     training: bool = True
-    train_steps: int = 5
+    train_steps: int = 5  # per run; the first is dropped
     train_batch: int = 128
     epochs: int = 0  # >0: train full epochs (needs data), reporting losses and accuracies
-    train_rounds: int = 1
+    train_rounds: int = 3  # the most training runs per path (fresh processes, interleaved)
+    train_budget: float = 300.0  # seconds for the training rounds
     data: str | None = None
     max_load: float = 0.5  # other processes' busy cores per core above which the machine counts as loaded
     force: bool = False
@@ -80,84 +86,149 @@ class BenchConfig:
         return ModelConfig(name, stem=self.stem, layers=self.layers, width=self.width)
 
     def paths(self) -> list[Path]:
-        """Everything measured: every runtime at every dtype, and with --cuda-graphs also every runtime
-        whose engine can be captured, replayed from a CUDA graph. Labelled runtime[+graphs][@bf16]."""
-        from resx.bench.runners import RUNTIMES
-
+        """Everything measured: every runtime at every dtype (or at its own), and with --cuda-graphs also
+        every runtime whose engine can be captured, replayed from a CUDA graph. Labelled
+        runtime[+graphs][@bf16]; the baseline first."""
+        entries = [(r.partition("@")[0], [r.partition("@")[2]] if "@" in r else self.dtypes) for r in self.runtimes]
         out = []
-        for d in self.dtypes:
+        for d in dict.fromkeys([*self.dtypes, *(ds[0] for _, ds in entries if len(ds) == 1)]):
             for graphs in (False, True) if self.cuda_graphs else (False,):
-                for r in self.runtimes:
-                    if graphs and RUNTIMES[r].engine not in GRAPHED_ENGINES:
+                for runtime, dtypes in entries:
+                    if d not in dtypes or (graphs and RUNTIMES[runtime].engine not in GRAPHED_ENGINES):
                         continue
-                    label = r + ("+graphs" if graphs else "") + ("" if d == "fp32" else f"@{d}")
-                    out.append(Path(label, r, d, graphs))
-        return out
+                    label = runtime + ("+graphs" if graphs else "") + ("" if d == "fp32" else f"@{d}")
+                    out.append(Path(label, runtime, d, graphs))
+        return sorted(out, key=lambda p: p.label != BASELINE)
+
+    def scenarios(self) -> list[Scenario]:
+        """The inference scenarios every path is measured at, in each round."""
+        if not self.inference:
+            return []
+        out = [Scenario("latency")] + [Scenario("throughput", batch=b) for b in self.batch_sizes if b > 1]
+        return out + [Scenario("concurrency", callers=t) for t in self.thread_counts]
 
     def engine_options(self, path: Path):
         from resx.engines import EngineOptions
 
-        return EngineOptions(device=self.device, dtype=path.dtype, channels_last=self.channels_last,
-                             runners=max([1, *self.thread_counts]), deterministic=self.deterministic,
-                             cuda_graphs=path.cuda_graphs)  # fmt: skip
+        return EngineOptions(
+            device=self.device,
+            dtype=path.dtype,
+            channels_last=self.channels_last,
+            runners=max([1, *self.thread_counts]),
+            deterministic=self.deterministic,
+            cuda_graphs=path.cuda_graphs,
+        )
 
     def validate(self) -> None:
-        from resx.bench.runners import RUNTIMES, resolve
-        from resx.models import DTYPES
-
-        self.runtimes = [resolve(r) for r in self.runtimes] if self.runtimes else list(RUNTIMES)
-        if len(set(self.runtimes)) != len(self.runtimes):
-            raise BenchError(f"--runtime lists a runtime twice: {', '.join(self.runtimes)}")
+        runtimes = self.runtimes or list(RUNTIMES)
+        resolved = []
+        for entry in runtimes:
+            name, at, dtype = entry.partition("@")
+            if at and dtype not in DTYPES:
+                raise BenchError(f"--runtime {entry}: unknown dtype '{dtype}' ({' or '.join(DTYPES)})")
+            resolved.append(resolve(name) + (f"@{dtype}" if at else ""))
+        self.runtimes = resolved
         bad = [d for d in self.dtypes if d not in DTYPES]
         if bad or not self.dtypes or len(set(self.dtypes)) != len(self.dtypes):
             raise BenchError(f"--dtype '{','.join(self.dtypes)}': give fp32, bf16 or fp32,bf16")
+        labels = [p.label for p in self.paths()]
+        if len(set(labels)) != len(labels):
+            raise BenchError(f"--runtime lists a runtime twice: {', '.join(self.runtimes)}")
         for name in self.models:
             self.model_config(name)
-        positive = {"--rounds": self.rounds, "--latency-calls": self.latency_calls,
-                    "--throughput-calls": self.throughput_calls, "--train-steps": self.train_steps,
-                    "--train-batch": self.train_batch, "--train-rounds": self.train_rounds}  # fmt: skip
+        positive = {
+            "--max-rounds": self.max_rounds,
+            "--min-rounds": self.min_rounds,
+            "--latency-calls": self.latency_calls,
+            "--throughput-calls": self.throughput_calls,
+            "--train-steps": self.train_steps,
+            "--train-batch": self.train_batch,
+            "--train-rounds": self.train_rounds,
+        }
         for option, value in positive.items():
             if value < 1:
                 raise BenchError(f"{option} must be at least 1, got {value}")
-        if not (self.thread_seconds > 0 and self.thread_seconds < float("inf")):
-            raise BenchError(f"--thread-seconds must be a positive number, got {self.thread_seconds}")
+        self.min_rounds = min(self.min_rounds, self.max_rounds)
+        for option, value in {
+            "--thread-seconds": self.thread_seconds,
+            "--target": self.target,
+            "--budget": self.budget,
+            "--train-budget": self.train_budget,
+        }.items():
+            if not (0 < value < float("inf")):
+                raise BenchError(f"{option} must be a positive number, got {value}")
+        cores = os.cpu_count() or 1
         if self.threads < 0:
             raise BenchError(f"--threads must be >= 0 (0: torch's default), got {self.threads}")
+        if self.threads > cores:
+            raise BenchError(
+                f"--threads {self.threads}: this machine has {cores} cores; give --threads {cores} or "
+                f"fewer (more would time the oversubscription, not the runtimes)"
+            )
         if self.epochs < 0:
             raise BenchError(f"--epochs must be >= 0, got {self.epochs}")
         if self.epochs > 0 and not self.data:
             raise BenchError("--epochs needs real data: pass --data DIR (CIFAR-10)")
         if not (self.max_load == self.max_load):  # NaN
             raise BenchError("--max-load must be a number")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise BenchError(f"--device {self.device}: CUDA is not available here; use --device cpu")
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             raise BenchError(f"unknown --device '{self.device}': cpu or cuda")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BenchError(f"--device {self.device}: CUDA is not available here; use --device cpu")
         if self.cuda_graphs and not self.device.startswith("cuda"):
             raise BenchError("--cuda-graphs needs --device cuda")
 
-    def oversubscribed(self) -> bool:
-        return self.threads > (os.cpu_count() or 1)
-
 
 PRESETS: dict[str, dict] = {
-    # What `make demo` runs: every runtime at fp32 and bf16, about 5 minutes on a 2-core machine once
-    # the AOTInductor packages are cached. Batch-1 latency in rounds, each on fresh processes, so that
-    # its CI holds across reruns.
-    "quick": dict(models=["resnet18"], dtypes=["fp32", "bf16"], rounds=3, latency_calls=30, batch_sizes=[1, 128],
-                  throughput_calls=2, thread_counts=[1, 4], thread_seconds=0.4, train_steps=3, train_batch=32,
-                  epochs=0, train_rounds=2),
+    # What `make demo` runs (about 3 minutes on a 2-core machine once the AOTInductor packages are cached).
+    "quick": dict(
+        models=["resnet18"],
+        runtimes=[
+            "py-eager",
+            "py-script",
+            "cpp-script",
+            "exe-script",
+            "py-aoti",
+            "exe-aoti",
+            "py-compile@bf16",
+            "py-aoti@bf16",
+            "exe-aoti@bf16",
+        ],
+        latency_calls=30,
+        batch_sizes=[1, 32],
+        throughput_calls=3,
+        thread_counts=[2],
+        thread_seconds=0.5,
+        min_rounds=3,
+        max_rounds=8,
+        budget=100.0,
+        train_steps=4,
+        train_batch=32,
+        train_rounds=3,
+        train_budget=40.0,
+    ),
     # The structure of the well-known comparison: ResNet18 and ResNet34, 50 epochs at batch 128 (a GPU job).
-    "seed": dict(models=["resnet18", "resnet34"], epochs=50, train_batch=128),
+    "seed": dict(models=["resnet18", "resnet34"], epochs=50, train_batch=128, train_rounds=1),
     # On a GPU: ResNet18 and ResNet34, latency with and without CUDA graphs, throughput at batches 1-512,
     # the training step at batch 128, fp32 and bf16, the runtimes that compare the languages and the
     # engines that ship. Concurrency is the CPU's question: benchmarks/device/run.py sweeps it apart.
-    "gpu": dict(models=["resnet18", "resnet34"], device="cuda", dtypes=["fp32", "bf16"], cuda_graphs=True,
-                runtimes=["py-eager", "py-script", "py-compile", "py-aoti", "cpp-script", "cpp-aoti", "exe-script",
-                          "exe-aoti"], rounds=3, latency_calls=50, batch_sizes=[1, 8, 32, 128, 512],
-                throughput_calls=12, thread_counts=[], train_steps=8, train_batch=128, train_rounds=1),
+    "gpu": dict(
+        models=["resnet18", "resnet34"],
+        device="cuda",
+        dtypes=["fp32", "bf16"],
+        cuda_graphs=True,
+        runtimes=["py-eager", "py-script", "py-compile", "py-aoti", "cpp-script", "cpp-aoti", "exe-script", "exe-aoti"],
+        max_rounds=5,
+        latency_calls=50,
+        batch_sizes=[1, 8, 32, 128, 512],
+        throughput_calls=12,
+        thread_counts=[],
+        train_steps=8,
+        train_batch=128,
+        train_rounds=2,
+    ),
     "custom": {},
-}  # fmt: skip
+}
 
 
 def configure(preset: str = "custom", runtimes: str | list[str] = "all", **options) -> BenchConfig:

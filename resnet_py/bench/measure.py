@@ -1,98 +1,157 @@
-"""Inference measurements: batch-1 latency, throughput per batch size, concurrent callers. Each runs
-in rounds that interleave the runtimes (A B C D, then B C D A, ...), so that drift on the machine hits
-all alike; every latency round starts each runtime afresh (a new load and warm-up; a new process for
-the executable), so that the rounds also sample what changes between processes."""
+"""The rounds of `resx bench`. A round starts every path still being measured in a fresh process of its
+own, in rotating order (A B C D, then B C D A, ...: drift on the machine hits all alike), measures
+every scenario there (batch-1 latency, throughput, concurrent callers) and stops the process, so that
+one runtime's process is alive at a time and what differs between processes (memory layout, allocator
+and thread-pool state) enters the interval. After `min_rounds`, a path stops once each of its ratios
+to the baseline has a 95% interval within +-target; the run stops when none is left, at `max_rounds`,
+or when the next round would overrun the budget."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-import numpy as np
-
-from resx import stats
-from resx.bench.config import BenchConfig
-from resx.bench.runners import Runner
+from resx.bench.config import BenchConfig, Path
+from resx.bench.monitor import OtherLoad
+from resx.bench.registry import BASELINE
+from resx.bench.results import Measurement, Ratio, Scenario
+from resx.bench.runners import Identity, Runner
 
 Notify = Callable[[str], None]
+NS = 1e-9
 
 
-def rotations(items: list, rounds: int) -> Iterator[tuple[int, list]]:
-    for r in range(rounds):
-        k = r % len(items)
-        yield r, items[k:] + items[:k]
+def rotations(items: list, rnd: int) -> list:
+    k = rnd % len(items) if items else 0
+    return items[k:] + items[:k]
 
 
-def split(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if r < total % parts else 0) for r in range(parts)]
+@dataclass
+class Rounds:
+    """The state of an adaptive series of rounds over paths, for one set of scenarios."""
+
+    cfg: BenchConfig
+    paths: list[str]
+    budget: float
+    baseline: str = BASELINE
+    measurements: dict[tuple[Scenario, str], Measurement] = field(default_factory=dict)
+    active: list[str] = field(default_factory=list)
+    stopping: dict[str, dict] = field(default_factory=dict)
+    loads: list[float] = field(default_factory=list)  # other processes' busy cores, per round
+    last_seconds: dict[str, float] = field(default_factory=dict)  # each path's last round
+    identities: dict[str, Identity] = field(default_factory=dict)  # what each path's first process reported
+    done: int = 0  # rounds completed
+
+    def __post_init__(self) -> None:
+        self.active = list(self.paths)
+        self.baseline = self.baseline if self.baseline in self.paths else (self.paths[0] if self.paths else "")
+        self._start = time.monotonic()
+
+    def add(self, scenario: Scenario, path: str, values: list[float], warmup: int | None = None) -> None:
+        m = self.measurements.setdefault((scenario, path), Measurement(scenario, path))
+        m.rounds.append(values)
+        if warmup is not None:
+            m.warmup_calls.append(warmup)
+
+    def ratios(self, path: str) -> list[Ratio]:
+        out = []
+        for (scenario, p), m in self.measurements.items():
+            base = self.measurements.get((scenario, self.baseline))
+            if p == path and base is not None and path != self.baseline:
+                out.append(Ratio.of(m, base))
+        return out
+
+    def order(self) -> list[str]:
+        return rotations(self.active, self.done)
+
+    def close_round(self, load: float | None) -> bool:
+        """After a round: retire the paths whose intervals are within the target; True to go on."""
+        self.done += 1
+        if load is not None:
+            self.loads.append(load)
+        cfg, others = self.cfg, [p for p in self.active if p != self.baseline]
+        if self.done >= cfg.min_rounds:
+            for p in others:
+                ratios = self.ratios(p)
+                if ratios and all(r.within(cfg.target) for r in ratios):
+                    self._retire(p, f"every interval within ±{cfg.target:.0%}")
+        others = [p for p in self.active if p != self.baseline]
+        elapsed = time.monotonic() - self._start
+        upcoming = sum(self.last_seconds.get(p, 0.0) for p in self.active)
+        reason = None
+        if self.done >= cfg.min_rounds and not others:
+            reason = "every other path's intervals were within the target"
+        elif self.done >= cfg.max_rounds:
+            reason = f"max rounds ({cfg.max_rounds})"
+        elif self.done >= cfg.min_rounds and elapsed + upcoming > self.budget:
+            reason = f"budget ({self.budget:.0f} s) spent"
+        if reason is None:
+            return True
+        for p in list(self.active):
+            self._retire(p, reason)
+        return False
+
+    def _retire(self, path: str, reason: str) -> None:
+        self.active.remove(path)
+        widths = {r.scenario.key: r.half_width for r in self.ratios(path)}
+        self.stopping[path] = {
+            "rounds": self.done,
+            "reason": reason,
+            "half_width": widths,
+            "reached": all(w <= self.cfg.target for w in widths.values()),
+        }
 
 
-def _summary(rounds_ns: list[list[int]]) -> dict:
-    return stats.summarize(stats.pooled(rounds_ns)) | {"rounds_ns": rounds_ns}
+def measure_in_process(runner: Runner, cfg: BenchConfig, scenarios: list[Scenario], rounds: Rounds, label: str) -> None:
+    """Every inference scenario in one fresh process (concurrency last: it sets one intra-op thread)."""
+    rule = cfg.warmup
+    for s in scenarios:
+        if s.kind == "latency":
+            warm = runner.warm_up(1, cfg.seed, rule.for_batch(1))
+            rounds.add(s, label, [t * NS for t in runner.time(1, cfg.seed, cfg.latency_calls)], warm)
+        elif s.kind == "throughput":
+            warm = runner.warm_up(s.batch, cfg.seed, rule.for_batch(s.batch))
+            calls = max(1, round(cfg.throughput_calls * max(1.0, 32 / s.batch)))  # small batches are cheap
+            rounds.add(s, label, [t * NS for t in runner.time(s.batch, cfg.seed, calls)], warm)
+    concurrency = [s for s in scenarios if s.kind == "concurrency"]
+    if concurrency:
+        runner.set_threads(1)  # one intra-op thread per caller: the GIL question
+        warm = runner.warm_up(1, cfg.seed, rule.for_batch(1))
+        for s in concurrency:
+            calls, wall = runner.threads_run(s.callers, cfg.thread_seconds, cfg.seed)
+            rounds.add(s, label, [calls / (wall * NS)], warm)
+        runner.set_threads(cfg.threads)
 
 
-def latency(runners: list[Runner], cfg: BenchConfig, notify: Notify) -> dict:
-    """Batch-1 latency: cfg.rounds rounds of cfg.latency_calls calls, each on a fresh runtime state."""
-    rule = cfg.warmup.for_batch(1)
-    rounds: dict[str, list[list[int]]] = {r.name: [] for r in runners}
-    warmups: dict[str, list[int]] = {r.name: [] for r in runners}
-    for rnd, order in rotations(runners, cfg.rounds):
-        for r in order:
-            notify(f"latency round {rnd + 1}/{cfg.rounds}: {r.name} (fresh start)")
-            if rnd:  # round 1 runs on the processes the gate started
-                r.restart()
-            r.set_threads(cfg.threads)
-            warmups[r.name].append(r.warm_up(1, cfg.seed, rule))
-            rounds[r.name].append(r.time(1, cfg.seed, cfg.latency_calls))
-    return {name: _summary(rounds[name]) | {"warmup_calls": warmups[name]} for name in rounds}
-
-
-def throughput(runners: list[Runner], cfg: BenchConfig, notify: Notify, batch_1: dict) -> dict:
-    """Images/s per batch size: throughput_calls calls per runtime (more for small batches), split over
-    up to cfg.rounds interleaved rounds on the last latency round's state. Batch 1 is the latency."""
-    out: dict[str, dict] = {r.name: {} for r in runners}
-    for batch in cfg.batch_sizes:
-        if batch == 1:
-            per = {name: entry["rounds_ns"] for name, entry in batch_1.items()}
-        else:
-            rule = cfg.warmup.for_batch(batch)
-            for r in runners:
-                notify(f"warm-up {r.name} batch {batch}")
-                r.warm_up(batch, cfg.seed, rule)
-            calls = max(1, round(cfg.throughput_calls * max(1.0, 32 / batch)))  # small batches are cheap
-            parts = split(calls, min(cfg.rounds, calls))
-            per = {r.name: [] for r in runners}
-            for rnd, order in rotations(runners, len(parts)):
-                for r in order:
-                    notify(f"throughput batch {batch} round {rnd + 1}/{len(parts)}: {r.name}")
-                    per[r.name].append(r.time(batch, cfg.seed, parts[rnd]))
-        for name, rounds_ns in per.items():
-            out[name][batch] = {"images_per_s": stats.throughput(stats.pooled(rounds_ns), batch)} | _summary(rounds_ns)
-    return out
-
-
-def concurrency(runners: list[Runner], cfg: BenchConfig, notify: Notify) -> dict:
-    """Concurrent batch-1 inference with one intra-op thread per caller: the GIL question."""
-    out: dict[str, dict] = {r.name: {} for r in runners}
-    for r in runners:
-        r.set_threads(1)
-    for r in runners:
-        r.warm_up(1, cfg.seed, cfg.warmup)
-    rounds = min(cfg.rounds, 2)
-    for threads in cfg.thread_counts:
-        rates: dict[str, list[float]] = {r.name: [] for r in runners}
-        for rnd, order in rotations(runners, rounds):
-            for r in order:
-                notify(f"{threads} concurrent caller(s), round {rnd + 1}/{rounds}: {r.name}")
-                calls, wall = r.threads_run(threads, cfg.thread_seconds / rounds, cfg.seed)
-                rates[r.name].append(calls / (wall / 1e9))
-        for name, values in rates.items():
-            out[name][threads] = {"images_per_s": float(np.mean(values)), "rounds": values}
-    for r in runners:
-        r.set_threads(cfg.threads)
-    return out
-
-
-def inference(runners: list[Runner], cfg: BenchConfig, notify: Notify) -> dict:
-    lat = latency(runners, cfg, notify)
-    return {"latency": lat, "throughput": throughput(runners, cfg, notify, lat),
-            "threads": concurrency(runners, cfg, notify) if cfg.thread_counts else {}}  # fmt: skip
+def inference_rounds(
+    cfg: BenchConfig,
+    paths: list[Path],
+    make: Callable[[Path], Runner],
+    notify: Notify,
+    identified: Callable[[dict[str, Identity]], None],
+) -> Rounds:
+    """Adaptive rounds of every path. Each path's first process reports its identity before it times
+    anything; `identified` sees them as they come (the gate refuses there, before that path times)."""
+    scenarios = cfg.scenarios()
+    rounds = Rounds(cfg, [p.label for p in paths], cfg.budget)
+    by_label = {p.label: p for p in paths}
+    identities = rounds.identities
+    while True:
+        meter = OtherLoad()
+        meter.start()
+        for label in rounds.order():
+            notify(f"round {rounds.done + 1}: {label} (fresh process)" if scenarios else f"starting {label}")
+            started = time.monotonic()
+            with make(by_label[label]) as runner:
+                runner.set_threads(cfg.threads)
+                if label not in identities:
+                    identities[label] = runner.identity(cfg.seed)
+                    identified(identities)
+                measure_in_process(runner, cfg, scenarios, rounds, label)
+            rounds.last_seconds[label] = time.monotonic() - started
+        if not scenarios:  # the gate alone
+            rounds.active.clear()
+            return rounds
+        if not rounds.close_round(meter.stop()):
+            return rounds

@@ -1,29 +1,51 @@
-"""Writing `resx bench` results: results.json, results.csv, report.md and PNG plots."""
+"""Writing `resx bench` results: results.json (resx-bench/2), results.csv, report.md and PNG plots, all
+read from the typed results (resx.bench.results)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from resx import stats
-from resx.bench.runners import BASELINE
+from resx.bench.registry import BASELINE
+from resx.bench.results import LATENCY, ModelResults, Ratio, Results, Scenario
 from resx.errors import ResxError
 from resx.files import atomic_write
 
-SEED_COLUMNS = ["Runtime", "Model", "Total time", "Time per epoch", "Latency p50 (ms)", "Train loss", "Train top-1",
-                "Test loss", "Test top-1"]  # fmt: skip
-CSV_COLUMNS = ["model", "runtime", "measurement", "batch", "threads", "value", "unit", "n", "mean_ms", "std_ms",
-               "p50_ms", "p90_ms", "p99_ms", "ratio_vs_baseline", "ci_low", "ci_high", "rounds", "round_q25",
-               "round_q75", "note"]  # fmt: skip
+CSV_COLUMNS = [
+    "model",
+    "path",
+    "scenario",
+    "kind",
+    "batch",
+    "callers",
+    "value",
+    "unit",
+    "images_per_s",
+    "calls",
+    "rounds",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "baseline",
+    "ratio",
+    "ci_low",
+    "ci_high",
+    "half_width",
+    "round_q25",
+    "round_q75",
+    "note",
+]
 SPLIT = ("data", "forward", "backward", "optimizer")
 SHIP_COLUMNS = ["scenario", "fastest path", "its figure", "vs py-eager (95% CI)"]
+FULL_EPOCH = 50_000  # CIFAR-10's training images, for the extrapolated epoch time
 
 
-def _fmt_time(seconds: float) -> str:
+def fmt_time(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.2f} h"
     if seconds >= 60:
@@ -31,109 +53,207 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-def _ratio(entry: dict, measure: str, runtime: str, baseline: str = BASELINE) -> dict | None:
-    return next((r for r in entry.get("ratios", []) if r["measure"] == measure and r["runtime"] == runtime
-                 and r["baseline"] == baseline), None)  # fmt: skip
-
-
-def labels(entry: dict) -> list[str]:
-    """The paths measured (runtime, or runtime@dtype), in the order they ran."""
-    return list(dict.fromkeys([*entry.get("inference", {}).get("latency", {}), *entry.get("training", {})]))
-
-
-def _ci(r: dict | None, invert: bool = False) -> str:
-    """A ratio with its interval; invert: a time ratio read as a rate ratio (above 1: more)."""
-    if not r:
+def ci(r: Ratio | None, as_speedup: bool = False) -> str:
+    """A ratio with its interval; as_speedup: read as 'times faster or more' (above 1: better)."""
+    if r is None:
         return "baseline"
-    if invert:
-        return f"{1 / r['ratio']:.3f} [{1 / r['ci_high']:.3f}, {1 / r['ci_low']:.3f}]"
-    return f"{r['ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    value, low, high = r.speedup if as_speedup else (r.value, r.low, r.high)
+    if not math.isfinite(low):
+        return f"{value:.3f} (1 round: no interval)"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _spread(r: dict | None) -> str:
-    return "" if not r else f"{r['round_q25']:.3f}–{r['round_q75']:.3f}"
+def figure(m, scenario: Scenario) -> str:
+    if scenario.rate:
+        return f"{m.value:,.0f} img/s"
+    if scenario.kind == "throughput":
+        return f"{m.images_per_s:,.0f} img/s"
+    return f"{m.value * 1e3:.2f} ms (p50)"
 
 
-def _relative_rate(time_ratio: dict | None) -> str:
-    return "" if not time_ratio else f"({1 / time_ratio['ratio']:.2f}×)"
-
-
-def _md_table(header: list[str], rows: list[list]) -> str:
+def md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
+def drop_empty(header: list[str], rows: list[list[str]], keep: int = 2) -> tuple[list[str], list[list[str]]]:
+    """Without the columns (after the first `keep`) that hold nothing in any row."""
+    used = [i for i in range(len(header)) if i < keep or any(r[i] not in ("", "—") for r in rows)]
+    return [header[i] for i in used], [[r[i] for i in used] for r in rows]
+
+
 # ------------------------------------------------------------------------------------------ tables
 
 
-def seed_table(results: dict) -> list[list[str]]:
-    """The well-known table: per runtime and model, total time, time per epoch, latency, losses."""
+def comparison(results: Results) -> tuple[list[str], list[list[str]]]:
+    """The well-known table: per path and model, total time, time per epoch, latency, losses; columns
+    that no path has (no training, say) are left out."""
+    header = [
+        "Path",
+        "Model",
+        "Total time",
+        "Time per epoch",
+        "Latency p50 (ms)",
+        "Train loss",
+        "Train top-1",
+        "Test loss",
+        "Test top-1",
+    ]
     rows = []
-    for model, entry in results["models"].items():
-        inf, tr = entry.get("inference", {}), entry.get("training", {})
-        for runtime in labels(entry):
-            t, lat = tr.get(runtime, {}), inf.get("latency", {}).get(runtime)
-            epoch = t.get("epoch_time_s")
-            total = t.get("total_time_s", epoch * max(1, results["config"]["epochs"]) if epoch is not None else None)
-            star = " *" if "extrapolated" in t.get("epoch_time_kind", "") else ""
-            number = lambda key, fmt, t=t: fmt.format(t[key]) if t.get(key) is not None else "—"
-            rows.append([
-                runtime, model, "—" if total is None else _fmt_time(total) + star,
-                "—" if epoch is None else _fmt_time(epoch) + star, "—" if lat is None else f"{lat['p50_ms']:.2f}",
-                number("train_loss", "{:.4f}"), number("train_top_1", "{:.2f}%"), number("test_loss", "{:.4f}"),
-                number("test_top_1", "{:.2f}%"),
-            ])  # fmt: skip
-    return rows
+    for model, entry in results.models.items():
+        train = next((s for s in entry.scenarios() if s.kind == "training"), None)
+        for path in entry.paths():
+            t, lat = entry.training.get(path, {}), entry.measurement(LATENCY, path)
+            epoch, star = t.get("epoch_time_s"), ""
+            step = entry.measurement(train, path) if train else None
+            if epoch is None and step is not None:
+                epoch, star = step.value * (FULL_EPOCH // train.batch), " *"
+            total = t.get("total_time_s", epoch * max(1, results.config["epochs"]) if epoch is not None else None)
+            number = lambda key, f, t=t: f.format(t[key]) if t.get(key) is not None else "—"
+            rows.append(
+                [
+                    path,
+                    model,
+                    "—" if total is None else fmt_time(total) + star,
+                    "—" if epoch is None else fmt_time(epoch) + star,
+                    "—" if lat is None else f"{lat.value * 1e3:.2f}",
+                    number("train_loss", "{:.4f}"),
+                    number("train_top_1", "{:.2f}%"),
+                    number("test_loss", "{:.4f}"),
+                    number("test_top_1", "{:.2f}%"),
+                ]
+            )
+    return drop_empty(header, rows)
 
 
-def headline(results: dict) -> list[str]:
-    """The ratios a person reads first: batch-1 latency and training step against py-eager."""
+def headline(results: Results) -> list[str]:
+    """The ratios a person reads first: batch-1 latency and the training step against py-eager."""
     lines = []
-    for model, entry in results["models"].items():
-        for r in entry["ratios"]:
-            if r["baseline"] == BASELINE and r["measure"] in ("latency batch 1", "training step"):
-                lines.append(f"{model} {r['measure']}: {r['runtime']} / {r['baseline']} = {r['ratio']:.3f} "
-                             f"(95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f}, {r['rounds']} rounds, between rounds "
-                             f"{r['round_q25']:.3f}-{r['round_q75']:.3f})")  # fmt: skip
+    for model, entry in results.models.items():
+        for r in entry.ratios:
+            if r.baseline == BASELINE and r.scenario.kind in ("latency", "training"):
+                lines.append(
+                    f"{model} {r.scenario.title}: {r.path} / {r.baseline} = {ci(r)} (95% CI, {r.rounds} "
+                    f"rounds; between rounds {r.q25:.3f}-{r.q75:.3f})"
+                )
     return lines
 
 
-def _csv_row(model, runtime, measurement, value, unit, batch="", threads="", summary=None, ratio=None, note=""):
-    s, r = summary or {}, ratio or {}
-    return {
-        "model": model, "runtime": runtime, "measurement": measurement, "batch": batch, "threads": threads,
-        "value": value, "unit": unit, "note": note,
-        **{k: s.get(k, "") for k in ("n", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms")},
-        "ratio_vs_baseline": r.get("ratio", ""),
-        **{k: r.get(k, "") for k in ("ci_low", "ci_high", "rounds", "round_q25", "round_q75")},
-    }  # fmt: skip
+def _best(entry: ModelResults, scenario: Scenario) -> str:
+    ms = [m for m in entry.measurements if m.scenario == scenario]
+    better = max if (scenario.rate or scenario.kind == "throughput") else min
+    return better(ms, key=lambda m: m.images_per_s if scenario.kind == "throughput" else m.value).path
 
 
-def csv_rows(results: dict) -> list[dict]:
-    rows, threads, batch = [], results["config"]["threads"], results["config"]["train_batch"]
-    for model, entry in results["models"].items():
-        inf, tr = entry.get("inference", {}), entry.get("training", {})
-        for runtime, s in inf.get("latency", {}).items():
-            rows.append(_csv_row(model, runtime, "latency", s["p50_ms"], "ms (p50)", 1, threads, s,
-                                 _ratio(entry, "latency batch 1", runtime)))  # fmt: skip
-        for runtime, per in inf.get("throughput", {}).items():
-            for b, s in per.items():
-                rows.append(_csv_row(model, runtime, "throughput", s["images_per_s"], "images/s", b, threads, s,
-                                     _ratio(entry, f"time per call, batch {b}", runtime)))  # fmt: skip
-        for runtime, per in inf.get("threads", {}).items():
-            for n, s in per.items():
-                rows.append(_csv_row(model, runtime, "concurrent throughput", s["images_per_s"], "images/s", 1, n,
-                                     None, _ratio(entry, f"images/s with {n} thread(s)", runtime),
-                                     "intra-op threads 1 per caller"))  # fmt: skip
-        for runtime, t in tr.items():
-            rows.append(_csv_row(model, runtime, "training step", t["step"]["p50_ms"], "ms (p50)", batch, threads,
-                                 t["step"], _ratio(entry, "training step", runtime), t["data"]))  # fmt: skip
-            rows.append(_csv_row(model, runtime, "training epoch", t["epoch_time_s"], "s", batch, threads,
-                                 note=t["epoch_time_kind"]))  # fmt: skip
-            for key in ("train_loss", "train_top_1", "test_loss", "test_top_1"):
-                if t.get(key) is not None:
-                    rows.append(_csv_row(model, runtime, key, t[key], "%" if "top" in key else "", note=t["data"]))
+def ship(entry: ModelResults) -> list[list[str]]:
+    """What should I ship? Per scenario, the fastest path, its figure and its ratio to py-eager."""
+    rows = []
+    for scenario in entry.scenarios():
+        best = _best(entry, scenario)
+        m, r = entry.measurement(scenario, best), entry.ratio(scenario, best, BASELINE)
+        rows.append([scenario.title, best, figure(m, scenario), ci(r, as_speedup=scenario.kind == "throughput")])
+    return rows
+
+
+def language_share(entry: ModelResults) -> list[list[str]]:
+    """C++ against Python on the same engine and dtype: the language's own share of the time."""
+    return [[r.scenario.title, f"{r.path} / {r.baseline}", ci(r)] for r in entry.ratios if r.baseline != BASELINE]
+
+
+def quality(entry: ModelResults, target: float) -> list[list[str]]:
+    """Per path: the rounds it ran, the calls it took, the widest interval it reached, and why it stopped."""
+    rows = []
+    for path in entry.paths():
+        for phase, s in entry.stopping.get(path, {}).items():
+            calls = sum(
+                m.calls
+                for m in entry.measurements
+                if m.path == path and (m.scenario.kind == "training") == (phase == "training")
+            )
+            widths = s.get("half_width", {})
+            widest = max(widths.items(), key=lambda kv: kv[1]) if widths else None
+            reached = "baseline" if not widths else ("yes" if s["reached"] else "**no**")
+            shown = (
+                ""
+                if widest is None
+                else (f"±{widest[1]:.1%} ({widest[0]})" if math.isfinite(widest[1]) else f"none ({widest[0]}, 1 round)")
+            )
+            rows.append([path, phase, str(s["rounds"]), f"{calls:,}", shown, reached, s["reason"]])
+    return rows
+
+
+def missed(entry: ModelResults) -> list[str]:
+    """The paths whose intervals the rounds did not bring within the target."""
+    return sorted(
+        {p for p, phases in entry.stopping.items() for s in phases.values() if s.get("half_width") and not s["reached"]}
+    )
+
+
+def floor_rows(results: Results, entry: ModelResults) -> list[list[str]]:
+    """Each path's batch-1 latency against the floor: the network's FLOPs at the GEMM's rate."""
+    flops, rows = entry.manifest["flops_per_image"]["forward"], []
+    for path in entry.paths(LATENCY):
+        m = entry.measurement(LATENCY, path)
+        dtype = path.partition("@")[2] or "fp32"
+        floor_ms = flops / (results.floor_gflops[dtype] * 1e9) * 1e3
+        rows.append([path, f"{m.value * 1e3:.2f}", f"{floor_ms:.2f} ({dtype})", f"{floor_ms / (m.value * 1e3):.0%}"])
+    return rows
+
+
+def costs(entry: ModelResults) -> list[list]:
+    """Compile and load times, apart from the timed calls."""
+    rows = [
+        [
+            name,
+            c["threads"] if c["threads"] >= 0 else "—",
+            f"{c['load_seconds']:.2f}",
+            f"{c['compile_seconds']:.1f}" if c["compile_seconds"] else "—",
+        ]
+        for name, c in entry.gate["compiled"].items()
+    ]
+    for dtype, p in entry.packages.items():
+        cached = "cached" if p["cached"] else "compiled now"
+        rows.append(
+            [f"AOTInductor package {dtype}", p["compile"]["threads"], "—", f"{p['compile_seconds']:.1f} ({cached})"]
+        )
+    for name, t in entry.training.items():
+        if t.get("compile_seconds"):
+            rows.append([f"{name} training", "—", "—", f"{t['compile_seconds']:.1f}"])
+    return rows
+
+
+def csv_rows(results: Results) -> list[dict]:
+    rows = []
+    for model, entry in results.models.items():
+        for m in entry.measurements:
+            s = m.scenario
+            r = entry.ratio(s, m.path, BASELINE)
+            times = {} if s.rate else {f"p{q}_ms": m.percentile(q) * 1e3 for q in (50, 90, 99)}
+            rows.append(
+                {
+                    "model": model,
+                    "path": m.path,
+                    "scenario": s.key,
+                    "kind": s.kind,
+                    "batch": s.batch,
+                    "callers": s.callers if s.kind == "concurrency" else "",
+                    "value": m.value,
+                    "unit": s.unit,
+                    "images_per_s": m.images_per_s,
+                    "calls": m.calls,
+                    "rounds": len(m.rounds),
+                    **times,
+                    "baseline": r.baseline if r else "",
+                    "ratio": r.value if r else "",
+                    "ci_low": r.low if r else "",
+                    "ci_high": r.high if r else "",
+                    "half_width": r.half_width if r else "",
+                    "round_q25": r.q25 if r else "",
+                    "round_q75": r.q75 if r else "",
+                    "note": entry.training.get(m.path, {}).get("data", "") if s.kind == "training" else "",
+                }
+            )
     return rows
 
 
@@ -141,181 +261,139 @@ def csv_rows(results: dict) -> list[dict]:
 
 
 def _gate_section(gate: dict) -> str:
-    rows = [[c["check"], "yes" if c["ok"] else "**NO**", ", ".join(f"{k}={v}" for k, v in c["detail"].items())]
-            for c in gate["checks"]]  # fmt: skip
+    rows = [
+        [c["check"], "yes" if c["ok"] else "**NO**", ", ".join(f"{k}={v}" for k, v in c["detail"].items())]
+        for c in gate["checks"]
+    ]
     other = gate.get("other_cpu_load")
-    return ("\n### Fairness gate\n\nEvery row below was computed inside each runtime.\n\n"
-            + _md_table(["check", "ok", "detail"], rows)
-            + f"\nLoad average {gate['load_average'][0]:.2f} on {gate['cores']} cores; other processes kept "
-            f"{'unknown' if other is None else f'{other:.2f}'} cores busy just before timing"
-            f"{' (loaded)' if gate['loaded'] else ''}.\n")  # fmt: skip
+    return (
+        "\n### Fairness gate\n\nEvery row was computed inside each runtime, in its first process, before "
+        "it timed anything.\n\n"
+        + md_table(["check", "ok", "detail"], rows)
+        + f"\nLoad average {gate['load_average'][0]:.2f} on {gate['cores']} cores; other processes kept "
+        f"{'unknown' if other is None else f'{other:.2f}'} cores busy just before timing"
+        f"{' (loaded)' if gate['loaded'] else ''}.\n"
+    )
 
 
-def _latency_section(entry: dict, baseline: str) -> str:
+def _scenario_section(entry: ModelResults, scenario: Scenario) -> str:
     rows = []
-    for name, s in entry["inference"]["latency"].items():
-        r = _ratio(entry, "latency batch 1", name)
-        medians = [float(np.median(x)) / 1e6 for x in s["rounds_ns"]]
-        rows.append([name, f"{len(s['rounds_ns'])} × {len(s['rounds_ns'][0])}",
-                     f"{min(s['warmup_calls'])}–{max(s['warmup_calls'])}", f"{s['mean_ms']:.3f}", f"{s['p50_ms']:.3f}",
-                     f"{s['p90_ms']:.3f}", f"{s['p99_ms']:.3f}", f"{min(medians):.2f}–{max(medians):.2f}", _ci(r),
-                     _spread(r)])  # fmt: skip
-    header = ["runtime", "rounds × calls", "warm-up calls", "mean", "p50", "p90", "p99", "round medians",
-              f"vs {baseline} (95% CI)", "between rounds (IQR)"]  # fmt: skip
-    return ("\n### Batch-1 latency (ms)\n\nEach round starts every runtime afresh, in a new process of its own (a "
-            "new load and warm-up). The interval resamples rounds, then calls within them.\n\n"
-            + _md_table(header, rows))  # fmt: skip
+    for path in entry.paths(scenario):
+        m, r = entry.measurement(scenario, path), entry.ratio(scenario, path, BASELINE)
+        lo, hi = m.spread
+        if scenario.rate:
+            value, spread = f"{m.value:,.1f}", f"{lo:,.1f}–{hi:,.1f}"
+            extra = []
+        else:
+            value, spread = f"{m.value * 1e3:.3f}", f"{lo * 1e3:.3f}–{hi * 1e3:.3f}"
+            extra = [f"{m.percentile(90) * 1e3:.3f}", f"{m.percentile(99) * 1e3:.3f}", f"{m.images_per_s:,.1f}"]
+        warm = f"{min(m.warmup_calls)}–{max(m.warmup_calls)}" if m.warmup_calls else "—"
+        rows.append(
+            [
+                path,
+                f"{len(m.rounds)} × {m.calls // max(1, len(m.rounds))}",
+                warm,
+                value,
+                *extra,
+                spread,
+                ci(r),
+                "" if r is None else f"{r.q25:.3f}–{r.q75:.3f}",
+            ]
+        )
+    if scenario.rate:
+        header, unit = ["path", "rounds × values", "warm-up calls", "images/s"], "total images/s"
+    else:
+        header, unit = ["path", "rounds × calls", "warm-up calls", "p50", "p90", "p99", "images/s"], "ms per call"
+    header += ["round medians", f"vs {BASELINE} (95% CI)", "between rounds (IQR)"]
+    note = {
+        "concurrency": " (batch 1, one intra-op thread per caller: Python threads for py, std::threads for "
+        "cpp and exe)",
+        "training": " (the first step of each run dropped)",
+    }.get(scenario.kind, "")
+    return f"\n### {scenario.title[0].upper()}{scenario.title[1:]}: {unit}{note}\n\n" + md_table(header, rows)
 
 
-def _throughput_section(entry: dict, baseline: str) -> str:
-    per_runtime = entry["inference"]["throughput"]
-    batches = list(next(iter(per_runtime.values())))
-
-    def cell(name: str, per: dict, b: int) -> str:
-        return f"{per[b]['images_per_s']:,.0f} {_relative_rate(_ratio(entry, f'time per call, batch {b}', name))}"
-
-    rows = [[name, *(cell(name, per, b) for b in batches)] for name, per in per_runtime.items()]
-    return ("\n### Throughput (images/s)\n\n" + _md_table(["runtime", *(f"batch {b}" for b in batches)], rows)
-            + f"\nIn brackets: images/s relative to {baseline} (above 1: more).\n")  # fmt: skip
+def _training_split(entry: ModelResults) -> str:
+    rows = [[name, *(f"{t['split_ms'][k]:.1f}" for k in SPLIT), t["data"]] for name, t in entry.training.items()]
+    return "\n### Training step split (median ms)\n\n" + md_table(["path", *SPLIT, "data source"], rows)
 
 
-def _threads_section(entry: dict) -> str:
-    per_runtime = entry["inference"]["threads"]
-    counts = list(next(iter(per_runtime.values())))
-    rows = [[name, *(f"{per[t]['images_per_s']:,.1f}" for t in counts)] for name, per in per_runtime.items()]
-    return ("\n### Concurrent batch-1 inference, one intra-op thread per caller (total images/s)\n\n"
-            + _md_table(["runtime", *(f"{t} thread(s)" for t in counts)], rows))  # fmt: skip
-
-
-def _training_section(entry: dict, baseline: str) -> str:
-    rows = [[name, f"{t['step']['p50_ms']:.1f}", *(f"{t['split_ms'][k]:.1f}" for k in SPLIT),
-             f"{t['images_per_s']:.1f}", f"{_fmt_time(t['epoch_time_s'])} ({t['epoch_time_kind']})",
-             _ci(_ratio(entry, "training step", name)), t["data"]]
-            for name, t in entry["training"].items()]  # fmt: skip
-    header = ["runtime", "step p50", *SPLIT, "images/s", "epoch", f"vs {baseline} (95% CI)", "data source"]
-    return "\n### Training step (median ms) and its split\n\n" + _md_table(header, rows)
-
-
-def _best(values: dict[str, float], higher: bool) -> str:
-    return (max if higher else min)(values, key=values.get)
-
-
-def ship(results: dict, model: str, entry: dict) -> list[list[str]]:
-    """What should I ship? Per scenario, the fastest path, its figure and its ratio to py-eager."""
-    inf, tr, rows = entry.get("inference", {}), entry.get("training", {}), []
-    if inf.get("latency"):
-        lat = {n: s["p50_ms"] for n, s in inf["latency"].items()}
-        best = _best(lat, higher=False)
-        rows.append(["batch-1 latency", best, f"{lat[best]:.2f} ms (p50)", _ci(_ratio(entry, "latency batch 1", best))])
-    if inf.get("throughput"):
-        batch = max(next(iter(inf["throughput"].values())))
-        rate = {n: per[batch]["images_per_s"] for n, per in inf["throughput"].items()}
-        best = _best(rate, higher=True)
-        ratio = _ratio(entry, f"time per call, batch {batch}", best)
-        rows.append([f"throughput at batch {batch}", best, f"{rate[best]:,.0f} img/s", _ci(ratio, invert=True)])
-    if inf.get("threads"):
-        t = max(next(iter(inf["threads"].values())))
-        rate = {n: per[t]["images_per_s"] for n, per in inf["threads"].items()}
-        best = _best(rate, higher=True)
-        rows.append([f"{t} concurrent callers", best, f"{rate[best]:,.0f} img/s",
-                     _ci(_ratio(entry, f"images/s with {t} thread(s)", best))])  # fmt: skip
-    if tr:
-        step = {n: t["step"]["p50_ms"] for n, t in tr.items()}
-        best = _best(step, higher=False)
-        rows.append(["training step", best, f"{step[best]:.1f} ms (p50)", _ci(_ratio(entry, "training step", best))])
-    return rows
-
-
-def language_share(entry: dict) -> list[list[str]]:
-    """C++ against Python on the same engine and dtype: the language's own share of the time."""
-    return [
-        [r["measure"], f"{r['runtime']} / {r['baseline']}", _ci(r)]
-        for r in entry.get("ratios", [])
-        if r["baseline"] != BASELINE and r["kind"] == "time" and r["measure"] != "time per call, batch 1"
-    ]  # fmt: skip  (the latency, again)
-
-
-def floor_rows(results: dict, entry: dict) -> list[list[str]]:
-    """Each path's batch-1 latency against the floor: the network's FLOPs at the GEMM's rate."""
-    flops, rows = entry["manifest"]["flops_per_image"]["forward"], []
-    for name, s in entry.get("inference", {}).get("latency", {}).items():
-        dtype = name.partition("@")[2] or "fp32"
-        floor_ms = flops / (results["floor_gflops"][dtype] * 1e9) * 1e3
-        rows.append([name, f"{s['p50_ms']:.2f}", f"{floor_ms:.2f} ({dtype})", f"{floor_ms / s['p50_ms']:.0%}"])
-    return rows
-
-
-def costs(entry: dict) -> list[list]:
-    """Compile and load times, apart from the timed calls."""
-    rows = [[name, c["threads"] if c["threads"] >= 0 else "—", f"{c['load_seconds']:.2f}",
-             f"{c['compile_seconds']:.1f}" if c["compile_seconds"] else "—"]
-            for name, c in entry["gate"]["compiled"].items()]  # fmt: skip
-    for dtype, p in entry.get("packages", {}).items():
-        cached = "cached" if p["cached"] else "compiled now"
-        rows.append([f"AOTInductor package {dtype}", p["compile"]["threads"], "—",
-                     f"{p['compile_seconds']:.1f} ({cached})"])  # fmt: skip
-    for name, t in entry.get("training", {}).items():
-        if t.get("compile_seconds"):
-            rows.append([f"{name} training", "—", "—", f"{t['compile_seconds']:.1f}"])
-    return rows
-
-
-def _ship_section(results: dict, model: str, entry: dict) -> str:
-    out = ("\n### What should I ship?\n\nThe fastest path per scenario against py-eager (times: below 1 is "
-           "faster; rates: above 1 is more), 95% CI over rounds.\n\n"
-           + _md_table(SHIP_COLUMNS, ship(results, model, entry)))  # fmt: skip
-    share = language_share(entry)
-    if share:
-        out += ("\nThe language's own share: C++ against Python on the same engine and dtype (time ratios).\n\n"
-                + _md_table(["measure", "ratio", "95% CI"], share))  # fmt: skip
-    return out
-
-
-def _floor_section(results: dict, entry: dict) -> str:
-    g = results["floor_gflops"]
-    return (f"\n### Against the machine's floor\n\nA 2048² GEMM here: {g['fp32']:.0f} GFLOP/s at fp32, "
-            f"{g['bf16']:.0f} at bf16. The floor of batch-1 latency is the network's forward FLOPs at that rate; "
-            "each path's fraction of it:\n\n" + _md_table(["path", "p50 (ms)", "floor (ms)", "fraction"],
-                                                            floor_rows(results, entry)))  # fmt: skip
-
-
-def markdown(results: dict, plots: list[str]) -> str:
-    cfg, env = results["config"], results["env"]["python"]
-    out = [f"# resx bench ({cfg['preset']})\n\n",
-           f"Created {results['created']} on {env['cpu_model']} ({env['cpu_cores']} cores), torch "
-           f"{env['torch_version']}, device {cfg['device']}, intra-op threads {cfg['threads']}.\n"]  # fmt: skip
-    if results.get("loaded"):
-        out.append("> **Machine loaded**: other processes were busy when timing started; treat absolute figures "
-                   "with care (ratios are interleaved and hold up better).\n")  # fmt: skip
-    if results.get("forced"):
-        out.append("> **--force**: the fairness gate was overridden; see the gate section.\n")
-    out += ["\n## Comparison\n\n", _md_table(SEED_COLUMNS, seed_table(results)),
-            "\n`*` time extrapolated from the measured steps to a full 50,000-image epoch; losses and accuracies "
-            "appear only when full epochs were trained on CIFAR-10.\n"]  # fmt: skip
-    for model, entry in results["models"].items():
-        m = entry["manifest"]
-        out.append(f"\n## {model}: {m['model']['stem']} stem, layers {m['model']['layers']}, width "
-                   f"{m['model']['width']}, {m['parameters']:,} parameters, "
-                   f"{m['flops_per_image']['forward'] / 1e9:.3f} GFLOP/img forward, fingerprint "
-                   f"`{m['fingerprint'][:12]}`\n")  # fmt: skip
-        if entry.get("inference") or entry.get("training"):
-            out.append(_ship_section(results, model, entry))
-        out.append(_gate_section(entry["gate"]))
+def markdown(results: Results, plots: list[str]) -> str:
+    cfg, env = results.config, results.env["python"]
+    mem = results.memory
+    out = [
+        f"# resx bench ({cfg['preset']})\n\n",
+        f"Created {results.created} on {env['cpu_model']} ({env['cpu_cores']} cores), torch "
+        f"{env['torch_version']}, device {cfg['device']}, intra-op threads {cfg['threads']}. The run took "
+        f"{fmt_time(results.seconds)}; its processes together held at most "
+        f"{mem.get('peak_rss_bytes', 0) / 2**30:.2f} GB resident (the machine's used memory peaked at "
+        f"{mem.get('machine_used_peak_bytes', 0) / 2**30:.2f} GB, from "
+        f"{mem.get('machine_used_before_bytes', 0) / 2**30:.2f} GB before).\n",
+    ]
+    if results.load:
+        out.append(
+            f"Other processes kept {min(results.load):.2f}–{max(results.load):.2f} cores busy during the rounds.\n"
+        )
+    if results.loaded:
+        out.append(
+            "\n> **Machine loaded**: other processes were busy while timing; treat absolute figures with "
+            "care (ratios are interleaved and hold up better).\n"
+        )
+    if results.forced:
+        out.append("\n> **--force**: the fairness gate was overridden; see the gate section.\n")
+    header, rows = comparison(results)
+    out += ["\n## Comparison\n\n", md_table(header, rows)]
+    if any("*" in c for r in rows for c in r):
+        out.append("\n`*` time extrapolated from the measured steps to a full 50,000-image epoch.\n")
+    for model, entry in results.models.items():
+        m = entry.manifest
+        out.append(
+            f"\n## {model}: {m['model']['stem']} stem, layers {m['model']['layers']}, width "
+            f"{m['model']['width']}, {m['parameters']:,} parameters, "
+            f"{m['flops_per_image']['forward'] / 1e9:.3f} GFLOP/img forward, fingerprint "
+            f"`{m['fingerprint'][:12]}`\n"
+        )
+        if entry.measurements:
+            out.append(
+                "\n### What should I ship?\n\nThe fastest path per scenario against py-eager (times: below 1 "
+                "is faster; throughput and rates: above 1 is more), 95% interval over rounds.\n\n"
+                + md_table(SHIP_COLUMNS, ship(entry))
+            )
+            share = language_share(entry)
+            if share:
+                out.append(
+                    "\nThe language's own share: C++ against Python on the same engine and dtype (times "
+                    "below 1, rates above 1: C++ better).\n\n" + md_table(["scenario", "ratio", "95% CI"], share)
+                )
+            out.append(
+                f"\n### How far the rounds went\n\nEach path ran until each of its ratios to {BASELINE} had a "
+                f"95% interval within ±{cfg['target']:.0%} (t on the log of the per-round ratios), or the "
+                "budget or the most rounds ended it.\n\n"
+                + md_table(
+                    ["path", "phase", "rounds", "calls", "widest interval", "within target", "stopped because"],
+                    quality(entry, cfg["target"]),
+                )
+            )
+            short = missed(entry)
+            if short:
+                out.append(f"\nNot brought within ±{cfg['target']:.0%} by the budget: {', '.join(short)}.\n")
+        out.append(_gate_section(entry.gate))
         out += [
             "\n### Compile and load times (apart from the timed calls)\n\n",
-            _md_table(["path", "threads compiled in (0: dynamic)", "load s", "compile s"], costs(entry)),
+            md_table(["path", "threads compiled in (0: dynamic)", "load s", "compile s"], costs(entry)),
         ]
-        if entry.get("inference"):
-            out.append(_floor_section(results, entry))
-        if entry.get("inference"):
-            out.append(_latency_section(entry, BASELINE))
-            out.append(_throughput_section(entry, BASELINE))
-            if entry["inference"]["threads"]:
-                out.append(_threads_section(entry))
-        if entry.get("training"):
-            out.append(_training_section(entry, BASELINE))
-        out.append(f"\nRatios are time ratios (below 1: faster than {BASELINE}) except for concurrent throughput "
-                   "(above 1: more images/s); 95% intervals from a hierarchical bootstrap over rounds.\n")  # fmt: skip
+        if entry.measurement(LATENCY, entry.paths(LATENCY)[0] if entry.paths(LATENCY) else "") is not None:
+            g = results.floor_gflops
+            out.append(
+                f"\n### Against the machine's floor\n\nA 2048² GEMM here: {g['fp32']:.0f} GFLOP/s at fp32, "
+                f"{g['bf16']:.0f} at bf16. The floor of batch-1 latency is the network's forward FLOPs at that "
+                "rate; each path's fraction of it:\n\n"
+                + md_table(["path", "p50 (ms)", "floor (ms)", "fraction"], floor_rows(results, entry))
+            )
+        for scenario in entry.scenarios():
+            out.append(_scenario_section(entry, scenario))
+        if entry.training:
+            out.append(_training_split(entry))
     out += [f"\n![{plot}]({plot})\n" for plot in plots]
     return "".join(out)
 
@@ -323,11 +401,12 @@ def markdown(results: dict, plots: list[str]) -> str:
 # ------------------------------------------------------------------------------------------- plots
 
 
-def plots(results: dict, out: Path) -> list[str]:
+def plots(results: Results, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     written = []
 
@@ -339,49 +418,71 @@ def plots(results: dict, out: Path) -> list[str]:
         atomic_write(out / name, buf.getvalue())
         written.append(name)
 
-    def lines(model: str, per_runtime: dict, xlabel: str, ylabel: str, title: str, name: str, log2: bool) -> None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for runtime, per in per_runtime.items():
-            ax.plot(list(per), [v["images_per_s"] for v in per.values()], marker="o", label=runtime)
-        if log2:
-            ax.set_xscale("log", base=2)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{model}: {title}")
-        ax.legend()
+    def bars(model: str, entry: ModelResults, scenario: Scenario, name: str) -> None:
+        """Each path's figure with the spread of its rounds (lowest to highest round) as error bars."""
+        paths = entry.paths(scenario)
+        ms = [entry.measurement(scenario, p) for p in paths]
+        rate = scenario.rate or scenario.kind == "throughput"
+        scale = (lambda v: scenario.batch / v) if scenario.kind == "throughput" else (lambda v: v * 1e3)
+        scale = (lambda v: v) if scenario.rate else scale
+        values = [scale(m.value) for m in ms]
+        ends = [sorted(scale(x) for x in m.spread) for m in ms]
+        err = np.array(
+            [
+                [v - lo for v, (lo, _) in zip(values, ends, strict=True)],
+                [hi - v for v, (_, hi) in zip(values, ends, strict=True)],
+            ]
+        ).clip(min=0)
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(paths) + 2), 4))
+        ax.bar(range(len(paths)), values, yerr=err, capsize=3, color="tab:blue")
+        ax.set_xticks(range(len(paths)), paths, rotation=35, ha="right")
+        unit = "images/s" if rate else "ms per call (p50)"
+        ax.set(ylabel=unit, title=f"{model}: {scenario.title} (bars: lowest to highest round)")
         save(fig, f"{model}-{name}.png")
 
-    for model, entry in results["models"].items():
-        inf, tr = entry.get("inference", {}), entry.get("training", {})
-        if inf.get("latency"):
+    for model, entry in results.models.items():
+        scenarios = entry.scenarios()
+        for s in scenarios:
+            if s.kind in ("latency", "throughput", "training"):
+                bars(model, entry, s, s.key.replace("/", "-"))
+        callers = sorted([s for s in scenarios if s.kind == "concurrency"], key=lambda s: s.callers)
+        if callers:
             fig, ax = plt.subplots(figsize=(7, 4))
-            names = list(inf["latency"])
-            ax.violinplot([stats.pooled(inf["latency"][n]["rounds_ns"]) / 1e6 for n in names], showmedians=True)
-            ax.set_xticks(range(1, len(names) + 1), names)
-            ax.set(ylabel="ms per call", title=f"{model}: batch-1 latency distribution")
-            save(fig, f"{model}-latency.png")
-        if inf.get("throughput"):
-            lines(model, inf["throughput"], "batch size", "images/s", "throughput vs batch size", "throughput-batch",
-                  True)  # fmt: skip
-        if inf.get("threads"):
-            lines(model, inf["threads"], "concurrent callers (1 intra-op thread each)", "total images/s",
-                  "throughput vs threads", "throughput-threads", False)  # fmt: skip
-        if tr:
-            fig, ax = plt.subplots(figsize=(7, 4))
-            names, bottom = list(tr), np.zeros(len(tr))
+            for path in entry.paths(callers[0]):
+                ms = [entry.measurement(s, path) for s in callers]
+                xs = [s.callers for s, m in zip(callers, ms, strict=True) if m]
+                vs = [m.value for m in ms if m]
+                lo = [v - m.spread[0] for v, m in zip(vs, [m for m in ms if m], strict=True)]
+                hi = [m.spread[1] - v for v, m in zip(vs, [m for m in ms if m], strict=True)]
+                ax.errorbar(xs, vs, yerr=[lo, hi], marker="o", capsize=3, label=path)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xticks([s.callers for s in callers])
+            ax.set(
+                xlabel="concurrent callers (1 intra-op thread each)",
+                ylabel="total images/s",
+                title=f"{model}: throughput against callers (bars: lowest to highest round)",
+            )
+            ax.legend(fontsize="small")
+            save(fig, f"{model}-concurrency.png")
+        if entry.training:
+            fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(entry.training) + 2), 4))
+            names, bottom = list(entry.training), np.zeros(len(entry.training))
             for part in SPLIT:
-                values = np.array([tr[n]["split_ms"][part] for n in names])
+                values = np.array([entry.training[n]["split_ms"][part] for n in names])
                 ax.bar(names, values, bottom=bottom, label=part)
                 bottom += values
+            ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
             ax.set(ylabel="ms per step (median)", title=f"{model}: training step split")
             ax.legend()
             save(fig, f"{model}-train-split.png")
     return written
 
 
-def write(results: dict, out: Path) -> list[Path]:
+def write(results: Results, out: Path) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise ResxError(f"{out}: exists and is not a directory; choose another -o")
     images = plots(results, out)
-    atomic_write(out / "results.json", json.dumps(results, indent=1, default=str))
+    atomic_write(out / "results.json", json.dumps(results.to_dict(), indent=1, default=str))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     writer.writeheader()

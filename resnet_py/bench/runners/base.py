@@ -20,13 +20,31 @@ def make_input(batch: int, seed: int, device: str = "cpu") -> torch.Tensor:
 
 @dataclass
 class Identity:
-    """What a runtime reports of what it runs, computed inside it: the fairness gate compares these."""
+    """What a runtime reports of what it runs, computed inside it: the fairness gate compares these
+    (the answer to bench-serve's `identity`)."""
 
     fingerprint: str  # of the graph it runs (the eager module: scripted for this purpose)
     weights_hash: str  # of the weights it holds
     input_hash: str  # of the batch-1 input it makes itself
     output: torch.Tensor  # its batch-1 logits on that input (CPU)
     env: dict[str, str]  # resx env's keys, from inside the runtime
+    # What the engine was compiled for and what opening it took: threads (0 dynamic, -1 nothing compiled),
+    # load and compile seconds, and whether fingerprint and weights are the ones recorded at export.
+    compiled: dict
+
+    def to_json(self) -> dict:
+        return self.__dict__ | {"output": self.output.reshape(-1).tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict, batch: int = 1) -> Identity:
+        return cls(
+            d["fingerprint"],
+            d["weights_hash"],
+            d["input_hash"],
+            torch.tensor(d["output"], dtype=torch.float32).view(batch, -1),
+            d["env"],
+            d["compiled"],
+        )
 
 
 class Runner(ABC):
@@ -46,32 +64,19 @@ class Runner(ABC):
         self.stop()
         self.start()
 
-    @abstractmethod
-    def fingerprint(self) -> str: ...
+    def __enter__(self) -> Runner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     @abstractmethod
-    def weights_hash(self) -> str: ...
+    def identity(self, seed: int) -> Identity: ...
 
     @abstractmethod
-    def input_hash(self, batch: int, seed: int) -> str: ...
-
-    @abstractmethod
-    def output(self, batch: int, seed: int) -> torch.Tensor: ...
-
-    @abstractmethod
-    def env(self) -> dict[str, str]: ...
-
-    def compiled(self) -> dict:
-        """What the engine was compiled for and what opening it took: threads (0 dynamic, -1 nothing
-        compiled), load and compile seconds, and whether fingerprint and weights are recorded ones."""
-        return {"threads": -1, "load_seconds": 0.0, "compile_seconds": 0.0, "recorded": False}
-
-    def identity(self, seed: int) -> Identity:
-        return Identity(self.fingerprint(), self.weights_hash(), self.input_hash(1, seed), self.output(1, seed),
-                        self.env())  # fmt: skip
-
-    @abstractmethod
-    def set_threads(self, n: int) -> None: ...
+    def set_threads(self, n: int) -> int:
+        """Intra-op threads; returns the count the runtime now reports."""
 
     @abstractmethod
     def warm_up(self, batch: int, seed: int, rule: WarmupRule) -> int: ...

@@ -4,41 +4,41 @@ released). Timing loops run in C++ (resnet_cpp/bench.cpp) and hand back raw nano
 from __future__ import annotations
 
 from resx.bench.config import WarmupRule
-from resx.bench.runners.base import Runner
+from resx.bench.runners.base import Identity, Runner
 from resx.cpp import _cpp
 
 
 class CppRunner(Runner):
     def start(self) -> None:
         o = self.options
-        self.engine = _cpp.Engine(str(self.model_file), o.engine, o.device, o.dtype, o.channels_last, o.runners,
-                                  o.deterministic, o.cuda_graphs)  # fmt: skip
+        self.engine = _cpp.Engine(
+            str(self.model_file),
+            o.engine,
+            o.device,
+            o.dtype,
+            o.channels_last,
+            o.runners,
+            o.deterministic,
+            o.cuda_graphs,
+        )
 
     def stop(self) -> None:
         self.engine = None
 
-    def fingerprint(self) -> str:
-        return self.engine.fingerprint()
-
-    def weights_hash(self) -> str:
-        return self.engine.weights_hash()
-
-    def input_hash(self, batch: int, seed: int) -> str:
-        return _cpp.input_hash(batch, seed)
-
-    def output(self, batch: int, seed: int):
-        return self.engine.forward(_cpp.make_input(batch, seed, self.device)).cpu()
-
-    def env(self) -> dict[str, str]:
-        return _cpp.env()
-
-    def compiled(self) -> dict:
+    def identity(self, seed: int) -> Identity:
         e = self.engine
-        return {"threads": e.compiled_threads(), "load_seconds": e.load_seconds, "compile_seconds": 0.0,
-                "recorded": e.recorded()}  # fmt: skip
+        compiled = {
+            "threads": e.compiled_threads(),
+            "load_seconds": e.load_seconds,
+            "compile_seconds": 0.0,
+            "recorded": e.recorded(),
+        }
+        output = e.forward(_cpp.make_input(1, seed, self.device)).cpu()
+        return Identity(e.fingerprint(), e.weights_hash(), _cpp.input_hash(1, seed), output, _cpp.env(), compiled)
 
-    def set_threads(self, n: int) -> None:
+    def set_threads(self, n: int) -> int:
         _cpp.set_num_threads(n)
+        return int(_cpp.env()["intra_op_threads"])
 
     def warm_up(self, batch: int, seed: int, rule: WarmupRule) -> int:
         x = _cpp.make_input(batch, seed, self.device)

@@ -9,11 +9,11 @@ import torch
 
 from resx import stats
 from resx.bench.config import WarmupRule
-from resx.bench.runners.base import Runner, make_input
+from resx.bench.runners.base import Identity, Runner, make_input
+from resx.device import sync
 from resx.engines import Engine
-from resx.envinfo import python_env
+from resx.env import python_env
 from resx.export import tensor_sha1
-from resx.train import sync
 
 
 class PyRunner(Runner):
@@ -25,29 +25,23 @@ class PyRunner(Runner):
     def stop(self) -> None:
         self.engine = None
 
-    def fingerprint(self) -> str:
-        return self.engine.fingerprint()
-
-    def weights_hash(self) -> str:
-        return self.engine.weights_hash()
-
-    def input_hash(self, batch: int, seed: int) -> str:
-        return tensor_sha1(make_input(batch, seed))
-
-    def output(self, batch: int, seed: int) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.engine(make_input(batch, seed, self.device)).cpu()
-
-    def env(self) -> dict[str, str]:
-        return python_env()
-
-    def compiled(self) -> dict:
+    def identity(self, seed: int) -> Identity:
         e = self.engine
-        return {"threads": e.compiled_threads, "load_seconds": e.load_seconds, "compile_seconds": e.compile_seconds,
-                "recorded": e.recorded}  # fmt: skip
+        compiled = {
+            "threads": e.compiled_threads,
+            "load_seconds": e.load_seconds,
+            "compile_seconds": e.compile_seconds,
+            "recorded": e.recorded,
+        }
+        with torch.inference_mode():
+            output = e(make_input(1, seed, self.device)).cpu()
+        return Identity(
+            e.fingerprint(), e.weights_hash(), tensor_sha1(make_input(1, seed)), output, python_env(), compiled
+        )
 
-    def set_threads(self, n: int) -> None:
+    def set_threads(self, n: int) -> int:
         torch.set_num_threads(n)
+        return torch.get_num_threads()
 
     def _call_ns(self, x: torch.Tensor) -> int:
         t0 = time.perf_counter_ns()

@@ -1,7 +1,7 @@
 """`python -m resx.bench.runners.serve RUNTIME FILE [--device D --engine E --dtype T ...]`: a runtime
-that lives in Python (the py and cpp languages) as a timing server, speaking the protocol of `resx-cpp
-bench-serve` (resnet_cpp/main.cpp), so that every runtime is measured in a fresh process of its own per
-round alike."""
+that lives in Python (the py and cpp languages) as a timing server, speaking the JSON-lines protocol of
+`resx-cpp bench-serve` (resnet_cpp/main.cpp), so that every runtime is measured in a fresh process of
+its own per round alike."""
 
 from __future__ import annotations
 
@@ -17,41 +17,22 @@ from resx.engines import EngineOptions
 from resx.errors import ResxError
 
 
-def answer(runner: Runner, words: list[str]) -> str:
-    """One command -> its answer line (the formats of resx-cpp bench-serve)."""
-    command, args = words[0], words[1:]
-    if command == "fingerprint":
-        return f"fingerprint {runner.fingerprint()}"
-    if command == "weights":
-        return f"weights {runner.weights_hash()}"
-    if command == "compiled":
-        c = runner.compiled()
-        return f"compiled {c['threads']} {c['load_seconds']!r} {c['compile_seconds']!r} {int(c['recorded'])}"
-    if command == "threads":
-        runner.set_threads(int(args[0]))
-        return f"ok {args[0]}"
-    if command == "env":
-        return f"env {json.dumps(runner.env())}"
-    if command == "input":
-        return f"input {runner.input_hash(int(args[0]), int(args[1]))}"
-    if command == "output":
-        logits = runner.output(int(args[0]), int(args[1])).reshape(-1).tolist()
-        return "output " + ",".join("%.9g" % v for v in logits)  # noqa: UP031  (C's "%.9g", as resx-cpp)
-    if command == "warmup":
-        batch, seed, window, tolerance, max_calls = (
-            int(args[0]),
-            int(args[1]),
-            int(args[2]),
-            float(args[3]),
-            int(args[4]),
-        )
-        return f"warmup {runner.warm_up(batch, seed, WarmupRule(window, tolerance, max_calls))}"
-    if command == "time":
-        return "ns " + " ".join(map(str, runner.time(int(args[0]), int(args[1]), int(args[2]))))
-    if command == "threads-run":
-        calls, wall = runner.threads_run(int(args[0]), float(args[1]), int(args[2]))
-        return f"calls {calls} {wall}"
-    return f"error unknown command '{command}'"
+def answer(runner: Runner, request: dict) -> dict:
+    """One request -> its answer (the keys of resx-cpp bench-serve's)."""
+    cmd, seed, batch = request["cmd"], int(request.get("seed", 0)), int(request.get("batch", 1))
+    if cmd == "identity":
+        return runner.identity(seed).to_json()
+    if cmd == "threads":
+        return {"threads": runner.set_threads(int(request["n"]))}
+    if cmd == "warmup":
+        rule = WarmupRule(int(request["window"]), float(request["tolerance"]), int(request["max_calls"]))
+        return {"calls": runner.warm_up(batch, seed, rule)}
+    if cmd == "time":
+        return {"ns": runner.time(batch, seed, int(request["calls"]))}
+    if cmd == "threads_run":
+        calls, wall = runner.threads_run(int(request["threads"]), float(request["seconds"]), seed)
+        return {"calls": calls, "wall_ns": wall}
+    return {"error": f"unknown command '{cmd}'"}
 
 
 def main(argv: list[str]) -> int:
@@ -73,17 +54,18 @@ def main(argv: list[str]) -> int:
     except ResxError as e:  # one line for the parent, which names the runtime
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print("ready", flush=True)
+    print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:  # ends when the parent closes the pipe, or dies
-        words = line.split()
-        if not words:
+        if not line.strip():
             continue
-        if words[0] == "quit":
-            break
         try:
-            print(answer(runner, words), flush=True)
+            request = json.loads(line)
+            if request.get("cmd") == "quit":
+                break
+            reply = answer(runner, request)
         except Exception as e:  # noqa: BLE001  (one line back to the parent, which names the runtime)
-            print(f"error {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", flush=True)
+            reply = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"}
+        print(json.dumps(reply), flush=True)
     runner.stop()
     return 0
 

@@ -1,4 +1,4 @@
-#include "ddp.h"
+#include "distributed.h"
 
 #include <torch/version.h>
 #include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
@@ -11,7 +11,7 @@
 #include <limits>
 #include <unordered_map>
 
-#include "io.h"
+#include "files.h"
 
 namespace resx {
 

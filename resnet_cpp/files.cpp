@@ -1,4 +1,4 @@
-#include "io.h"
+#include "files.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -68,68 +68,18 @@ void atomic_write(const std::string& path, const std::string& bytes) {
   if (::rename(tmp.c_str(), path.c_str()) != 0) write_failed(path, errno, tmp);
 }
 
-std::string json_quote(const std::string& s) {
-  std::ostringstream out;
-  out << '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out << "\\\"";
-        break;
-      case '\\':
-        out << "\\\\";
-        break;
-      case '\n':
-        out << "\\n";
-        break;
-      case '\t':
-        out << "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out << buf;
-        } else {
-          out << c;
-        }
-    }
-  }
-  out << '"';
-  return out.str();
-}
-
-std::string json_number(double value) {
-  if (std::isnan(value)) return "NaN";
-  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
-  return format_double(value);
+std::string read_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": no such " + what);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 std::string format_double(double value) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.17g", value);
   return buf;
-}
-
-std::map<std::string, std::string> read_key_values(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": no such config file (write one with `resx train --runtime cpp-exe`)");
-  std::map<std::string, std::string> out;
-  int number = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++number;
-    const auto first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] == '#') continue;
-    const auto eq = line.find('=');
-    if (eq == std::string::npos) throw Error(path + ":" + std::to_string(number) + ": expected `key = value`");
-    auto trim = [](std::string s) {
-      const auto a = s.find_first_not_of(" \t\r");
-      const auto b = s.find_last_not_of(" \t\r");
-      return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
-    };
-    out[trim(line.substr(0, eq))] = trim(line.substr(eq + 1));
-  }
-  return out;
 }
 
 double parse_double(const std::string& text, const std::string& what) {
@@ -157,13 +107,6 @@ std::vector<std::string> split(const std::string& text, char sep) {
   std::stringstream in(text);
   for (std::string item; std::getline(in, item, sep);) out.push_back(item);
   if (!text.empty() && text.back() == sep) out.emplace_back();
-  return out;
-}
-
-std::vector<double> parse_doubles(const std::string& text, const std::string& what) {
-  std::vector<double> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(parse_double(item, what));
   return out;
 }
 

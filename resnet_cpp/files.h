@@ -1,9 +1,8 @@
-// Small file helpers shared by the C++ runtime: the user-facing error, atomic writes, JSON text, and
-// the key = value config.
+// File helpers of the C++ runtime: the user-facing error, atomic writes, and the text parsers the CSV
+// files need. Mirrors resx.files (resnet_py/files.py).
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,21 +21,14 @@ class Error : public std::runtime_error {
 // resx.files.atomic_write.
 void atomic_write(const std::string& path, const std::string& bytes);
 bool is_temp(const std::string& name);
-
-std::string json_quote(const std::string& s);
-// A JSON number as Python's json module writes it (NaN and Infinity included), "%.17g" digits.
-std::string json_number(double value);
+std::string read_file(const std::string& path, const std::string& what);
 
 // "%.17g": the shortest text that gives back the same double (Python writes the same digits).
 std::string format_double(double value);
 
-// `key = value` lines, '#' comments: the config that resx.recipe writes (resx-config/1).
-std::map<std::string, std::string> read_key_values(const std::string& path);
-
 // Whole-text parsers: "0.1abc" or "" is an error naming `what`.
 double parse_double(const std::string& text, const std::string& what);
 int64_t parse_int(const std::string& text, const std::string& what);
-std::vector<double> parse_doubles(const std::string& text, const std::string& what);
 
 // The fields of text between separators ("a,,b" gives "a", "", "b"; a trailing separator, a last "").
 std::vector<std::string> split(const std::string& text, char sep);

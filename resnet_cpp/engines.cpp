@@ -1,4 +1,4 @@
-#include "engine.h"
+#include "engines.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
@@ -15,7 +15,7 @@
 #endif
 
 #include "env.h"
-#include "io.h"
+#include "files.h"
 #include "json.h"
 #include "model.h"
 
@@ -83,10 +83,11 @@ class AotiEngine : public Engine {
     }
     load_seconds_ = seconds_since(start);
     manifest_json_ = manifest_of(loader_->get_metadata(), path);
-    manifest_ = json::parse(manifest_json_, path + " manifest");
-    const auto& compiled = manifest_.at("compile");
+    source_ = path + " manifest";
+    manifest_ = parse_json(manifest_json_, source_);
+    const auto& compiled = object(manifest_, "compile", source_);
     const auto want = [&](const std::string& key, const std::string& value) {
-      const auto& got = compiled.at(key).string(path + " compile." + key);
+      const auto got = get<std::string>(compiled, key, source_ + " compile");
       if (got != value) {
         throw Error(path + ": compiled for " + key + " " + got + ", this run asks for " + value +
                     "; re-export with `resx export ... --format aoti --" + key + " " + value + "`");
@@ -102,10 +103,12 @@ class AotiEngine : public Engine {
   }
   // A package of compiled code has no graph to fingerprint, and Inductor folds or merges the weights
   // into constants of its own: both are the ones recorded at export; its outputs prove them.
-  std::string fingerprint() const override { return manifest_.at("fingerprint").string("fingerprint"); }
-  std::string weights_hash() const override { return manifest_.at("weights_hash").string("weights_hash"); }
+  std::string fingerprint() const override { return get<std::string>(manifest_, "fingerprint", source_); }
+  std::string weights_hash() const override { return get<std::string>(manifest_, "weights_hash", source_); }
   bool recorded() const override { return true; }
-  int64_t compiled_threads() const override { return manifest_.at("compile").at("threads").integer("compile.threads"); }
+  int64_t compiled_threads() const override {
+    return get<int64_t>(manifest_.at("compile"), "threads", source_ + " compile");
+  }
   const std::string& manifest_json() const { return manifest_json_; }
 
   static std::string manifest_of(const std::unordered_map<std::string, std::string>& metadata,
@@ -118,7 +121,8 @@ class AotiEngine : public Engine {
  private:
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   std::string manifest_json_;
-  json::Value manifest_;
+  std::string source_;
+  Json manifest_;
 };
 
 #ifdef RESX_WITH_CUDA
@@ -249,16 +253,17 @@ std::map<std::string, std::string> describe_package(const std::string& path, std
     const std::string reason = e.what_without_backtrace();
     throw Error(path + ": not a loadable AOTInductor package (" + reason.substr(0, reason.find('\n')) + ")");
   }
-  const auto manifest = json::parse(AotiEngine::manifest_of(metadata, path), path + " manifest");
-  const auto& compiled = manifest.at("compile");
+  const auto source = path + " manifest";
+  const auto manifest = parse_json(AotiEngine::manifest_of(metadata, path), source);
+  const auto& compiled = object(manifest, "compile", source);
   EngineOptions options;  // open it as it was compiled
   options.engine = "aoti";
-  options.device = compiled.at("device").string("compile.device");
-  options.dtype = compiled.at("dtype").string("compile.dtype");
-  options.channels_last = compiled.at("memory_format").string("compile.memory_format") == "channels_last";
+  options.device = get<std::string>(compiled, "device", source);
+  options.dtype = get<std::string>(compiled, "dtype", source);
+  options.channels_last = get<std::string>(compiled, "memory_format", source) == "channels_last";
   AotiEngine engine(path, options);
   if (manifest_json != nullptr) *manifest_json = engine.manifest_json();
-  return {{"runs", runs(engine, manifest.at("model").at("num_classes").integer("model.num_classes"))}};
+  return {{"runs", runs(engine, get<int64_t>(object(manifest, "model", source), "num_classes", source))}};
 }
 
 }  // namespace resx

@@ -62,23 +62,19 @@ def other_cpu_load(seconds: float = 1.0) -> float | None:
 
 
 # What decides CUDA's numerics and algorithm choices: the gate compares these across runtimes.
-CUDA_SETTINGS = ("cuda_device", "cudnn_version", "cudnn_benchmark", "cudnn_deterministic", "deterministic_algorithms",
-                 "tf32_matmul", "tf32_cudnn")  # fmt: skip
+CUDA_SETTINGS = (
+    "cuda_device",
+    "cudnn_version",
+    "cudnn_benchmark",
+    "cudnn_deterministic",
+    "deterministic_algorithms",
+    "tf32_matmul",
+    "tf32_cudnn",
+)
 
 
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
-
-
-def set_deterministic(on: bool) -> None:
-    """Deterministic algorithms, cuDNN deterministic and not benchmarking, and the cuBLAS workspace that
-    deterministic cuBLAS needs (set before CUDA's first matmul); mirrors resx::set_deterministic."""
-    if on:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on)
-    torch.backends.cudnn.deterministic = on
-    if on:
-        torch.backends.cudnn.benchmark = False
 
 
 def python_env() -> dict[str, str]:

@@ -31,7 +31,7 @@ struct World {
   bool writes() const { return rank == 0; }  // global rank 0 owns the run directory
 };
 
-// DistributedDataParallel's sizes (resx.distributed, through config.txt).
+// DistributedDataParallel's sizes (resx.distributed, through config.json).
 struct BucketSizes {
   int64_t bucket_bytes_cap = 0, first_bucket_bytes_cap = 0, broadcast_bucket_bytes = 0;
 };

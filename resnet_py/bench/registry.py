@@ -1,0 +1,70 @@
+"""The runtimes `resx bench` compares, named language-engine: one entry per runtime. A language is py
+(Python calling torch), cpp (Python calling the C++ runtime through the extension, GIL released) or exe
+(resx-cpp, a process with no Python); an engine is one of resx.engines' (eager, script, frozen, compile,
+aoti). Adding a runtime is adding an entry here (and, for a new engine, teaching resx.engines /
+resx::Engine to open it). A leaf of the bench package: config and runners both read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resx.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    language: str  # py, cpp, exe
+    engine: str  # resx.engines.ENGINES
+    train: dict | None  # the `resx train` options that train this way (runtime, py_module, compile), if any
+    description: str
+
+
+def _runtimes() -> dict[str, Runtime]:
+    languages = {"py": "from Python", "cpp": "in LibTorch C++ called from Python", "exe": "in resx-cpp, no Python"}
+    engines = {
+        "eager": "the nn.Module",
+        "script": "the TorchScript file",
+        "frozen": "the frozen TorchScript file",
+        "compile": "torch.compile (Inductor)",
+        "aoti": "the AOTInductor package",
+    }
+    training = {
+        ("py", "eager"): {"runtime": "py", "py_module": "eager"},
+        ("py", "script"): {"runtime": "py", "py_module": "scripted"},
+        ("py", "compile"): {"runtime": "py", "py_module": "eager", "compile": True},
+        ("cpp", "script"): {"runtime": "cpp", "py_module": "eager"},
+        ("exe", "script"): {"runtime": "cpp-exe", "py_module": "eager"},
+    }
+    combos = [("py", e) for e in ("eager", "script", "frozen", "compile", "aoti")] + [
+        (lang, e) for lang in ("cpp", "exe") for e in ("script", "frozen", "aoti")
+    ]
+    return {
+        f"{lang}-{e}": Runtime(f"{lang}-{e}", lang, e, training.get((lang, e)), f"{engines[e]}, {languages[lang]}")
+        for lang, e in combos
+    }
+
+
+RUNTIMES: dict[str, Runtime] = _runtimes()
+BASELINE = "py-eager"
+ALIASES: dict[str, str] = {"cpp": "cpp-script", "cpp-exe": "exe-script"}  # the names before engines were compared
+CLASSIC = ["py-eager", "py-script", "cpp-script", "exe-script"]  # the four that run the same graph
+
+
+def resolve(name: str) -> str:
+    name = ALIASES.get(name, name)
+    if name not in RUNTIMES:
+        known = ", ".join([*RUNTIMES, *ALIASES])
+        raise BenchError(f"unknown runtime '{name}': choose from {known} or all")
+    return name
+
+
+def language_counterpart(label: str) -> str | None:
+    """The same engine and dtype driven from Python, for a path of another language: cpp-frozen@bf16 ->
+    py-frozen@bf16. Their ratio is the language's own share."""
+    name, at, dtype = label.partition("@")
+    graphs = name.endswith("+graphs")
+    runtime = RUNTIMES.get(name.removesuffix("+graphs"))
+    if runtime is None or runtime.language == "py":
+        return None
+    return f"py-{runtime.engine}" + ("+graphs" if graphs else "") + (f"@{dtype}" if at else "")

@@ -1,0 +1,75 @@
+"""Test loss and top-1 of trained weights, in either runtime (whichever trained them)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from resx import data as D
+from resx.cpp import _cpp
+from resx.device import check_device
+from resx.errors import TrainError
+from resx.export import export
+from resx.models import ModelConfig, build
+from resx.rundir import CHECKPOINT_FORMAT, check_tensors, read_checkpoint
+from resx.train.trainer import EvalResult, evaluate
+
+
+def evaluate_checkpoint(
+    weights: Path, data: Path, runtime: str = "py", batch_size: int = 128, test_subset: int = 0, device: str = "cpu"
+) -> dict:
+    """Test loss and top-1 of a checkpoint in either runtime."""
+    if runtime not in ("py", "cpp"):
+        raise TrainError(f"unknown runtime '{runtime}': py or cpp")
+    if batch_size < 1:
+        raise TrainError(f"--batch-size must be at least 1, got {batch_size}")
+    if test_subset < 0:
+        raise TrainError(f"--test-subset must be >= 0 (0: all), got {test_subset}")
+    check_device(device)
+    ckpt = read_checkpoint(weights)
+    try:
+        config = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
+    except json.JSONDecodeError:
+        raise TrainError(f"{weights}: malformed resx checkpoint (model_config is not JSON)") from None
+    layout, directory = D.find_layout(data)
+    if runtime == "cpp" and layout != "binary":
+        raise TrainError(f"{data}: the C++ runtime reads the binary layout; use `resx data convert`")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = Path(tmp) / "model.pt"
+        fp = export(config, model_file)["fingerprint"]
+        if fp != ckpt["fingerprint"]:
+            raise TrainError(
+                f"{weights}: weights are for another architecture (fingerprint "
+                f"{ckpt['fingerprint'][:12]} != {config.name} {fp[:12]})"
+            )
+        if runtime == "py":
+            model = build(config)
+            check_tensors(weights, "model", model.state_dict(), ckpt["model"])
+            model.load_state_dict(ckpt["model"])
+            model.to(device)
+            split = D.first_n(D.load_split(directory, "test"), test_subset)
+            result = evaluate(model, D.CifarLoader(*split, batch_size, train=False), torch.device(device))
+        else:
+            loss, top_1, n = _cpp.evaluate(
+                str(model_file),
+                str(weights),
+                CHECKPOINT_FORMAT,
+                str(directory),
+                batch_size,
+                test_subset,
+                D.AUGMENT.to_cpp(),
+                device,
+            )
+            result = EvalResult(loss, top_1, n)
+    return {
+        "runtime": runtime,
+        "weights": str(weights),
+        "model": config.name,
+        "fingerprint": fp,
+        "test_loss": result.loss,
+        "test_top_1": result.top_1,
+        "images": result.images,
+    }
