@@ -254,14 +254,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RESX_CACHE") or Path.home() / ".cache" / "resx")
 
 
-def cached(config: ModelConfig, seed: int, settings: CompileSettings) -> tuple[Path, dict, bool]:
-    """A package for these settings, compiled once: keyed by the graph's fingerprint, the weights, the
-    settings, torch's version and the CPU. Returns (path, manifest, whether it was cached)."""
-    _, _, manifest = prepared(config, seed)
+def cached(
+    config: ModelConfig, seed: int, settings: CompileSettings, manifest: dict | None = None
+) -> tuple[Path, dict, bool]:
+    """A package for these settings, compiled once: keyed by the manifest it would carry (graph, weights,
+    every key a newer resx records), the settings, torch's version and the CPU. Returns (path, manifest,
+    whether it was cached). manifest: prepared()'s for this config and seed, when the caller has it."""
+    manifest = manifest if manifest is not None else prepared(config, seed)[2]
+    recorded = {k: v for k, v in manifest.items() if k not in ("created", "weights_from")}
     key = hashlib.sha1(
-        json.dumps(
-            [manifest["fingerprint"], manifest["weights_hash"], asdict(settings), torch.__version__, _cpu()]
-        ).encode()
+        json.dumps([recorded, asdict(settings), torch.__version__, _cpu()], sort_keys=True).encode()
     ).hexdigest()[:20]
     path = cache_dir() / "aoti" / f"{config.name}-{settings.dtype}-{key}.pt2"
     index = path.with_suffix(".json")

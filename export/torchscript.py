@@ -64,16 +64,37 @@ def canonical_form(module: torch.jit.ScriptModule) -> str:
     graph = module.forward.graph.copy()
     torch._C._jit_pass_inline(graph)
     text = _MANGLE.sub("", _SOURCE_RANGE.sub("", graph.str(False)))
-    lines = [text if text.endswith("\n") else text + "\n"]
+    return (text if text.endswith("\n") else text + "\n") + state_lines(module)
+
+
+def state_lines(module: nn.Module) -> str:
+    """Every parameter's and buffer's name, shape and dtype, one per line (resx::state_lines): the part of
+    the fingerprint that any module has, scripted or not, in either language."""
+    lines = []
     for kind, items in (("param", module.named_parameters()), ("buffer", module.named_buffers())):
         for name, t in items:
             lines.append(f"{kind} {name} {list(t.shape)} {str(t.dtype).removeprefix('torch.')}\n")
     return "".join(lines)
 
 
+def state_fingerprint(module: nn.Module) -> str:
+    """What the parameters and buffers are (names, shapes, dtypes), independent of values and of the
+    graph: the C++ frontend module, which has no graph, proves its structure with it."""
+    return hashlib.sha1(state_lines(module).encode()).hexdigest()
+
+
 def fingerprint(module: torch.jit.ScriptModule) -> str:
     """What defines the computation, independent of the weight values."""
     return hashlib.sha1(canonical_form(module).encode()).hexdigest()
+
+
+def graph_fingerprint(module: nn.Module) -> str | None:
+    """The fingerprint of an eager module's graph, scripted for the purpose; None when this torch refuses
+    TorchScript (it is deprecated): the callers then rely on the state fingerprint and the outputs."""
+    try:
+        return fingerprint(script(module))
+    except Exception:  # noqa: BLE001  (whatever a torch without TorchScript raises)
+        return None
 
 
 def tensor_sha1(t: torch.Tensor) -> str:
@@ -142,11 +163,13 @@ def save(module: torch.jit.ScriptModule, path: Path, manifest: dict | None = Non
 
 
 def prepared(
-    config: ModelConfig, seed: int = 0, weights: Path | None = None
-) -> tuple[nn.Module, torch.jit.ScriptModule, dict]:
+    config: ModelConfig, seed: int = 0, weights: Path | None = None, need_script: bool = False
+) -> tuple[nn.Module, torch.jit.ScriptModule | None, dict]:
     """The eval-mode network an export holds, scripted as LibTorch loads it, and the manifest every
     format of export shares (the fingerprint of that graph, the weights hash, FLOPs, normalisation,
-    provenance)."""
+    provenance). Where this torch refuses TorchScript (deprecated), a format that needs no TorchScript
+    still exports: the scripted module is None and the fingerprint is the state's ("state:" + its SHA-1);
+    need_script: the TorchScript export, which then fails in one line."""
     if not 0 <= seed <= MAX_SEED:
         raise ExportError(f"--seed must be in [0, 2**63 - 1], got {seed}")
     model = build(config, seed=seed)
@@ -160,7 +183,17 @@ def prepared(
             raise ExportError(f"{weights}: weights do not fit {config.name} ({reason})") from None
     flops = flops_per_image(model)
     model.eval()
-    loaded = script(model)
+    try:
+        loaded = script(model)
+    except Exception as e:  # noqa: BLE001  (whatever a torch without TorchScript raises)
+        if need_script:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(
+                f"TorchScript cannot script {config.name} here ({reason}); export weights (.pth) or an "
+                f"AOTInductor package (.pt2) instead"
+            ) from None
+        loaded = None
+    graph = loaded if loaded is not None else model
     manifest = {
         "format": FORMAT,
         "model": config.to_dict(),
@@ -169,8 +202,9 @@ def prepared(
         "input": {"shape": [1, *IMAGE_SHAPE], "dtype": "uint8 image -> float32 normalised"},
         "normalization": {"mean": list(AUGMENT.mean), "std": list(AUGMENT.std)},
         "augmentation": AUGMENT.to_dict(),
-        "fingerprint": fingerprint(loaded),
-        "weights_hash": weights_hash(loaded),
+        "fingerprint": fingerprint(loaded) if loaded is not None else f"state:{state_fingerprint(model)}",
+        "state_fingerprint": state_fingerprint(graph),
+        "weights_hash": weights_hash(graph),
         "seed": seed,
         "weights_from": str(weights) if weights else None,
         "torch_version": torch.__version__,
@@ -182,7 +216,7 @@ def prepared(
 
 def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
     """Script the model and save it with its manifest; returns the manifest."""
-    _, scripted, manifest = prepared(config, seed, weights)
+    _, scripted, manifest = prepared(config, seed, weights, need_script=True)
     save(scripted, Path(path), manifest)
     return manifest
 
@@ -218,6 +252,7 @@ def describe(module: nn.Module, claimed_name: str) -> dict[str, str]:
     shapes = {name: list(t.shape) for name, t in module.named_parameters()}
     return describe_architecture(shapes, claimed_name) | {
         "fingerprint": fingerprint(module),
+        "state_fingerprint": state_fingerprint(module),
         "weights_hash": weights_hash(module),
     }
 
@@ -248,8 +283,10 @@ def manifest_claims(manifest: dict, source: Path | str) -> dict[str, str]:
     """The keys of describe(), as a manifest states them; mirrors resx::manifest_claims."""
     try:
         model = manifest["model"]
+        state = {"state_fingerprint": str(manifest["state_fingerprint"])} if "state_fingerprint" in manifest else {}
         return {
             "fingerprint": str(manifest["fingerprint"]),
+            **state,
             "weights_hash": str(manifest["weights_hash"]),
             "parameters": str(int(manifest["parameters"])),
             "model.name": str(model["name"]),

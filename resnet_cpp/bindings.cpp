@@ -16,6 +16,7 @@
 #include "env.h"
 #include "files.h"
 #include "model.h"
+#include "resnet.h"
 #include "train.h"
 
 namespace nb = nanobind;
@@ -96,32 +97,41 @@ void bind_model(nb::module_& m) {
   m.def("set_num_threads", &resx::set_num_threads, "intra_op"_a, "inter_op"_a = 0,
         "Set LibTorch's intra-op (and, once per process, inter-op) thread counts from C++.");
 
-  nb::class_<resx::Model>(m, "Model", "A resx export loaded with torch::jit::load.")
-      .def(nb::init<const std::string&, const std::string&>(), "path"_a, "device"_a = "cpu",
-           nb::call_guard<nb::gil_scoped_release>())
-      .def_prop_ro("path", &resx::Model::path)
-      .def_prop_ro("manifest_json", &resx::Model::manifest_json)
-      .def_prop_ro("has_manifest", &resx::Model::has_manifest)
+  nb::class_<resx::Network>(m, "Network", "What C++ trains and evaluates: a TorchScript file or the C++ frontend.")
       .def(
-          "fingerprint", [](const resx::Model& self) { return self.fingerprint(); },
+          "fingerprint", [](const resx::Network& self) { return self.fingerprint(); },
           nb::call_guard<nb::gil_scoped_release>())
-      .def("weights_hash", &resx::Model::weights_hash, nb::call_guard<nb::gil_scoped_release>())
-      .def("canonical_form", &resx::Model::canonical_form, nb::call_guard<nb::gil_scoped_release>())
-      .def("parameter_count", &resx::Model::parameter_count)
-      .def("named_parameters", [](const resx::Model& self) { return detached(self.named_parameters()); })
-      .def("named_buffers", [](const resx::Model& self) { return detached(self.named_buffers()); })
-      .def("train", &resx::Model::train, "on"_a = true)
-      .def("eval", [](resx::Model& self) { self.train(false); })
-      .def_prop_ro("training", &resx::Model::is_training)
+      .def("weights_hash", &resx::Network::weights_hash, nb::call_guard<nb::gil_scoped_release>())
+      .def("state_fingerprint", &resx::Network::state_fingerprint)
+      .def("parameter_count", &resx::Network::parameter_count)
+      .def("named_parameters", [](const resx::Network& self) { return detached(self.named_parameters()); })
+      .def("named_buffers", [](const resx::Network& self) { return detached(self.named_buffers()); })
+      .def("train", &resx::Network::train, "on"_a = true)
+      .def("eval", [](resx::Network& self) { self.train(false); })
+      .def_prop_ro("training", &resx::Network::is_training)
+      .def_prop_ro("manifest_json", &resx::Network::manifest_json)
+      .def_prop_ro("has_manifest", &resx::Network::has_manifest)
       .def(
           "forward",
-          [](resx::Model& self, const at::Tensor& input) {
+          [](resx::Network& self, const at::Tensor& input) {
             nb::gil_scoped_release release;
             torch::NoGradGuard no_grad;
-            return self.forward(input);
+            return self.forward(input.to(self.device()));
           },
           "input"_a, "Forward on a torch.Tensor, without copies and with the GIL released.")
       .def("__call__", [](nb::handle self, nb::handle input) { return self.attr("forward")(input); }, "input"_a);
+
+  nb::class_<resx::Frontend, resx::Network>(m, "Frontend",
+                                            "A resx ResNet in LibTorch's C++ frontend (torch::nn), from a weights "
+                                            "export or a checkpoint: no torch::jit.")
+      .def(nb::init<const std::string&, const std::string&>(), "path"_a, "device"_a = "cpu",
+           nb::call_guard<nb::gil_scoped_release>());
+
+  nb::class_<resx::Model, resx::Network>(m, "Model", "A resx export loaded with torch::jit::load.")
+      .def(nb::init<const std::string&, const std::string&>(), "path"_a, "device"_a = "cpu",
+           nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("path", &resx::Model::path)
+      .def("canonical_form", &resx::Model::canonical_form, nb::call_guard<nb::gil_scoped_release>());
 }
 
 // ---- data (mirrors resx.data)
@@ -226,19 +236,26 @@ void bind_training(nb::module_& m) {
 
   m.def(
       "evaluate",
-      [](const std::string& model_file, const std::string& checkpoint, const std::string& checkpoint_format,
-         const std::string& data_dir, int64_t batch_size, int64_t test_subset, const resx::AugmentSpec& spec,
-         const std::string& device) {
+      [](const std::string& checkpoint, const std::string& checkpoint_format, const std::string& data_dir,
+         int64_t batch_size, int64_t test_subset, const resx::AugmentSpec& spec, const std::string& device,
+         const std::string& model_file) {
         nb::gil_scoped_release release;
-        resx::Model model(model_file, device);
-        if (!checkpoint.empty()) resx::load_weights(model, checkpoint, checkpoint_format);
+        std::unique_ptr<resx::Network> model;
+        if (model_file.empty()) {  // the C++ frontend, from the checkpoint alone: no TorchScript
+          model = std::make_unique<resx::Frontend>(checkpoint, device, checkpoint_format);
+        } else {
+          model = std::make_unique<resx::Model>(model_file, device);
+          resx::load_weights(*model, checkpoint, checkpoint_format);
+        }
         auto [x, y] = resx::first_n(resx::load_split(data_dir, "test"), test_subset);
         resx::CifarLoader loader(x, y, batch_size, false, 0, false, spec, true);
-        auto r = resx::evaluate(model, loader, at::Device(device));
+        auto r = resx::evaluate(*model, loader, at::Device(device));
         return std::make_tuple(r.loss, r.top_1, r.images);
       },
-      "model_file"_a, "checkpoint"_a, "checkpoint_format"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a,
-      "device"_a = "cpu", "Test loss, top-1 and images of a model file, with weights from a checkpoint when given.");
+      "checkpoint"_a, "checkpoint_format"_a, "data_dir"_a, "batch_size"_a, "test_subset"_a, "spec"_a,
+      "device"_a = "cpu", "model_file"_a = "",
+      "Test loss, top-1 and images of a checkpoint's weights: in the C++ frontend module, or in the TorchScript "
+      "model_file when given.");
 
   m.def(
       "record_schema",
@@ -260,7 +277,7 @@ struct EngineHandle {
 };
 
 void bind_timing(nb::module_& m) {
-  nb::class_<EngineHandle>(m, "Engine", "One engine (script, frozen, aoti) running a resx model for inference.")
+  nb::class_<EngineHandle>(m, "Engine", "One engine (eager, script, frozen, aoti) running a resx model for inference.")
       .def(
           "__init__",
           [](EngineHandle* self, const std::string& path, const std::string& engine, const std::string& device,
@@ -285,6 +302,7 @@ void bind_timing(nb::module_& m) {
           },
           "input"_a, "Eval-mode forward with the GIL released; float32 in and out.")
       .def("fingerprint", [](const EngineHandle& self) { return self.engine->fingerprint(); })
+      .def("state_fingerprint", [](const EngineHandle& self) { return self.engine->state_fingerprint(); })
       .def("weights_hash",
            [](const EngineHandle& self) {
              nb::gil_scoped_release release;
@@ -344,7 +362,7 @@ void bind_timing(nb::module_& m) {
 
   m.def(
       "bare_train_steps",
-      [](resx::Model& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps, double lr,
+      [](resx::Network& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps, double lr,
          double momentum, double weight_decay) {
         nb::gil_scoped_release release;
         return resx::bare_train_steps(model, inputs, labels, steps, lr, momentum, weight_decay);

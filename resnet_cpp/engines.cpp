@@ -18,6 +18,7 @@
 #include "files.h"
 #include "json.h"
 #include "model.h"
+#include "resnet.h"
 
 namespace resx {
 namespace {
@@ -27,8 +28,8 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 void check_options(const EngineOptions& o) {
-  if (o.engine != "script" && o.engine != "frozen" && o.engine != "aoti") {
-    throw Error("unknown engine '" + o.engine + "': script, frozen or aoti");
+  if (o.engine != "eager" && o.engine != "script" && o.engine != "frozen" && o.engine != "aoti") {
+    throw Error("unknown engine '" + o.engine + "': eager, script, frozen or aoti");
   }
   if (o.dtype != "fp32" && o.dtype != "bf16") throw Error("unknown dtype '" + o.dtype + "': fp32 or bf16");
   if (o.cuda_graphs && !at::Device(o.device).is_cuda()) throw Error("CUDA graphs need --device cuda");
@@ -46,6 +47,7 @@ class ScriptEngine : public Engine {
     model.train(false);
     fingerprint_ = model.fingerprint();
     weights_hash_ = model.weights_hash();
+    state_ = model.state_fingerprint();
     module_ = model.module();
     if (options_.channels_last) to_channels_last(module_);
     if (options_.engine == "frozen") {
@@ -60,10 +62,38 @@ class ScriptEngine : public Engine {
   }
   std::string fingerprint() const override { return fingerprint_; }
   std::string weights_hash() const override { return weights_hash_; }
+  std::string state_fingerprint() const override { return state_; }
 
  private:
   torch::jit::Module module_;
-  std::string fingerprint_, weights_hash_;
+  std::string fingerprint_, weights_hash_, state_;
+};
+
+// The C++ frontend module (resx::ResNet) filled from a weights export: what C++ users write, and the
+// exact mirror of py-eager (the same ATen operators, one by one). No torch::jit call.
+class EagerEngine : public Engine {
+ public:
+  EagerEngine(const std::string& path, EngineOptions options) : Engine(std::move(options)) {
+    const auto start = Clock::now();
+    network_ = std::make_unique<Frontend>(path, options_.device);
+    network_->train(false);
+    weights_hash_ = network_->weights_hash();
+    state_ = network_->state_fingerprint();
+    if (options_.channels_last) network_->to_channels_last();
+    load_seconds_ = seconds_since(start);
+  }
+
+  at::Tensor forward(const at::Tensor& input) override {
+    const AutocastGuard autocast(device().type(), options_.dtype == "bf16");
+    return network_->forward(prepare(input)).to(at::kFloat);
+  }
+  std::string fingerprint() const override { return ""; }  // a C++ module: no graph to read
+  std::string weights_hash() const override { return weights_hash_; }
+  std::string state_fingerprint() const override { return state_; }
+
+ private:
+  std::unique_ptr<Frontend> network_;
+  std::string weights_hash_, state_;
 };
 
 // An AOTInductor package from resx export: its manifest is the package's "resx_manifest" metadata.
@@ -105,6 +135,9 @@ class AotiEngine : public Engine {
   // into constants of its own: both are the ones recorded at export; its outputs prove them.
   std::string fingerprint() const override { return get<std::string>(manifest_, "fingerprint", source_); }
   std::string weights_hash() const override { return get<std::string>(manifest_, "weights_hash", source_); }
+  std::string state_fingerprint() const override {
+    return manifest_.value("state_fingerprint", "");  // recorded at export, as the fingerprint
+  }
   bool recorded() const override { return true; }
   int64_t compiled_threads() const override {
     return get<int64_t>(manifest_.at("compile"), "threads", source_ + " compile");
@@ -144,6 +177,7 @@ class GraphedEngine : public Engine {
   }
   std::string fingerprint() const override { return inner_->fingerprint(); }
   std::string weights_hash() const override { return inner_->weights_hash(); }
+  std::string state_fingerprint() const override { return inner_->state_fingerprint(); }
   bool recorded() const override { return inner_->recorded(); }
   int64_t compiled_threads() const override { return inner_->compiled_threads(); }
 
@@ -213,6 +247,8 @@ std::unique_ptr<Engine> Engine::open(const std::string& path, const EngineOption
   std::unique_ptr<Engine> engine;
   if (options.engine == "aoti") {
     engine = std::make_unique<AotiEngine>(path, options);
+  } else if (options.engine == "eager") {
+    engine = std::make_unique<EagerEngine>(path, options);
   } else {
     engine = std::make_unique<ScriptEngine>(path, options);
   }

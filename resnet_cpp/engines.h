@@ -1,6 +1,7 @@
-// The engines that run a resx model for inference in the C++ runtime, behind one interface: the
-// TorchScript file as loaded (script) or frozen and optimized for inference (frozen), and an
-// AOTInductor package (aoti). Mirrors resx.engines (resnet_py/engines.py).
+// The engines that run a resx model for inference in the C++ runtime, behind one interface: the network
+// written in the C++ frontend, filled from a weights export (eager), the TorchScript file as loaded
+// (script) or frozen and optimized for inference (frozen), and an AOTInductor package (aoti). Mirrors
+// resx.engines (resnet_py/engines.py).
 #pragma once
 
 #include <torch/script.h>
@@ -13,7 +14,7 @@
 namespace resx {
 
 struct EngineOptions {
-  std::string engine = "script";  // script, frozen, aoti
+  std::string engine = "script";  // eager (the C++ frontend, from a weights export), script, frozen, aoti
   std::string device = "cpu";
   std::string dtype = "fp32";  // fp32, or bf16: autocast (TorchScript) / compiled in (AOTInductor)
   bool channels_last = false;
@@ -49,11 +50,14 @@ class Engine {
 
   // Eval-mode forward of a float32 input; the output is float32.
   virtual at::Tensor forward(const at::Tensor& input) = 0;
-  // Of the graph it runs (recorded at export for an AOTInductor package, which has no graph to read).
+  // Of the graph it runs (recorded at export for an AOTInductor package, which has no graph to read; ""
+  // for the C++ frontend, a C++ module without a graph: its state and outputs prove it).
   virtual std::string fingerprint() const = 0;
   // Of the weights it holds (for frozen TorchScript: before they were folded; for AOTInductor: its
   // constants), in the module's order.
   virtual std::string weights_hash() const = 0;
+  // Of its parameters' and buffers' names, shapes and dtypes (resx.export.state_fingerprint).
+  virtual std::string state_fingerprint() const = 0;
 
   // True when fingerprint and weights hash are the ones recorded at export (an AOTInductor package).
   virtual bool recorded() const { return false; }

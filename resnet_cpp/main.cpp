@@ -20,15 +20,16 @@
 #include "files.h"
 #include "json.h"
 #include "model.h"
+#include "resnet.h"
 #include "train.h"
 
 namespace {
 
 int usage(std::ostream& out, int code) {
   out << "usage: resx-cpp env [--json] [--threads N]\n"
-         "       resx-cpp inspect FILE.pt|FILE.pt2\n"
+         "       resx-cpp inspect FILE.pt|FILE.pt2|FILE.pth\n"
          "       resx-cpp train CONFIG.txt   (written by `resx train --runtime cpp-exe`)\n"
-         "       resx-cpp bench-serve FILE [--device D] [--engine script|frozen|aoti] [--dtype fp32|bf16]\n"
+         "       resx-cpp bench-serve FILE [--device D] [--engine eager|script|frozen|aoti] [--dtype fp32|bf16]\n"
          "                            [--channels-last] [--runners N] [--deterministic] [--cuda-graphs]\n"
          "                            (timing commands on stdin, for `resx bench`)\n";
   return code;
@@ -73,10 +74,12 @@ int run_inspect(int argc, char** argv) {
     }
     claims = {{"runs", "yes"}};
   } else {
-    resx::Model model(path);
-    if (!model.has_manifest()) throw resx::Error(path + ": no resx manifest (a foreign TorchScript file)");
-    claims = resx::manifest_claims(model.manifest_json(), path);
-    found = resx::describe(model, claims.at("model.name"));
+    // A weights export (.pth) opens in the C++ frontend, with no TorchScript; anything else as TorchScript.
+    const bool weights = path.size() > 4 && path.substr(path.size() - 4) == ".pth";
+    const auto model = resx::open_network(path, "cpu", weights ? "eager" : "scripted");
+    if (!model->has_manifest()) throw resx::Error(path + ": no resx manifest (a foreign TorchScript file)");
+    claims = resx::manifest_claims(model->manifest_json(), path);
+    found = resx::describe(*model, claims.at("model.name"));
   }
   std::string mismatches;
   for (const auto& [key, claimed] : claims) {
@@ -141,7 +144,8 @@ int run_train(int argc, char** argv) {
 // runtimes that live in Python: JSON lines. {"ready": true} once loaded, then one request per line on
 // stdin, {"cmd": NAME, ...arguments}, and one answer per line on stdout, a JSON object or
 // {"error": "..."}:
-//   identity {seed}                                -> {fingerprint, weights_hash, input_hash, output, env, compiled}
+//   identity {seed}                                -> {fingerprint, weights_hash, state, input_hash, output, env,
+//                                                      compiled}
 //   threads {n}                                    -> {threads}   (intra-op threads, as now set)
 //   warmup {batch, seed, window, tolerance, max_calls} -> {calls}
 //   time {batch, seed, calls}                      -> {ns: [...]}
@@ -162,6 +166,7 @@ resx::Json serve(resx::Engine& engine, const resx::Json& request) {
     const auto y = engine.forward(resx::make_input(1, seed, engine.device())).to(at::kCPU).contiguous();
     return {{"fingerprint", engine.fingerprint()},
             {"weights_hash", engine.weights_hash()},
+            {"state", engine.state_fingerprint()},
             {"input_hash", resx::tensor_sha1(resx::make_input(1, seed, at::kCPU))},
             {"output", std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel())},
             {"env", resx::env_report()},

@@ -24,6 +24,18 @@ std::string describe(const std::string& kind, const std::string& name, const at:
   return out.str();
 }
 
+NamedTensors named(const torch::jit::named_parameter_list& items) {
+  NamedTensors out;
+  for (const auto& p : items) out.emplace_back(p.name, p.value);
+  return out;
+}
+
+NamedTensors named(const torch::jit::named_buffer_list& items) {
+  NamedTensors out;
+  for (const auto& b : items) out.emplace_back(b.name, b.value);
+  return out;
+}
+
 }  // namespace
 
 void sync_device(const at::Device& device) {
@@ -48,12 +60,49 @@ std::string canonical_form(const torch::jit::Module& module) {
   for (std::string line; std::getline(lines, line);) {
     out << std::regex_replace(std::regex_replace(line, source_range, ""), mangle, "") << '\n';
   }
-  for (const auto& p : module.named_parameters(true)) out << describe("param", p.name, p.value);
-  for (const auto& b : module.named_buffers(true)) out << describe("buffer", b.name, b.value);
+  out << state_lines(named(module.named_parameters(true)), named(module.named_buffers(true)));
   return out.str();
 }
 
-Model::Model(const std::string& path, const std::string& device) : path_(path), device_(device) {
+std::string state_lines(const NamedTensors& parameters, const NamedTensors& buffers) {
+  std::string out;
+  for (const auto& [name, t] : parameters) out += describe("param", name, t);
+  for (const auto& [name, t] : buffers) out += describe("buffer", name, t);
+  return out;
+}
+
+std::string Network::weights_hash() const {
+  std::string bytes;  // c10::sha1 hashes one string: concatenate names and raw tensor bytes
+  for (const auto& [name, t] : state()) {
+    const auto cpu = t.detach().to(at::kCPU).contiguous();
+    bytes += name;
+    bytes.append(static_cast<const char*>(cpu.const_data_ptr()), cpu.nbytes());
+  }
+  return sha1_hex(bytes);
+}
+
+std::string Network::state_fingerprint() const { return sha1_hex(state_lines(named_parameters(), named_buffers())); }
+
+int64_t Network::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& [name, p] : named_parameters()) n += p.numel();
+  return n;
+}
+
+NamedTensors Network::state() const {
+  auto out = named_parameters();
+  for (auto& b : named_buffers()) out.push_back(std::move(b));
+  return out;
+}
+
+void Network::to_channels_last() {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : state()) {
+    if (t.dim() == 4) t.set_data(t.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+
+Model::Model(const std::string& path, const std::string& device) : Network(at::Device(device)), path_(path) {
   if (!std::filesystem::is_regular_file(path)) {
     throw Error(path + ": no such file (export one with `resx export`)");
   }
@@ -74,35 +123,9 @@ const std::string& Model::fingerprint() const {
   return fingerprint_;
 }
 
-std::string Model::weights_hash() const {
-  std::string bytes;  // c10::sha1 hashes one string: concatenate names and raw tensor bytes
-  auto add = [&](const std::string& name, const at::Tensor& t) {
-    const auto cpu = t.detach().to(at::kCPU).contiguous();
-    bytes += name;
-    bytes.append(static_cast<const char*>(cpu.const_data_ptr()), cpu.nbytes());
-  };
-  for (const auto& p : module_.named_parameters(true)) add(p.name, p.value);
-  for (const auto& b : module_.named_buffers(true)) add(b.name, b.value);
-  return sha1_hex(bytes);
-}
+NamedTensors Model::named_parameters() const { return named(module_.named_parameters(true)); }
 
-int64_t Model::parameter_count() const {
-  int64_t n = 0;
-  for (const auto& p : module_.parameters(true)) n += p.numel();
-  return n;
-}
-
-std::vector<std::pair<std::string, at::Tensor>> Model::named_parameters() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& p : module_.named_parameters(true)) out.emplace_back(p.name, p.value);
-  return out;
-}
-
-std::vector<std::pair<std::string, at::Tensor>> Model::named_buffers() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& b : module_.named_buffers(true)) out.emplace_back(b.name, b.value);
-  return out;
-}
+NamedTensors Model::named_buffers() const { return named(module_.named_buffers(true)); }
 
 at::Tensor Model::forward(const at::Tensor& input) { return module_.forward({input.to(device_)}).toTensor(); }
 
@@ -123,11 +146,12 @@ const Architecture* architecture_of(const std::string& block, const std::vector<
 
 }  // namespace
 
-std::map<std::string, std::string> describe(const Model& model, const std::string& claimed_name) {
+std::map<std::string, std::string> describe(const Network& model, const std::string& claimed_name) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, t] : model.named_parameters()) shapes[name] = t.sizes().vec();
   auto out = describe_architecture(shapes, claimed_name);
   out["fingerprint"] = model.fingerprint();
+  out["state_fingerprint"] = model.state_fingerprint();
   out["weights_hash"] = model.weights_hash();
   return out;
 }
@@ -178,15 +202,20 @@ std::map<std::string, std::string> manifest_claims(const std::string& manifest_j
   const auto manifest = parse_json(manifest_json, source + " manifest");
   const auto what = source + " manifest";
   const auto& model = object(manifest, "model", what);
-  return {{"fingerprint", get<std::string>(manifest, "fingerprint", what)},
-          {"weights_hash", get<std::string>(manifest, "weights_hash", what)},
-          {"parameters", std::to_string(get<int64_t>(manifest, "parameters", what))},
-          {"model.name", get<std::string>(model, "name", what)},
-          {"model.block", get<std::string>(model, "block", what)},
-          {"model.layers", join(get<std::vector<int64_t>>(model, "layers", what))},
-          {"model.stem", get<std::string>(model, "stem", what)},
-          {"model.width", std::to_string(get<int64_t>(model, "width", what))},
-          {"model.num_classes", std::to_string(get<int64_t>(model, "num_classes", what))}};
+  std::map<std::string, std::string> claims{
+      {"fingerprint", get<std::string>(manifest, "fingerprint", what)},
+      {"weights_hash", get<std::string>(manifest, "weights_hash", what)},
+      {"parameters", std::to_string(get<int64_t>(manifest, "parameters", what))},
+      {"model.name", get<std::string>(model, "name", what)},
+      {"model.block", get<std::string>(model, "block", what)},
+      {"model.layers", join(get<std::vector<int64_t>>(model, "layers", what))},
+      {"model.stem", get<std::string>(model, "stem", what)},
+      {"model.width", std::to_string(get<int64_t>(model, "width", what))},
+      {"model.num_classes", std::to_string(get<int64_t>(model, "num_classes", what))}};
+  if (manifest.contains("state_fingerprint")) {
+    claims["state_fingerprint"] = get<std::string>(manifest, "state_fingerprint", what);
+  }
+  return claims;
 }
 
 }  // namespace resx

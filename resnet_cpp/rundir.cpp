@@ -112,19 +112,24 @@ RunFiles RunFiles::from(const Json& j, const std::string& source) {
 
 // ------------------------------------------------------------------------------------ checkpoints
 
-c10::impl::GenericDict read_checkpoint(const std::string& path, const std::string& format) {
+c10::impl::GenericDict read_dict(const std::string& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": no such checkpoint");
+  if (!in) throw Error(path + ": no such " + what);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   c10::IValue value;
   try {
     value = torch::pickle_load(bytes);
   } catch (const c10::Error& e) {
     std::string reason = e.what_without_backtrace();
-    throw Error(path + ": not a resx checkpoint (" + reason.substr(0, reason.find('\n')) + ")");
+    throw Error(path + ": not a " + what + " (" + reason.substr(0, reason.find('\n')) + ")");
   }
-  if (!value.isGenericDict()) throw Error(path + ": not a resx checkpoint (no format " + format + ")");
-  auto dict = value.toGenericDict();
+  if (!value.isGenericDict()) throw Error(path + ": not a " + what + " (not a dict)");
+  return value.toGenericDict();
+}
+
+c10::impl::GenericDict read_checkpoint(const std::string& path, const std::string& format) {
+  if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such checkpoint");
+  auto dict = read_dict(path, "resx checkpoint");
   auto has = [&](const char* key, bool (c10::IValue::*is)() const) {
     return dict.contains(key) && (dict.at(key).*is)();
   };

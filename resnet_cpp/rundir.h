@@ -106,6 +106,10 @@ struct RunFiles {
   static RunFiles from(const Json& j, const std::string& source);
 };
 
+// A dict of strings, numbers and tensors written by torch.save or torch::pickle_save (torch::pickle_load);
+// `what` names the kind of file in the errors.
+c10::impl::GenericDict read_dict(const std::string& path, const std::string& what);
+
 // A checkpoint: a dict that torch.load(weights_only=True) and torch::pickle_load both read; its keys and
 // their types are checked (resx.rundir.read_checkpoint).
 c10::impl::GenericDict read_checkpoint(const std::string& path, const std::string& format);

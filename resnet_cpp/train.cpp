@@ -11,6 +11,7 @@
 #include "engines.h"
 #include "env.h"
 #include "files.h"
+#include "resnet.h"
 
 namespace resx {
 namespace fs = std::filesystem;
@@ -25,12 +26,6 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 at::Tensor to_device(const at::Tensor& x, const at::Device& device, bool channels_last) {
   auto y = x.to(device, /*non_blocking=*/true);  // the loader pins batches for a GPU
   return channels_last ? y.contiguous(at::MemoryFormat::ChannelsLast) : y;
-}
-
-std::vector<std::pair<std::string, at::Tensor>> state_of(const Model& model) {
-  auto state = model.named_parameters();
-  for (auto& b : model.named_buffers()) state.push_back(std::move(b));
-  return state;
 }
 
 }  // namespace
@@ -70,6 +65,8 @@ TrainConfig TrainConfig::read(const std::string& path) {
       AugmentSpec{get<int64_t>(a, "crop", what), get<int64_t>(a, "padding", what), get<double>(a, "flip_p", what),
                   get<std::array<double, 3>>(a, "mean", what), get<std::array<double, 3>>(a, "std", what)};
   c.runtime = get<std::string>(j, "runtime", path);
+  c.module = get<std::string>(j, "module", path);
+  if (c.module != "eager" && c.module != "scripted") throw Error(path + ": module must be eager or scripted");
   c.model_file = get<std::string>(j, "model_file", path);
   c.data_dir = get<std::string>(j, "data_dir", path);
   c.run_dir = get<std::string>(j, "run_dir", path);
@@ -110,7 +107,7 @@ Json progress_json(const Progress& p) {
           {"images_per_s", p.images_per_s}};
 }
 
-void load_weights(Model& model, const std::string& checkpoint_path, const std::string& checkpoint_format) {
+void load_weights(Network& model, const std::string& checkpoint_path, const std::string& checkpoint_format) {
   const auto checkpoint = read_checkpoint(checkpoint_path, checkpoint_format);
   const auto& fingerprint = checkpoint.at("fingerprint").toStringRef();
   if (fingerprint != model.fingerprint()) {
@@ -118,13 +115,13 @@ void load_weights(Model& model, const std::string& checkpoint_path, const std::s
                 " != model " + model.fingerprint().substr(0, 12) + ")");
   }
   const auto tensors = tensor_dict(checkpoint, "model", checkpoint_path);
-  const auto state = state_of(model);
+  const auto state = model.state();
   check_tensors(checkpoint_path, "model", state, tensors);
   torch::NoGradGuard no_grad;
   for (const auto& [name, t] : state) t.copy_(tensors.at(name));
 }
 
-EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype,
+EvalResult evaluate(Network& model, CifarLoader& loader, const at::Device& device, const std::string& dtype,
                     bool channels_last) {
   return eval_result(evaluate_sums(model, loader, device, dtype, channels_last));
 }
@@ -134,8 +131,8 @@ EvalResult eval_result(const std::vector<double>& sums) {
   return {seen > 0 ? loss_sum / seen : 0, seen > 0 ? 100.0 * correct / seen : 0, static_cast<int64_t>(seen)};
 }
 
-std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype,
-                                  bool channels_last) {
+std::vector<double> evaluate_sums(Network& model, CifarLoader& loader, const at::Device& device,
+                                  const std::string& dtype, bool channels_last) {
   c10::InferenceMode guard;
   const AutocastGuard autocast(device.type(), dtype == "bf16");
   model.train(false);
@@ -145,7 +142,7 @@ std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::D
   while (auto batch = loader.next()) {
     auto x = to_device(batch->inputs, device, channels_last);
     auto y = batch->labels.to(device);
-    auto logits = model.module().forward({x}).toTensor();
+    auto logits = model.forward(x);
     loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
     seen += y.size(0);
@@ -189,15 +186,15 @@ Trainer::Trainer(TrainConfig config, int lock_fd, World world)
       world_(std::move(world)),
       run_dir_(config_.run_dir, config_.files, lock_fd, world_.writes()),
       device_(config_.device),
-      model_(config_.model_file, config_.device) {
+      model_(open_network(config_.model_file, config_.device, config_.module)) {
   if (world_.size != config_.world_size) {
     throw Error(config_.run_dir + ": the run trains on " + std::to_string(config_.world_size) +
                 " process(es), this one is of " + std::to_string(world_.size));
   }
   if (config_.threads > 0) set_num_threads(static_cast<int>(config_.threads), 0);
   set_deterministic(config_.deterministic);
-  if (config_.channels_last) to_channels_last(model_.module());
-  params_ = model_.named_parameters();
+  if (config_.channels_last) model_->to_channels_last();
+  params_ = model_->named_parameters();
   std::vector<at::Tensor> tensors;
   for (const auto& [name, p] : params_) tensors.push_back(p);
   optimizer_ = std::make_unique<torch::optim::SGD>(tensors, torch::optim::SGDOptions(config_.lrs.at(0))
@@ -224,18 +221,18 @@ Trainer::Trainer(TrainConfig config, int lock_fd, World world)
   // After the restore, as resx.train.Trainer: the construction broadcasts rank 0's parameters and buffers.
   if (world_.distributed()) {
     std::vector<at::Tensor> buffers;
-    for (const auto& [name, b] : model_.named_buffers()) buffers.push_back(b);
+    for (const auto& [name, b] : model_->named_buffers()) buffers.push_back(b);
     ddp_ = std::make_unique<DataParallel>(world_, params_, buffers, config_.buckets);
   }
 }
 
 void Trainer::restore(const c10::impl::GenericDict& checkpoint) {
   const auto path = run_dir_.file(config_.files.checkpoint);
-  check_resumable(path, checkpoint, model_.fingerprint(), config_.config_digest, config_.steps_per_epoch,
+  check_resumable(path, checkpoint, model_->fingerprint(), config_.config_digest, config_.steps_per_epoch,
                   config_.epochs);
   const auto tensors = tensor_dict(checkpoint, "model", path);
   const auto momentum = tensor_dict(checkpoint, "momentum", path);
-  const auto state = state_of(model_);
+  const auto state = model_->state();
   check_tensors(path, "model", state, tensors);
   check_tensors(path, "momentum", params_, momentum, true);
   std::vector<StepRecord> steps;
@@ -288,7 +285,7 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
   {
     const AutocastGuard autocast(device_.type(), config_.dtype == "bf16");
     if (ddp_) ddp_->before_forward();
-    logits = model_.module().forward({x}).toTensor();
+    logits = model_->forward(x);
     if (ddp_) ddp_->after_forward();
     loss = F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
   }
@@ -322,7 +319,7 @@ std::optional<StepRecord> Trainer::step(int64_t epoch) {
 EvalResult Trainer::evaluate() {
   // Every rank its share of the test set, with rank 0's BatchNorm statistics; the sums over ranks.
   if (ddp_) ddp_->broadcast_buffers();
-  auto sums = evaluate_sums(model_, *test_loader_, device_, config_.dtype, config_.channels_last);
+  auto sums = evaluate_sums(*model_, *test_loader_, device_, config_.dtype, config_.channels_last);
   return eval_result(ddp_ ? ddp_->sum(sums) : sums);
 }
 
@@ -351,7 +348,7 @@ void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const
   if (!world_.writes()) return;
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   c10::impl::GenericDict tensors(c10::StringType::get(), c10::TensorType::get());
-  for (const auto& [pname, t] : state_of(model_)) tensors.insert(pname, t.detach().to(at::kCPU).clone());
+  for (const auto& [pname, t] : model_->state()) tensors.insert(pname, t.detach().to(at::kCPU).clone());
   c10::impl::GenericDict momentum(c10::StringType::get(), c10::TensorType::get());
   if (with_momentum) {
     const auto& state = optimizer_->state();
@@ -366,7 +363,7 @@ void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const
   for (const auto& r : steps_) step_rows.push_back(record_json(r));
   for (const auto& r : epochs_) epoch_rows.push_back(record_json(r));
   dict.insert("format", config_.files.checkpoint_format);
-  dict.insert("fingerprint", model_.fingerprint());
+  dict.insert("fingerprint", model_->fingerprint());
   dict.insert("model_config", config_.model.dump());
   dict.insert("config_digest", config_.config_digest);
   dict.insert("steps_per_epoch", config_.steps_per_epoch);
@@ -401,7 +398,7 @@ void Trainer::write_outputs(const std::string& status) {
                            {"epochs_done", epochs_done_},
                            {"config", config_.saved},
                            {"env", {{config_.runtime, env_report()}}},
-                           {"fingerprint", model_.fingerprint()},
+                           {"fingerprint", model_->fingerprint()},
                            {"final", final},
                            {"world", world}});
 }
@@ -422,7 +419,7 @@ bool Trainer::run() {
   p.epoch = epochs_done_;
   report(p);
   for (int64_t epoch = epochs_done_; epoch < config_.epochs; ++epoch) {
-    model_.train(true);
+    model_->train(true);
     const auto start = Clock::now();
     train_loader_->start_epoch(epoch);
     double loss_sum = 0, data_s = 0, forward_s = 0, backward_s = 0, optimizer_s = 0;
@@ -483,7 +480,7 @@ bool Trainer::run() {
   return true;
 }
 
-std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps,
+std::vector<int64_t> bare_train_steps(Network& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps,
                                       double lr, double momentum, double weight_decay) {
   std::vector<at::Tensor> params;
   for (const auto& [name, p] : model.named_parameters()) params.push_back(p);
@@ -494,7 +491,7 @@ std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, co
   for (int64_t i = 0; i < steps; ++i) {
     const auto t0 = Clock::now();
     optimizer.zero_grad(true);
-    auto loss = F::cross_entropy(model.module().forward({x}).toTensor(), y);
+    auto loss = F::cross_entropy(model.forward(x), y);
     loss.backward();
     optimizer.step();
     sync_device(model.device());

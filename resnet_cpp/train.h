@@ -1,6 +1,7 @@
 // Training and evaluation in the C++ runtime. resx::Trainer and resx.train.Trainer (resnet_py/train.py)
 // are one design in two languages, method for method: restore, step, evaluate, save_checkpoint,
-// write_outputs, run. It trains the scripted file with torch::optim::SGD and the C++ data pipeline.
+// write_outputs, run. It trains the C++ frontend module (resx::ResNet) or the scripted file with
+// torch::optim::SGD and the C++ data pipeline.
 #pragma once
 
 #include <torch/optim/sgd.h>
@@ -35,6 +36,9 @@ struct TrainConfig {
   AugmentSpec augment{};
   // What the run adds to the recipe.
   std::string runtime;  // "cpp" (extension) or "cpp-exe" (standalone), recorded in run.json
+  // eager: the C++ frontend module (resx::Frontend) from the weights export model_file, no TorchScript;
+  // scripted: the TorchScript file model_file (resx::Model).
+  std::string module = "eager";
   std::string model_file, data_dir, run_dir;
   std::string config_digest;  // what a checkpoint of this run carries (TrainConfig.digest)
   Json model;                 // resx.models.ModelConfig, stored in checkpoints
@@ -68,13 +72,13 @@ struct EvalResult {
 };
 
 // Copy a checkpoint's "model" tensors into the model, after checking architecture, names, shapes, dtypes.
-void load_weights(Model& model, const std::string& checkpoint_path, const std::string& checkpoint_format);
+void load_weights(Network& model, const std::string& checkpoint_path, const std::string& checkpoint_format);
 
 // In the run's dtype and memory format; mirrors resx.train.evaluate.
-EvalResult evaluate(Model& model, CifarLoader& loader, const at::Device& device, const std::string& dtype = "fp32",
+EvalResult evaluate(Network& model, CifarLoader& loader, const at::Device& device, const std::string& dtype = "fp32",
                     bool channels_last = false);
 // {summed loss, correct, images} over the loader; mirrors resx.train.evaluate_sums.
-std::vector<double> evaluate_sums(Model& model, CifarLoader& loader, const at::Device& device,
+std::vector<double> evaluate_sums(Network& model, CifarLoader& loader, const at::Device& device,
                                   const std::string& dtype = "fp32", bool channels_last = false);
 EvalResult eval_result(const std::vector<double>& sums);  // resx.train.EvalResult.of
 
@@ -117,7 +121,7 @@ class Trainer {
   World world_;
   RunDir run_dir_;
   at::Device device_;
-  Model model_;
+  std::unique_ptr<Network> model_;
   std::vector<std::pair<std::string, at::Tensor>> params_;
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::unique_ptr<CifarLoader> train_loader_, test_loader_;
@@ -139,7 +143,7 @@ bool run_interruptible(Trainer& trainer);
 
 // The reference for the runtime's overhead: forward, loss, backward and SGD step on one pre-made batch,
 // nothing else (no data pipeline, no bookkeeping). Nanoseconds per step.
-std::vector<int64_t> bare_train_steps(Model& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps,
+std::vector<int64_t> bare_train_steps(Network& model, const at::Tensor& inputs, const at::Tensor& labels, int64_t steps,
                                       double lr, double momentum, double weight_decay);
 
 }  // namespace resx

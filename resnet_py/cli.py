@@ -166,9 +166,14 @@ def env(
 def export_cmd(
     model: Annotated[str, typer.Argument(help="resnet18, resnet34, resnet50, resnet101 or resnet152.")],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="File to write: FILE.pt (TorchScript) or FILE.pt2 (AOTInductor).")
+        Path,
+        typer.Option(
+            "-o", "--output", help="File to write: FILE.pt (TorchScript), FILE.pt2 (AOTInductor) or FILE.pth (weights)."
+        ),
     ],
-    kind: Annotated[str | None, typer.Option("--format", help="torchscript or aoti. [from the file's suffix]")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--format", help="torchscript, aoti or weights. [from the file's suffix]")
+    ] = None,
     num_classes: Annotated[int, typer.Option(help="Classes of the linear head.")] = 10,
     stem: Annotated[str, typer.Option(help="cifar (3x3 conv) or imagenet (7x7/2 conv + max-pool).")] = "cifar",
     layers: Annotated[
@@ -189,7 +194,7 @@ def export_cmd(
 ) -> None:
     """Export a resx ResNet with its manifest: a TorchScript file (what LibTorch loads) or an AOTInductor
     package (compiled ahead of time, loaded by Python and C++ alike)."""
-    from resx.export import CompileSettings, export, export_aoti, format_of
+    from resx.export import CompileSettings, export, export_aoti, export_weights, format_of
     from resx.models import ModelConfig
 
     kind = format_of(output, kind)
@@ -200,6 +205,9 @@ def export_cmd(
             config, output, seed, weights, CompileSettings(device, dtype, threads, freezing, channels_last)
         )
         how = f"AOTInductor for {device} {dtype}, threads {threads or 'dynamic'}, compiled in {manifest['compile_seconds']:.1f} s"
+    elif kind == "weights":
+        manifest = export_weights(config, output, seed=seed, weights=weights)
+        how = "weights: state dict and manifest, for the eager module and the C++ frontend"
     else:
         manifest = export(config, output, seed=seed, weights=weights)
         how = "TorchScript"
@@ -406,8 +414,15 @@ def train(
             help=f"Deterministic algorithms (CUDA: cuDNN, cuBLAS). {_default('deterministic')}",
         ),
     ] = None,
+    module: Annotated[
+        str | None,
+        typer.Option(
+            help="eager: the module written in the runtime's language (Python's nn.Module, C++'s torch::nn mirror, "
+            "from a weights export, no TorchScript); scripted: the TorchScript file. [eager]"
+        ),
+    ] = None,
     py_module: Annotated[
-        str | None, typer.Option(help="py runtime: eager nn.Module or the scripted file. [eager]")
+        str | None, typer.Option(hidden=True, help="The name --module had before C++ had one.")
     ] = None,
     nproc_per_node: Annotated[
         int | None, typer.Option(help="Data-parallel processes on this node (DDP, launched by torchrun). [1]")
@@ -474,7 +489,7 @@ def train(
             for k, v in {
                 "runtime": runtime,
                 "data": data,
-                "py_module": py_module,
+                "module": module or py_module,
                 "overwrite": overwrite or None,
             }.items()
             if v is not None
@@ -493,7 +508,7 @@ def train(
                 output,
                 runtime=runtime or "py",
                 data=data,
-                py_module=py_module or "eager",
+                module=module or py_module or T.DEFAULT_MODULE,
                 overwrite=overwrite,
                 launch=launch,
                 argv=sys.argv[1:],
@@ -616,6 +631,10 @@ def bench(
     thread_seconds: Annotated[
         float | None, typer.Option(help=f"Seconds per caller count, path and round. {_bench_default('thread_seconds')}")
     ] = None,
+    train_runtime: Annotated[
+        str | None,
+        typer.Option(help="Comma list of the paths whose training step is measured. [every measured path that trains]"),
+    ] = None,
     train_steps: Annotated[
         int | None,
         typer.Option(
@@ -669,6 +688,7 @@ def bench(
         throughput_calls=throughput_calls,
         thread_counts=ints(thread_counts, "--thread-counts"),
         thread_seconds=thread_seconds,
+        train_runtimes=[r.strip() for r in train_runtime.split(",")] if train_runtime else None,
         train_steps=train_steps,
         train_batch=train_batch,
         train_rounds=train_rounds,

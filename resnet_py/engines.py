@@ -1,7 +1,8 @@
 """The engines that run a resx model for inference in Python, behind one interface (mirrors resx::Engine,
 resnet_cpp/engine.cpp, which has script, frozen and aoti):
 
-    eager    the nn.Module, rebuilt from the manifest, with the file's weights
+    eager    the nn.Module, rebuilt from the manifest, with the file's weights (a .pth weights export,
+             or a TorchScript file's)
     script   the TorchScript file as loaded
     frozen   torch.jit.freeze + optimize_for_inference (BatchNorm folds into the convolutions)
     compile  torch.compile (Inductor, freezing on)
@@ -21,7 +22,7 @@ import torch
 
 from resx.device import autocast, set_deterministic, to_channels_last
 from resx.errors import ResxError
-from resx.export import fingerprint, load, script, weights_hash
+from resx.export import fingerprint, graph_fingerprint, load, read_weights, state_fingerprint, weights_hash
 from resx.export.aoti import Inference, check_settings, read_manifest
 from resx.models import DTYPES, ModelConfig, build
 from resx.tolerances import ENGINES
@@ -72,21 +73,24 @@ class Engine:
         self.module = load_package(str(self.path), num_runners=o.runners)
         # Compiled code shows neither graph nor weights: both as recorded at export, proved by outputs.
         self._fingerprint, self._weights_hash, self.recorded = manifest["fingerprint"], manifest["weights_hash"], True
+        self._state = manifest.get("state_fingerprint", "")
         self.compiled_threads = manifest["compile"]["threads"]
 
     def _open_torchscript(self) -> None:
         o = self.options
-        scripted, manifest = load(self.path)
-        if manifest is None:
-            raise ResxError(f"{self.path}: not a resx export (no manifest)")
-        if o.engine in ("eager", "compile"):
+        if o.engine in ("eager", "compile"):  # the nn.Module, filled from a weights export or a TorchScript file
+            state, manifest = read_weights(self.path) if self.path.suffix == ".pth" else _script_state(self.path)
             module = build(ModelConfig.from_dict(manifest["model"]))
-            module.load_state_dict(scripted.state_dict())
+            module.load_state_dict(state)
             self._fingerprint = None  # the eager module's own graph, scripted when asked (fingerprint())
         else:
-            module, self._fingerprint = scripted, fingerprint(scripted)
+            module, manifest = load(self.path)
+            if manifest is None:
+                raise ResxError(f"{self.path}: not a resx export (no manifest)")
+            self._fingerprint = fingerprint(module)
         module = module.to(self.device).eval()
         self._weights_hash = weights_hash(module)  # before a freeze folds them
+        self._state = state_fingerprint(module)
         if o.channels_last:
             to_channels_last(module)
         self._eager = module
@@ -139,8 +143,20 @@ class Engine:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:  # the eager module has no graph of its own: script the one this runs
-            self._fingerprint = fingerprint(script(self._eager))
+            graph = graph_fingerprint(self._eager)
+            self._fingerprint = graph if graph is not None else f"state:{self._state}"  # TorchScript refused
         return self._fingerprint
 
     def weights_hash(self) -> str:
         return self._weights_hash
+
+    def state_fingerprint(self) -> str:
+        return self._state
+
+
+def _script_state(path: Path) -> tuple[dict, dict]:
+    """The state dict and manifest of a resx TorchScript export."""
+    scripted, manifest = load(path)
+    if manifest is None:
+        raise ResxError(f"{path}: not a resx export (no manifest)")
+    return scripted.state_dict(), manifest

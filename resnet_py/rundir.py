@@ -5,7 +5,8 @@ through the run's config.json instead of retyping them. The records are fixed in
 
     train_config.json  the TrainConfig, runtime and data (what --resume reads; written by Python)
     config.json        the same for the C++ runtime (resx-config/2, resx.recipe)
-    model.pt           the exported TorchScript file (its fingerprint names the architecture)
+    model.pth          the weights export the eager module starts from (--module eager, the default)
+    model.pt           the exported TorchScript file (--module scripted; its fingerprint names the architecture)
     steps.csv          one StepRecord per optimizer step
     metrics.csv        one EpochRecord per epoch (the well-known column names)
     checkpoint.pt      the last complete epoch: weights, momentum, position, history
@@ -40,6 +41,7 @@ CPP_CONFIG = "config.json"
 # from train_config.json, as at every start), and the old file is removed then.
 LEGACY_CPP_CONFIG = "config.txt"
 MODEL = "model.pt"
+WEIGHTS = "model.pth"
 CHECKPOINT = "checkpoint.pt"
 FINAL = "final.pt"
 RUN_JSON = "run.json"
@@ -182,7 +184,18 @@ METRICS = Table(
         ("lr", "exact"),
     ),
 )
-RUN_FILES = (CONFIG_JSON, CPP_CONFIG, LEGACY_CPP_CONFIG, MODEL, STEPS.file, METRICS.file, CHECKPOINT, FINAL, RUN_JSON)
+RUN_FILES = (
+    CONFIG_JSON,
+    CPP_CONFIG,
+    LEGACY_CPP_CONFIG,
+    MODEL,
+    WEIGHTS,
+    STEPS.file,
+    METRICS.file,
+    CHECKPOINT,
+    FINAL,
+    RUN_JSON,
+)
 
 
 # ------------------------------------------------------------------------------------- checkpoints

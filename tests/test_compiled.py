@@ -18,7 +18,7 @@ from resx.bench.runners import make_input, make_local_runner, make_runner
 from resx.cli import app
 from resx.engines import Engine, EngineOptions
 from resx.errors import ResxError
-from resx.export import CompileSettings, export, export_aoti, inspect, read_manifest
+from resx.export import CompileSettings, export, export_aoti, export_weights, inspect, read_manifest
 from resx.export.aoti import MANIFEST_NAME
 from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
@@ -32,8 +32,15 @@ SMALL = ModelConfig("resnet18", width=8)
 def files(tmp_path_factory):
     """A TorchScript export and two packages: fp32 with 1 thread compiled in, bf16 with dynamic threads."""
     d = tmp_path_factory.mktemp("compiled")
-    paths = {"pt": d / "m.pt", "fp32": d / "m-fp32.pt2", "bf16": d / "m-bf16.pt2", "seed1": d / "m-seed1.pt2"}
+    paths = {
+        "pt": d / "m.pt",
+        "fp32": d / "m-fp32.pt2",
+        "bf16": d / "m-bf16.pt2",
+        "seed1": d / "m-seed1.pt2",
+        "pth": d / "m.pth",
+    }
     manifest = export(SMALL, paths["pt"])
+    export_weights(SMALL, paths["pth"])
     export_aoti(SMALL, paths["fp32"], settings=CompileSettings(threads=1))
     export_aoti(SMALL, paths["bf16"], settings=CompileSettings(dtype="bf16"))
     export_aoti(SMALL, paths["seed1"], seed=1, settings=CompileSettings(dtype="bf16"))
@@ -118,7 +125,7 @@ def test_every_path_gives_eager_s_outputs_within_its_tolerance(files, dtype):
         engine = RUNTIMES[name].engine
         if engine == "aoti" and dtype == "fp32":
             continue  # the fp32 package has 1 thread compiled in: covered by the gate test
-        file = paths[dtype] if engine == "aoti" else paths["pt"]
+        file = paths[dtype] if engine == "aoti" else paths["pth" if engine in ("eager", "compile") else "pt"]
         with make_local_runner(name, file, EngineOptions(dtype=dtype)) as runner, torch.inference_mode():
             diff = float((runner.engine.forward(make_input(3, 5)).cpu() - reference).abs().max())
         assert diff <= TOLERANCE[(engine, dtype)], (name, dtype, diff)

@@ -21,7 +21,8 @@ from test_train import assert_same_training
 from resx import data as D
 from resx import distributed
 from resx.cpp import _cpp
-from resx.export import load
+from resx.export import read_weights
+from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
 from resx.rundir import RunDir
 
@@ -64,6 +65,7 @@ def runs(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp-runs")
     for runtime in ("py", "cpp"):
         train(root / runtime, data, "--nproc-per-node", "2", runtime=runtime)
+    train(root / "cpp-scripted", data, "--nproc-per-node", "2", "--module", "scripted", runtime="cpp")
     return root
 
 
@@ -91,9 +93,12 @@ def test_shards_are_the_same_in_both_languages_and_cover_the_epoch(data):
     assert sum(b.labels.numel() for loader in seen for b in loader.batches()) == 41  # evaluated once each
 
 
-def test_py_and_cpp_ddp_train_bit_identically(runs):
-    assert_same_training(runs / "py", runs / "cpp")
-    wp, wc = world(runs / "py"), world(runs / "cpp")
+@pytest.mark.parametrize("cpp", ["cpp", "cpp-scripted"])
+def test_py_and_cpp_ddp_train_bit_identically(runs, cpp):
+    """DDP's Reducer over the C++ frontend module's parameters (the default) and over the TorchScript
+    file's, against py-DDP: bit-identical."""
+    assert_same_training(runs / "py", runs / cpp)
+    wp, wc = world(runs / "py"), world(runs / cpp)
     for w in (wp, wc):
         assert w["size"] == 2 and w["backend"] == "gloo" and [r["rank"] for r in w["ranks"]] == [0, 1]
         for r in w["ranks"]:
@@ -113,7 +118,10 @@ def test_ddp_equals_one_process_with_the_same_global_batch(runs, data, restore_t
     torch.set_num_threads(1)  # as each rank (--threads 1 in ARGS): the kernels sum in the same order
     run = RunDir(runs / "py")
     cfg = TrainConfig.from_dict(run.read_config()["config"])
-    model = load(runs / "py" / "model.pt")[0].train()  # the run's initial weights
+    state, manifest = read_weights(runs / "py" / "model.pth")  # the run's initial weights
+    model = build(ModelConfig.from_dict(manifest["model"]))
+    model.load_state_dict(state)
+    model.train()
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.0, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )

@@ -289,7 +289,8 @@ def test_a_manifest_is_verified_against_the_graph_in_both_languages(tmp_path, ch
         (["--schedule", "linear"], "unknown --schedule"),
         (["--device", "tpu"], "unknown --device"),
         (["--runtime", "java"], "unknown runtime"),
-        (["--py-module", "jit"], "--py-module"),
+        (["--module", "jit"], "unknown --module 'jit'"),
+        (["--runtime", "cpp", "--module", "scripted", "--compile"], "--compile applies to the py runtime"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--batch-size", "-4"], "--batch-size must be at least 1"),
         (["--model", "resnet7"], "unknown model 'resnet7'"),
@@ -455,7 +456,7 @@ def test_both_languages_write_files_with_the_same_mode(tiny, finished, tmp_path)
     assert cli("train", "--runtime", "cpp-exe", "--data", tiny, *SMALL, "-o", other).exit_code == 0
     umask = os.umask(0)
     os.umask(umask)
-    for name in ("steps.csv", "metrics.csv", "checkpoint.pt", "run.json", "model.pt"):
+    for name in ("steps.csv", "metrics.csv", "checkpoint.pt", "run.json", "model.pth"):
         for run in (finished, other):
             assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~umask, (run, name)
 

@@ -42,8 +42,8 @@ def tiny(tmp_path_factory):
     return make_cifar(tmp_path_factory.mktemp("tiny"), train_per_file=8, test=16)
 
 
-def run(tiny, run_dir, runtime, py_module="eager", **overrides):
-    outcome = T.start(TrainConfig(**(CONFIG | overrides)), run_dir, runtime=runtime, data=tiny, py_module=py_module)
+def run(tiny, run_dir, runtime, module="eager", **overrides):
+    outcome = T.start(TrainConfig(**(CONFIG | overrides)), run_dir, runtime=runtime, data=tiny, module=module)
     assert outcome.complete and outcome.exit_code == 0 and outcome.epochs
     return run_dir
 
@@ -70,9 +70,14 @@ def reference(tiny, tmp_path_factory):
     return run(tiny, tmp_path_factory.mktemp("runs") / "py", "py")
 
 
-@pytest.mark.parametrize("runtime", ["cpp", "cpp-exe"])
-def test_cpp_runtimes_train_bit_identically_to_python(tiny, tmp_path, reference, runtime):
-    other = run(tiny, tmp_path / runtime, runtime)
+BOTH_MODULES = [("cpp", "eager"), ("cpp-exe", "eager"), ("cpp", "scripted"), ("cpp-exe", "scripted")]
+
+
+@pytest.mark.parametrize(("runtime", "module"), BOTH_MODULES)
+def test_cpp_runtimes_train_bit_identically_to_python(tiny, tmp_path, reference, runtime, module):
+    """The C++ frontend module (eager, the default) and the TorchScript file (scripted), both against
+    py-eager: per-step losses, metrics and final weights equal to the last bit."""
+    other = run(tiny, tmp_path / runtime, runtime, module)
     assert_same_training(reference, other)
     # a checkpoint C++ wrote (torch::pickle_save) goes back into an export, loaded weights_only
     from resx.export import export, load
@@ -93,9 +98,9 @@ def every_option(tiny, tmp_path_factory):
     return run(tiny, tmp_path_factory.mktemp("every") / "py", "py", **EVERY_OPTION)
 
 
-@pytest.mark.parametrize("runtime", ["cpp", "cpp-exe"])
-def test_every_recipe_option_trains_bit_identically(tiny, tmp_path, every_option, runtime):
-    assert_same_training(every_option, run(tiny, tmp_path / runtime, runtime, **EVERY_OPTION))
+@pytest.mark.parametrize(("runtime", "module"), BOTH_MODULES)
+def test_every_recipe_option_trains_bit_identically(tiny, tmp_path, every_option, runtime, module):
+    assert_same_training(every_option, run(tiny, tmp_path / runtime, runtime, module, **EVERY_OPTION))
 
 
 def test_every_recipe_option_took_effect(every_option):
@@ -116,13 +121,18 @@ def test_onecycle_schedule_trains_bit_identically(tiny, tmp_path, runtime):
 
 
 def test_scripted_module_from_python_trains_identically(tiny, tmp_path, reference):
-    assert_same_training(reference, run(tiny, tmp_path / "scripted", "py", py_module="scripted"))
+    assert_same_training(reference, run(tiny, tmp_path / "scripted", "py", module="scripted"))
 
 
-def test_two_threads_are_bit_identical_too(tiny, tmp_path):
+@pytest.mark.parametrize("module", ["eager", "scripted"])
+def test_two_threads_are_bit_identical_too(tiny, tmp_path, module):
     a = run(tiny, tmp_path / "py", "py", threads=2, epochs=1)
-    b = run(tiny, tmp_path / "cpp", "cpp", threads=2, epochs=1)
+    b = run(tiny, tmp_path / "cpp", "cpp", module, threads=2, epochs=1)
     assert_same_training(a, b)
+    every = EVERY_OPTION | {"threads": 2, "epochs": 2}
+    assert_same_training(
+        run(tiny, tmp_path / "py2", "py", **every), run(tiny, tmp_path / "cpp2", "cpp", module, **every)
+    )
 
 
 def test_outputs_have_the_well_known_columns(reference):

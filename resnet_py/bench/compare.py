@@ -17,24 +17,29 @@ from resx.bench.config import Path as BenchPath
 from resx.bench.gate import GateReport, fairness_gate
 from resx.bench.measure import Notify, Rounds, inference_rounds
 from resx.bench.monitor import TreeMemory
-from resx.bench.registry import BASELINE, RUNTIMES, language_counterpart
+from resx.bench.registry import BASELINE, RUNTIMES, language_counterpart, script_counterpart
 from resx.bench.results import ModelResults, Ratio, Results
 from resx.bench.runners import Identity, make_runner
 from resx.bench.training import training
 from resx.errors import BenchError
-from resx.export import aoti, export
+from resx.export import aoti, prepared, save, save_weights
 from resx.export.aoti import CompileSettings
+
+EAGER = ("eager", "compile")  # the engines that build the module from the weights export
 
 
 def ratios(entry: ModelResults) -> list[Ratio]:
-    """Every path against the baseline (py-eager at fp32), and every C++ path against Python on the same
-    engine and dtype (the language's own share), per scenario, over the rounds both ran."""
+    """Every path against the baseline (py-eager at fp32), every C++ path against Python on the same engine
+    and dtype (the language's own share: cpp-eager / py-eager is the C++ API against the Python API), and
+    C++ TorchScript against the C++ module (TorchScript's own share), per scenario, over the rounds both
+    ran."""
     out = []
     for scenario in entry.scenarios():
         names = entry.paths(scenario)
         pairs = [(n, BASELINE) for n in names if n != BASELINE]
         pairs += [(n, language_counterpart(n)) for n in names if language_counterpart(n) in names]
-        for name, base in pairs:
+        pairs += [(n, script_counterpart(n)) for n in names if script_counterpart(n) in names]
+        for name, base in dict.fromkeys(pairs):  # cpp-eager / py-eager is both the baseline's and the language's
             a, b = entry.measurement(scenario, name), entry.measurement(scenario, base)
             if a is not None and b is not None:
                 out.append(Ratio.of(a, b))
@@ -60,16 +65,21 @@ def gemm_floor(threads: int, size: int = 2048, repeats: int = 5) -> dict[str, fl
 
 
 def prepare_files(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> tuple[dict, dict, dict]:
-    """The TorchScript export every engine but aoti opens, and an AOTInductor package per dtype (cached
-    across runs: keyed by graph, weights and compile settings). (manifest, files, packages)."""
-    model_file = work / f"{model}.pt"
+    """The weights export the eager engines open (the module in each language), the TorchScript export of
+    script and frozen, and an AOTInductor package per dtype (cached across runs: keyed by graph, weights
+    and compile settings). (manifest, files, packages)."""
+    model_file, weights_file = work / f"{model}.pt", work / f"{model}.pth"
     notify(f"exporting {model}")
-    manifest = export(cfg.model_config(model), model_file, seed=cfg.seed)
-    files, packages = {"script": model_file}, {}
+    scripts = any(RUNTIMES[p.runtime].engine in ("script", "frozen") for p in cfg.paths())
+    module, scripted, manifest = prepared(cfg.model_config(model), cfg.seed, need_script=scripts)  # once, for all
+    if scripted is not None:
+        save(scripted, model_file, manifest)
+    save_weights(module, weights_file, manifest)
+    files, packages = {"script": model_file, "eager": weights_file}, {}
     for dtype in dict.fromkeys(p.dtype for p in cfg.paths() if RUNTIMES[p.runtime].engine == "aoti"):
         notify(f"AOTInductor package for {model} {dtype} (compiled once, then cached)")
         settings = CompileSettings(cfg.device, dtype, 0, True, cfg.channels_last)
-        path, m, was_cached = aoti.cached(cfg.model_config(model), cfg.seed, settings)
+        path, m, was_cached = aoti.cached(cfg.model_config(model), cfg.seed, settings, manifest)
         files[("aoti", dtype)] = path
         packages[dtype] = {
             "path": str(path),
@@ -128,7 +138,7 @@ def _model(model: str, cfg: BenchConfig, work: Path, notify: Notify, warn: Notif
 
     def make(p: BenchPath):
         engine = RUNTIMES[p.runtime].engine
-        file = files[("aoti", p.dtype)] if engine == "aoti" else files["script"]
+        file = files[("aoti", p.dtype)] if engine == "aoti" else files["eager" if engine in EAGER else "script"]
         return make_runner(p.runtime, file, cfg.engine_options(p), p.label)
 
     rounds = inference_rounds(cfg, cfg.paths(), make, notify, check)

@@ -72,6 +72,7 @@ class BenchConfig:
     warmup: WarmupRule = field(default_factory=WarmupRule)
     inference: bool = True
     training: bool = True
+    train_runtimes: list[str] = field(default_factory=list)  # the paths that train; empty: every one that can
     train_steps: int = 5  # per run; the first is dropped
     train_batch: int = 128
     epochs: int = 0  # >0: train full epochs (needs data), reporting losses and accuracies
@@ -99,6 +100,12 @@ class BenchConfig:
                     label = runtime + ("+graphs" if graphs else "") + ("" if d == "fp32" else f"@{d}")
                     out.append(Path(label, runtime, d, graphs))
         return sorted(out, key=lambda p: p.label != BASELINE)
+
+    def train_paths(self) -> list[Path]:
+        """The paths whose training step is measured: those of train_runtimes (all that train when empty)."""
+        chosen = set(self.train_runtimes)
+        return [p for p in self.paths() if RUNTIMES[p.runtime].train and not p.cuda_graphs
+                and (not chosen or p.label in chosen)]  # fmt: skip
 
     def scenarios(self) -> list[Scenario]:
         """The inference scenarios every path is measured at, in each round."""
@@ -134,6 +141,11 @@ class BenchConfig:
         labels = [p.label for p in self.paths()]
         if len(set(labels)) != len(labels):
             raise BenchError(f"--runtime lists a runtime twice: {', '.join(self.runtimes)}")
+        trains = {p.label for p in self.paths() if RUNTIMES[p.runtime].train}
+        unknown = [r for r in self.train_runtimes if r not in trains]
+        if unknown:
+            raise BenchError(f"--train-runtime {unknown[0]}: not a measured path that trains; choose from "
+                             f"{', '.join(sorted(trains)) or 'none'}")  # fmt: skip
         for name in self.models:
             self.model_config(name)
         positive = {
@@ -180,28 +192,30 @@ class BenchConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # What `make demo` runs (about 3 minutes on a 2-core machine once the AOTInductor packages are cached).
+    # What `make demo` runs, within 3 minutes on a 2-core machine once the AOTInductor package is cached: the
+    # same module in each language (py/cpp/exe-eager), TorchScript from Python and without it, AOTInductor
+    # at bf16 (the fastest shipped form here). Not py-compile: torch.compile compiles again in every fresh
+    # process (about 15 s each here), which the full `resx bench` measures.
     "quick": dict(
         models=["resnet18"],
         runtimes=[
             "py-eager",
+            "cpp-eager",
+            "exe-eager",
             "py-script",
-            "cpp-script",
             "exe-script",
-            "py-aoti",
-            "exe-aoti",
-            "py-compile@bf16",
             "py-aoti@bf16",
             "exe-aoti@bf16",
         ],
+        train_runtimes=["py-eager", "cpp-eager"],
         latency_calls=30,
         batch_sizes=[1, 32],
         throughput_calls=3,
         thread_counts=[2],
-        thread_seconds=0.5,
+        thread_seconds=0.4,
         min_rounds=3,
         max_rounds=8,
-        budget=100.0,
+        budget=120.0,
         train_steps=4,
         train_batch=32,
         train_rounds=3,
@@ -217,7 +231,18 @@ PRESETS: dict[str, dict] = {
         device="cuda",
         dtypes=["fp32", "bf16"],
         cuda_graphs=True,
-        runtimes=["py-eager", "py-script", "py-compile", "py-aoti", "cpp-script", "cpp-aoti", "exe-script", "exe-aoti"],
+        runtimes=[
+            "py-eager",
+            "cpp-eager",
+            "exe-eager",
+            "py-script",
+            "py-compile",
+            "py-aoti",
+            "cpp-script",
+            "cpp-aoti",
+            "exe-script",
+            "exe-aoti",
+        ],
         max_rounds=5,
         latency_calls=50,
         batch_sizes=[1, 8, 32, 128, 512],
@@ -242,6 +267,8 @@ def configure(preset: str = "custom", runtimes: str | list[str] = "all", **optio
     if unknown:
         raise TypeError(f"unknown bench option(s): {', '.join(unknown)}")
     values = PRESETS[preset] | {k: v for k, v in options.items() if v is not None}
+    if runtimes != "all" and options.get("train_runtimes") is None:
+        values.pop("train_runtimes", None)  # the preset's choice was among its own runtimes
     if isinstance(runtimes, str) and runtimes != "all":
         runtimes = [r.strip() for r in runtimes.split(",") if r.strip()]
         if not runtimes:

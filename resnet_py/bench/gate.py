@@ -53,8 +53,12 @@ def fairness_gate(
     report.compiled = {n: i.compiled for n, i in ids.items()}
     recorded = {n for n, c in report.compiled.items() if c["recorded"]}
     mark = lambda values: {n: f"{v} (recorded)" for n, v in values.items() if n in recorded}
-    fps = {"manifest": manifest["fingerprint"]} | {n: i.fingerprint for n, i in ids.items()}
-    report.check("fingerprint", fps, shown=mark(fps))
+    # A C++ module (the C++ frontend) has no graph to fingerprint: its state, weights and outputs prove it.
+    modules = {n for n, i in ids.items() if not i.fingerprint}
+    fps = {"manifest": manifest["fingerprint"]} | {n: i.fingerprint for n, i in ids.items() if n not in modules}
+    report.check("fingerprint", fps, shown=mark(fps) | {n: "(a C++ module: no graph)" for n in modules})
+    states = {"manifest": manifest["state_fingerprint"]} | {n: i.state for n, i in ids.items()}
+    report.check("parameters and buffers (names, shapes, dtypes)", states, shown=mark(states))
     weights = {"manifest": manifest["weights_hash"]} | {n: i.weights_hash for n, i in ids.items()}
     report.check("weights", weights, shown=mark(weights))
     report.check("input", {n: i.input_hash for n, i in ids.items()})

@@ -16,28 +16,30 @@ class Runtime:
     name: str
     language: str  # py, cpp, exe
     engine: str  # resx.engines.ENGINES
-    train: dict | None  # the `resx train` options that train this way (runtime, py_module, compile), if any
+    train: dict | None  # the `resx train` options that train this way (runtime, module, compile), if any
     description: str
 
 
 def _runtimes() -> dict[str, Runtime]:
     languages = {"py": "from Python", "cpp": "in LibTorch C++ called from Python", "exe": "in resx-cpp, no Python"}
     engines = {
-        "eager": "the nn.Module",
+        "eager": "the module written in the language (nn.Module; in C++ its torch::nn mirror)",
         "script": "the TorchScript file",
         "frozen": "the frozen TorchScript file",
         "compile": "torch.compile (Inductor)",
         "aoti": "the AOTInductor package",
     }
     training = {
-        ("py", "eager"): {"runtime": "py", "py_module": "eager"},
-        ("py", "script"): {"runtime": "py", "py_module": "scripted"},
-        ("py", "compile"): {"runtime": "py", "py_module": "eager", "compile": True},
-        ("cpp", "script"): {"runtime": "cpp", "py_module": "eager"},
-        ("exe", "script"): {"runtime": "cpp-exe", "py_module": "eager"},
+        ("py", "eager"): {"runtime": "py", "module": "eager"},
+        ("py", "script"): {"runtime": "py", "module": "scripted"},
+        ("py", "compile"): {"runtime": "py", "module": "eager", "compile": True},
+        ("cpp", "eager"): {"runtime": "cpp", "module": "eager"},
+        ("cpp", "script"): {"runtime": "cpp", "module": "scripted"},
+        ("exe", "eager"): {"runtime": "cpp-exe", "module": "eager"},
+        ("exe", "script"): {"runtime": "cpp-exe", "module": "scripted"},
     }
     combos = [("py", e) for e in ("eager", "script", "frozen", "compile", "aoti")] + [
-        (lang, e) for lang in ("cpp", "exe") for e in ("script", "frozen", "aoti")
+        (lang, e) for lang in ("cpp", "exe") for e in ("eager", "script", "frozen", "aoti")
     ]
     return {
         f"{lang}-{e}": Runtime(f"{lang}-{e}", lang, e, training.get((lang, e)), f"{engines[e]}, {languages[lang]}")
@@ -49,6 +51,7 @@ RUNTIMES: dict[str, Runtime] = _runtimes()
 BASELINE = "py-eager"
 ALIASES: dict[str, str] = {"cpp": "cpp-script", "cpp-exe": "exe-script"}  # the names before engines were compared
 CLASSIC = ["py-eager", "py-script", "cpp-script", "exe-script"]  # the four that run the same graph
+LANGUAGE = ["py-eager", "cpp-eager", "exe-eager"]  # the same module written in each language
 
 
 def resolve(name: str) -> str:
@@ -68,3 +71,14 @@ def language_counterpart(label: str) -> str | None:
     if runtime is None or runtime.language == "py":
         return None
     return f"py-{runtime.engine}" + ("+graphs" if graphs else "") + (f"@{dtype}" if at else "")
+
+
+def script_counterpart(label: str) -> str | None:
+    """The C++ frontend module in the same language and dtype, for a TorchScript path driven from C++:
+    exe-script@bf16 -> exe-eager@bf16. Their ratio is TorchScript's own share, apart from the language's."""
+    name, at, dtype = label.partition("@")
+    graphs = name.endswith("+graphs")
+    runtime = RUNTIMES.get(name.removesuffix("+graphs"))
+    if runtime is None or runtime.language == "py" or runtime.engine != "script":
+        return None
+    return f"{runtime.language}-eager" + ("+graphs" if graphs else "") + (f"@{dtype}" if at else "")

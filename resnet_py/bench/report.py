@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resx.bench.registry import BASELINE
+from resx.bench.registry import BASELINE, language_counterpart, script_counterpart
 from resx.bench.results import LATENCY, ModelResults, Ratio, Results, Scenario
 from resx.errors import ResxError
 from resx.files import atomic_write
@@ -158,7 +158,20 @@ def ship(entry: ModelResults) -> list[list[str]]:
 
 def language_share(entry: ModelResults) -> list[list[str]]:
     """C++ against Python on the same engine and dtype: the language's own share of the time."""
-    return [[r.scenario.title, f"{r.path} / {r.baseline}", ci(r)] for r in entry.ratios if r.baseline != BASELINE]
+    return [
+        [r.scenario.title, f"{r.path} / {r.baseline}", ci(r)]
+        for r in entry.ratios
+        if r.baseline == language_counterpart(r.path)
+    ]
+
+
+def script_share(entry: ModelResults) -> list[list[str]]:
+    """C++ TorchScript against the C++ module: TorchScript's own share, apart from the language's."""
+    return [
+        [r.scenario.title, f"{r.path} / {r.baseline}", ci(r)]
+        for r in entry.ratios
+        if r.baseline == script_counterpart(r.path)
+    ]
 
 
 def quality(entry: ModelResults, target: float) -> list[list[str]]:
@@ -363,7 +376,15 @@ def markdown(results: Results, plots: list[str]) -> str:
             if share:
                 out.append(
                     "\nThe language's own share: C++ against Python on the same engine and dtype (times "
-                    "below 1, rates above 1: C++ better).\n\n" + md_table(["scenario", "ratio", "95% CI"], share)
+                    "below 1, rates above 1: C++ better); cpp-eager / py-eager is LibTorch's C++ API against "
+                    "PyTorch's Python API, the same module in each.\n\n"
+                    + md_table(["scenario", "ratio", "95% CI"], share)
+                )
+            scripted = script_share(entry)
+            if scripted:
+                out.append(
+                    "\nTorchScript's own share, apart: the TorchScript file against the C++ module, both driven "
+                    "from C++.\n\n" + md_table(["scenario", "ratio", "95% CI"], scripted)
                 )
             out.append(
                 f"\n### How far the rounds went\n\nEach path ran until each of its ratios to {BASELINE} had a "

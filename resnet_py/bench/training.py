@@ -48,8 +48,8 @@ def train_command(cfg: BenchConfig, model: str, spec: dict, dtype: str, data: Pa
         str(out),
         "--runtime",
         spec["runtime"],
-        "--py-module",
-        spec["py_module"],
+        "--module",
+        spec["module"],
         "--data",
         str(data),
         "--model",
@@ -91,7 +91,7 @@ def training(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> tuple[
         if cfg.data
         else synthetic_cifar(work / "synthetic", cfg.train_steps * cfg.train_batch, cfg.train_batch, cfg.seed)
     )
-    paths = [p for p in cfg.paths() if RUNTIMES[p.runtime].train and not p.cuda_graphs]
+    paths = cfg.train_paths()
     by_label = {p.label: p for p in paths}
     scenario = Scenario("training", batch=cfg.train_batch)
     # Whole epochs: as many runs as asked, no adaptive stop; steps: up to train_rounds, adaptively.

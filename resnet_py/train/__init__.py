@@ -9,13 +9,14 @@ evaluate   test loss and top-1 of a checkpoint
 """
 
 from resx.train.evaluate import evaluate_checkpoint
-from resx.train.prepare import PY_MODULES, RUNTIMES, Prepared, prepare
+from resx.train.prepare import DEFAULT_MODULE, MODULES, RUNTIMES, Prepared, prepare
 from resx.train.progress import Progress, Stop, parse_progress
 from resx.train.run import Outcome, resume, start, train
 from resx.train.trainer import EvalResult, Trainer, evaluate
 
 __all__ = [
-    "PY_MODULES",
+    "DEFAULT_MODULE",
+    "MODULES",
     "RUNTIMES",
     "EvalResult",
     "Outcome",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -12,7 +11,7 @@ from resx import data as D
 from resx.cpp import _cpp
 from resx.device import check_device
 from resx.errors import TrainError
-from resx.export import export
+from resx.export import graph_fingerprint
 from resx.models import ModelConfig, build
 from resx.rundir import CHECKPOINT_FORMAT, check_tensors, read_checkpoint
 from resx.train.trainer import EvalResult, evaluate
@@ -37,38 +36,29 @@ def evaluate_checkpoint(
     layout, directory = D.find_layout(data)
     if runtime == "cpp" and layout != "binary":
         raise TrainError(f"{data}: the C++ runtime reads the binary layout; use `resx data convert`")
-    with tempfile.TemporaryDirectory() as tmp:
-        model_file = Path(tmp) / "model.pt"
-        fp = export(config, model_file)["fingerprint"]
-        if fp != ckpt["fingerprint"]:
-            raise TrainError(
-                f"{weights}: weights are for another architecture (fingerprint "
-                f"{ckpt['fingerprint'][:12]} != {config.name} {fp[:12]})"
-            )
-        if runtime == "py":
-            model = build(config)
-            check_tensors(weights, "model", model.state_dict(), ckpt["model"])
-            model.load_state_dict(ckpt["model"])
-            model.to(device)
-            split = D.first_n(D.load_split(directory, "test"), test_subset)
-            result = evaluate(model, D.CifarLoader(*split, batch_size, train=False), torch.device(device))
-        else:
-            loss, top_1, n = _cpp.evaluate(
-                str(model_file),
-                str(weights),
-                CHECKPOINT_FORMAT,
-                str(directory),
-                batch_size,
-                test_subset,
-                D.AUGMENT.to_cpp(),
-                device,
-            )
-            result = EvalResult(loss, top_1, n)
+    model = build(config)
+    fp = graph_fingerprint(model.eval())
+    if fp is not None and fp != ckpt["fingerprint"]:
+        raise TrainError(
+            f"{weights}: weights are for another architecture (fingerprint "
+            f"{ckpt['fingerprint'][:12]} != {config.name} {fp[:12]})"
+        )
+    if runtime == "py":
+        check_tensors(weights, "model", model.state_dict(), ckpt["model"])
+        model.load_state_dict(ckpt["model"])
+        model.to(device)
+        split = D.first_n(D.load_split(directory, "test"), test_subset)
+        result = evaluate(model, D.CifarLoader(*split, batch_size, train=False), torch.device(device))
+    else:  # the C++ frontend module, filled from the checkpoint alone: no TorchScript on this path
+        spec = D.AUGMENT.to_cpp()
+        result = EvalResult(
+            *_cpp.evaluate(str(weights), CHECKPOINT_FORMAT, str(directory), batch_size, test_subset, spec, device)
+        )
     return {
         "runtime": runtime,
         "weights": str(weights),
         "model": config.name,
-        "fingerprint": fp,
+        "fingerprint": ckpt["fingerprint"],
         "test_loss": result.loss,
         "test_top_1": result.top_1,
         "images": result.images,

@@ -14,14 +14,34 @@ from resx import distributed, env
 from resx.device import check_device
 from resx.distributed import SINGLE, World
 from resx.errors import TrainError
-from resx.export import export, fingerprint, load
+from resx.export import export, export_weights, fingerprint, load, read_weights, state_fingerprint
 from resx.files import atomic_write
-from resx.models import ModelConfig
+from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
-from resx.rundir import CHECKPOINT, CPP_CONFIG, LEGACY_CPP_CONFIG, MODEL, RunDir, check_resumable, read_checkpoint
+from resx.rundir import (
+    CHECKPOINT,
+    CPP_CONFIG,
+    LEGACY_CPP_CONFIG,
+    MODEL,
+    WEIGHTS,
+    RunDir,
+    check_resumable,
+    read_checkpoint,
+)
 
 RUNTIMES = ("py", "cpp", "cpp-exe")
-PY_MODULES = ("eager", "scripted")
+# What a runtime trains: the module written in its own language (eager: the nn.Module in Python, its
+# torch::nn mirror in C++, from a weights export), or the TorchScript file (scripted), which both load.
+MODULES = ("eager", "scripted")
+DEFAULT_MODULE = "eager"  # in both runtimes: what users of each API write, and no TorchScript needed
+
+
+def saved_module(saved: dict) -> str:
+    """The module a run trains, from its train_config.json; a run from before --module trained the
+    eager module in Python (py_module) and the scripted file in C++."""
+    if "module" in saved:
+        return saved["module"]
+    return saved.get("py_module", "eager") if saved.get("runtime", "py") == "py" else "scripted"
 
 
 @dataclass
@@ -30,7 +50,7 @@ class Prepared:
 
     config: TrainConfig
     runtime: str
-    py_module: str
+    module: str
     run_dir: RunDir
     data_dir: Path  # the directory of the batch files
     layout: str
@@ -51,27 +71,39 @@ def _count_train(layout: str, directory: Path) -> int:
     return len(D.load_split(directory, "train")[1])
 
 
-def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path | None) -> str:
-    """model.pt of the run (exported, copied from `source`, or kept on resume); returns its fingerprint,
-    recomputed from the file."""
-    target = run_dir / MODEL
+def model_path(run_dir: RunDir, module: str) -> Path:
+    """The file the run's module is made from: the weights export (eager) or the TorchScript file."""
+    return run_dir / (WEIGHTS if module == "eager" else MODEL)
+
+
+def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path | None, module: str) -> str:
+    """The run's model file (exported, or kept on resume, or the same as `source`); returns its
+    fingerprint: recomputed from the graph of a TorchScript file, the manifest's for a weights export
+    once its state is checked."""
+    target = model_path(run_dir, module)
     if resume and target.exists():
-        module, manifest = load(target)
-        fp = fingerprint(module)
+        if module == "eager":
+            state, manifest = read_weights(target)
+            module_ = build(ModelConfig.from_dict(manifest["model"]))
+            module_.load_state_dict(state)
+            if manifest.get("state_fingerprint") != state_fingerprint(module_):
+                raise TrainError(f"{target}: its manifest does not match its state; the run directory is damaged")
+            return manifest["fingerprint"]
+        scripted, manifest = load(target)
+        fp = fingerprint(scripted)
         if manifest is None or manifest.get("fingerprint") != fp:
             raise TrainError(f"{target}: its manifest does not match its graph; the run directory is damaged")
         return fp
     if source is not None:
-        module, manifest = load(source)
+        manifest = read_weights(source)[1] if Path(source).suffix == ".pth" else load(source)[1]
         if (
             manifest is None
             or manifest.get("seed") != config.seed
             or ModelConfig.from_dict(manifest["model"]) != config.model_config()
         ):
             raise TrainError(f"{source}: not an export of {config.model} with seed {config.seed}")
-        export(config.model_config(), target, seed=config.seed)  # the same file, made here (atomically)
-        return fingerprint(load(target)[0])
-    return export(config.model_config(), target, seed=config.seed)["fingerprint"]
+    write = export_weights if module == "eager" else export
+    return write(config.model_config(), target, seed=config.seed)["fingerprint"]
 
 
 def check_world(runtime: str, world_size: int) -> None:
@@ -83,7 +115,7 @@ def check_world(runtime: str, world_size: int) -> None:
 
 
 def _check_inputs(
-    config: TrainConfig, runtime: str, data: Path, py_module: str, world: World = SINGLE
+    config: TrainConfig, runtime: str, data: Path, module: str, world: World = SINGLE
 ) -> tuple[str, Path, int]:
     """(layout, batch-file directory, steps per epoch of this rank) of a run that can start."""
     config.validate()
@@ -95,11 +127,9 @@ def _check_inputs(
     check_world(runtime, world.size)
     if runtime not in RUNTIMES:
         raise TrainError(f"unknown runtime '{runtime}': py, cpp or cpp-exe")
-    if py_module not in PY_MODULES:
-        raise TrainError(f"unknown --py-module '{py_module}': eager or scripted")
-    if runtime != "py" and py_module != "eager":
-        raise TrainError(f"--py-module {py_module} applies to the py runtime only")
-    if config.compile and (runtime != "py" or py_module != "eager"):
+    if module not in MODULES:
+        raise TrainError(f"unknown --module '{module}': eager (the module in the runtime's language) or scripted")
+    if config.compile and (runtime != "py" or module != "eager"):
         raise TrainError("--compile applies to the py runtime's eager module (torch.compile is Python's)")
     check_device(config.device)
     layout, directory = D.find_layout(data)
@@ -128,7 +158,7 @@ def prepare(
     *,
     resume: bool = False,
     model_file: Path | None = None,
-    py_module: str = "eager",
+    module: str = "eager",
     extended: list | None = None,
     world: World = SINGLE,
 ) -> Prepared:
@@ -136,14 +166,14 @@ def prepare(
     architecture) and write both config files. No training yet. In a data-parallel run every rank
     checks its inputs, global rank 0 writes, then the others read what it wrote; all fail together."""
     together = distributed.together
-    layout, directory, steps = together(world, _check_inputs, config, runtime, data, py_module, world)
-    args = (config, runtime, py_module, run_dir, directory, layout, steps, resume, world)
+    layout, directory, steps = together(world, _check_inputs, config, runtime, data, module, world)
+    args = (config, runtime, module, run_dir, directory, layout, steps, resume, world)
     written = together(world, _write_run if world.writes else None, *args, data, model_file, extended)
     read = together(world, None if world.writes else _read_run, *args)
     return written or read
 
 
-def _read_run(config, runtime, py_module, run_dir, directory, layout, steps, resume, world) -> Prepared:
+def _read_run(config, runtime, module, run_dir, directory, layout, steps, resume, world) -> Prepared:
     """A rank other than 0: the run directory that rank 0 has just written, on a shared file system."""
     if not (run_dir / CPP_CONFIG).is_file():
         raise TrainError(
@@ -152,16 +182,16 @@ def _read_run(config, runtime, py_module, run_dir, directory, layout, steps, res
         )
     exists = resume and (run_dir / CHECKPOINT).exists()
     checkpoint = read_checkpoint(run_dir / CHECKPOINT, mmap=True) if exists else None
-    fp = fingerprint(load(run_dir / MODEL)[0])
-    return Prepared(config, runtime, py_module, run_dir, directory, layout, fp, steps, resume, checkpoint, world)
+    fp = _model_file(config, run_dir, True, None, module)
+    return Prepared(config, runtime, module, run_dir, directory, layout, fp, steps, resume, checkpoint, world)
 
 
 def _write_run(
-    config, runtime, py_module, run_dir, directory, layout, steps, resume, world, data, model_file, extended
+    config, runtime, module, run_dir, directory, layout, steps, resume, world, data, model_file, extended
 ) -> Prepared:
     saved = {
         "runtime": runtime,
-        "py_module": py_module,
+        "module": module,
         "data": str(data),
         "config": config.to_dict(),
         "extended": extended or [],
@@ -169,7 +199,7 @@ def _write_run(
     }
     if not resume:
         run_dir.write_config(saved)  # first: a directory with it is a run (resx.rundir.RunDir.status)
-    fp = _model_file(config, run_dir, resume, model_file)
+    fp = _model_file(config, run_dir, resume, model_file, module)
     checkpoint = None
     if resume and (run_dir / CHECKPOINT).exists():  # refused before anything is written
         checkpoint = read_checkpoint(run_dir / CHECKPOINT, mmap=True)
@@ -185,7 +215,8 @@ def _write_run(
         run_dir.write_config(saved)  # the same, or with extended epochs
     cpp = config.cpp_config(
         runtime=runtime,
-        model_file=(run_dir / MODEL).resolve(),
+        module=module,
+        model_file=model_path(run_dir, module).resolve(),
         data_dir=directory.resolve(),
         run_dir=run_dir.path.resolve(),
         steps_per_epoch=steps,
@@ -195,7 +226,7 @@ def _write_run(
     atomic_write(run_dir / CPP_CONFIG, json.dumps(cpp, indent=1))
     if resume:  # a run from before resx-config/2 kept its key = value file: config.json replaces it
         (run_dir / LEGACY_CPP_CONFIG).unlink(missing_ok=True)
-    job = Prepared(config, runtime, py_module, run_dir, directory, layout, fp, steps, resume, checkpoint, world)
+    job = Prepared(config, runtime, module, run_dir, directory, layout, fp, steps, resume, checkpoint, world)
     if not resume:
         write_run_json(job, "started", 0, None)
     return job

@@ -17,7 +17,7 @@ from resx.errors import LaunchError, ResxError, TrainError
 from resx.recipe import TrainConfig
 from resx.rundir import EpochRecord, RunDir
 from resx.train.cpp import train_executable, train_extension
-from resx.train.prepare import Prepared, check_world, prepare
+from resx.train.prepare import DEFAULT_MODULE, Prepared, check_world, prepare, saved_module
 from resx.train.progress import ProgressFn, Stop
 from resx.train.trainer import Trainer
 
@@ -51,7 +51,7 @@ def start(
     *,
     runtime: str = "py",
     data: Path | None = None,
-    py_module: str = "eager",
+    module: str = DEFAULT_MODULE,
     overwrite: bool = False,
     launch: Launch | None = None,
     argv: list[str] | None = None,
@@ -80,7 +80,7 @@ def start(
                     runtime,
                     data or D.default_data_dir(),
                     rd,
-                    py_module=py_module,
+                    module=module,
                     model_file=model_file,
                     world=world,
                 )
@@ -144,7 +144,7 @@ def resume(
                 Path(saved.get("data", "")),
                 rd,
                 resume=True,
-                py_module=saved.get("py_module", "eager"),
+                module=saved_module(saved),
                 extended=extended,
                 world=world,
             )

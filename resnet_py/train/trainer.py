@@ -91,7 +91,7 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         set_deterministic(cfg.deterministic)
-        model = build(cfg.model_config(), seed=cfg.seed) if job.py_module == "eager" else load(self.run_dir / MODEL)[0]
+        model = build(cfg.model_config(), seed=cfg.seed) if job.module == "eager" else load(self.run_dir / MODEL)[0]
         self.model = model.to(self.device)
         if cfg.channels_last:
             to_channels_last(self.model)

@@ -23,8 +23,9 @@ class Identity:
     """What a runtime reports of what it runs, computed inside it: the fairness gate compares these
     (the answer to bench-serve's `identity`)."""
 
-    fingerprint: str  # of the graph it runs (the eager module: scripted for this purpose)
+    fingerprint: str  # of the graph it runs (the eager module: scripted for this purpose; "" for a C++ module)
     weights_hash: str  # of the weights it holds
+    state: str  # of its parameters' and buffers' names, shapes and dtypes (resx.export.state_fingerprint)
     input_hash: str  # of the batch-1 input it makes itself
     output: torch.Tensor  # its batch-1 logits on that input (CPU)
     env: dict[str, str]  # resx env's keys, from inside the runtime
@@ -40,6 +41,7 @@ class Identity:
         return cls(
             d["fingerprint"],
             d["weights_hash"],
+            d["state"],
             d["input_hash"],
             torch.tensor(d["output"], dtype=torch.float32).view(batch, -1),
             d["env"],

@@ -34,7 +34,15 @@ class CppRunner(Runner):
             "recorded": e.recorded(),
         }
         output = e.forward(_cpp.make_input(1, seed, self.device)).cpu()
-        return Identity(e.fingerprint(), e.weights_hash(), _cpp.input_hash(1, seed), output, _cpp.env(), compiled)
+        return Identity(
+            e.fingerprint(),
+            e.weights_hash(),
+            e.state_fingerprint(),
+            _cpp.input_hash(1, seed),
+            output,
+            _cpp.env(),
+            compiled,
+        )
 
     def set_threads(self, n: int) -> int:
         _cpp.set_num_threads(n)

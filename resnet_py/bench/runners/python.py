@@ -35,8 +35,9 @@ class PyRunner(Runner):
         }
         with torch.inference_mode():
             output = e(make_input(1, seed, self.device)).cpu()
+        input_hash = tensor_sha1(make_input(1, seed))
         return Identity(
-            e.fingerprint(), e.weights_hash(), tensor_sha1(make_input(1, seed)), output, python_env(), compiled
+            e.fingerprint(), e.weights_hash(), e.state_fingerprint(), input_hash, output, python_env(), compiled
         )
 
     def set_threads(self, n: int) -> int:
