@@ -14,7 +14,7 @@ demo: $(BUILT)
 	$(VENV)/bin/resx bench --quick -o resx-bench
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15  # the slowest tests named: the suite must stay near 10 minutes
 
 # ruff (lint and format) for Python, clang-format for C++: the code as committed, unchanged.
 lint: $(BUILT)

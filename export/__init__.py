@@ -4,7 +4,8 @@ export/weights.py: the state dict, for the eager module in Python and the C++ fr
 
 from pathlib import Path
 
-from resx.export.aoti import CompileSettings, export_aoti, inspect_package, read_manifest
+from resx.export.aoti import CompileSettings, ForeignPackage, export_aoti, inspect_package, read_manifest
+from resx.export.foreign import derive
 from resx.export.torchscript import (
     FORMAT,
     MANIFEST_NAME,
@@ -12,10 +13,12 @@ from resx.export.torchscript import (
     Inspection,
     canonical_form,
     describe,
+    describe_architecture,
     export,
     fingerprint,
     flops_per_image,
     graph_fingerprint,
+    graph_of,
     load,
     load_weights,
     manifest_claims,
@@ -46,6 +49,7 @@ __all__ = [
     "flops_per_image",
     "format_of",
     "graph_fingerprint",
+    "graph_of",
     "inspect",
     "inspect_package",
     "load",
@@ -81,32 +85,76 @@ def format_of(path: Path, kind: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def inspect(path: Path, cpp: bool = True) -> Inspection:
-    """Re-verify an export, in Python and in C++: a .pt2 package, a weights export or a TorchScript file."""
+def inspect(path: Path, cpp: bool = True, shape: tuple[int, int, int] | None = None) -> Inspection:
+    """Re-verify an export, in Python and in C++: a .pt2 package, a weights export or a TorchScript file.
+    A file resx did not write is described instead (at `shape`, its FLOPs and classes too)."""
     suffix = Path(path).suffix
     if suffix == ".pt2":
-        return inspect_package(path, cpp)
-    return inspect_weights(path, cpp) if suffix == ".pth" else inspect_torchscript(path, cpp)
+        try:
+            return inspect_package(path, cpp)
+        except ForeignPackage:
+            return inspect_foreign_package(path, cpp, shape)
+    if suffix == ".pth":
+        return inspect_weights(path, cpp)
+    result = inspect_torchscript(path, cpp)
+    if result.foreign and shape is not None:
+        result.manifest = derive(path, shape)
+    return result
+
+
+def inspect_foreign_package(path: Path, cpp: bool, shape: tuple[int, int, int] | None) -> Inspection:
+    """A package resx did not write: it runs at `shape` in Python and in C++, and its bytes identify it."""
+    if shape is None:
+        raise ExportError(
+            f"{path}: an AOTInductor package resx did not write does not record its input's shape; give "
+            f"--input-shape C,H,W"
+        )
+    manifest = derive(path, shape)
+    found = {"python": {"fingerprint": manifest["fingerprint"], "runs": "yes"}}
+    if cpp:
+        import torch
+
+        from resx import _cpp
+
+        engine = _cpp.Engine(str(path), "aoti", input_shape=list(shape))
+        out = engine.forward(_cpp.make_input(3, 0, "cpu", list(shape)))
+        ok = tuple(out.shape) == (3, manifest["model"]["num_classes"]) and bool(torch.isfinite(out).all())
+        found["c++"] = {"fingerprint": engine.fingerprint(), "runs": "yes" if ok else f"no: {tuple(out.shape)}"}
+    result = Inspection(Path(path), manifest, foreign=True)
+    result.checks = {k: {src: values[k] for src, values in found.items()} for k in ("fingerprint", "runs")}
+    return result
 
 
 def inspect_weights(path: Path, cpp: bool = True) -> Inspection:
     """A weights export against its manifest: Python rebuilds the network from the manifest and fills it
     (its graph scripted for the fingerprint); C++ builds its torch::nn mirror from the same file, with no
     TorchScript, and reports the state, weights and architecture (its fingerprint is the recorded one)."""
-    from resx.models import ModelConfig, build
+    from resx.sources import Source
 
     state, manifest = read_weights(path)
     claims = manifest_claims(manifest, path)
-    module = build(ModelConfig.from_dict(manifest["model"]))
+    source = Source.from_manifest(manifest)
+    module = source.build(check=False)
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
         raise ExportError(f"{path}: its state does not fit the model its manifest names ({e})") from None
-    sources = {"python": describe(script(module.eval()), claims["model.name"])}
-    if cpp:
+    how = (manifest.get("export") or {}).get("graph")
+    name = claims.get("model.name", "")
+    if how:  # the graph the export made, made again from the rebuilt module
+        found = describe(graph_of(module.eval(), source.shape, how)[0], name)
+    else:  # no graph could be made (TorchScript refused): the state proves it
+        shapes = {n: list(t.shape) for n, t in module.named_parameters()}
+        found = describe_architecture(shapes, name) | {
+            "fingerprint": manifest["fingerprint"],
+            "state_fingerprint": state_fingerprint(module),
+            "weights_hash": weights_hash(module),
+        }
+    sources = {"python": found}
+    if cpp and source.cpp_module:  # the C++ frontend has the ResNets; other models it does not write
         from resx import _cpp
 
-        sources["c++"] = _cpp.describe(_cpp.Frontend(str(path)), claims["model.name"])
+        sources["c++"] = _cpp.describe(_cpp.Frontend(str(path)), name)
     sources["manifest"] = claims
     result = Inspection(Path(path), manifest)
     result.checks = {k: {src: values.get(k, "(absent)") for src, values in sources.items()} for k in claims}

@@ -26,14 +26,23 @@ from resx.errors import ExportError
 from resx.export.torchscript import (
     MANIFEST_NAME,
     Inspection,
+    as_source,
+    example_input,
     manifest_claims,
     prepared,
 )
 from resx.files import atomic_write, write_error
-from resx.models import DTYPES, ModelConfig, build
+from resx.models import DTYPES, ModelConfig
+from resx.sources import Source
 from resx.tolerances import TOLERANCE
 
 FORMAT = "resx-aoti/1"
+
+
+class ForeignPackage(ExportError):
+    """An AOTInductor package without a resx manifest: resx derives what it can (resx.export.foreign)."""
+
+
 CONSTANT_PREFIX = "net."  # the package holds Inference(net): its constants are net.<name>
 MAX_BATCH = 1024  # the dynamic batch dimension's upper bound
 
@@ -83,19 +92,21 @@ class CompileSettings:
 
 
 def export_aoti(
-    config: ModelConfig,
+    model: Source | ModelConfig,
     path: Path,
     seed: int = 0,
     weights: Path | None = None,
     settings: CompileSettings = CompileSettings(),
 ) -> dict:
     """torch.export with a dynamic batch dimension, then aoti_compile_and_package; returns the manifest
-    with the compile time (which the package itself cannot record: it is known after compiling)."""
+    with the compile time (which the package itself cannot record: it is known after compiling). A module
+    torch.export cannot capture fails in one line naming the step and torch's reason."""
     settings.validate()
     path = Path(path)
     if path.suffix != ".pt2":
         raise ExportError(f"{path}: an AOTInductor package's name ends in .pt2")
-    model, _, manifest = prepared(config, seed, weights)
+    source = as_source(model)
+    model, _, manifest = prepared(source, seed, weights)
     manifest |= {
         "format": FORMAT,
         "compile": settings.to_manifest(),
@@ -105,7 +116,7 @@ def export_aoti(
     }
     device = torch.device(settings.device)
     net = Inference(model, settings.dtype).to(device).eval()
-    example = torch.randn(2, 3, 32, 32, device=device)
+    example = example_input(source.shape).to(device)
     if settings.channels_last:
         to_channels_last(net)
         example = example.contiguous(memory_format=torch.channels_last)
@@ -119,10 +130,24 @@ def export_aoti(
     start = time.perf_counter()
     with _threads(settings.threads), torch.no_grad():
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
+        try:
+            program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
+        except Exception as e:  # noqa: BLE001  (torch.export reports the construct it cannot capture)
+            raise ExportError(
+                f"torch.export cannot capture {source.spec} with a dynamic batch ({_reason(e)})"
+            ) from None
         with _atomic_package(path) as tmp:
-            inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=configs)
+            try:
+                inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=configs)
+            except Exception as e:  # noqa: BLE001  (Inductor's lowering names the operator it cannot compile)
+                raise ExportError(f"AOTInductor cannot compile {source.spec} ({_reason(e)})") from None
     return manifest | {"compile_seconds": time.perf_counter() - start}
+
+
+def _reason(e: BaseException) -> str:
+    """torch's message, its first line (the construct or operator it names)."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(e).__name__)[:240]
 
 
 @contextlib.contextmanager
@@ -166,7 +191,10 @@ def read_manifest(path: Path) -> dict:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{path}: not a loadable AOTInductor package ({reason})") from None
     if MANIFEST_NAME not in metadata:
-        raise ExportError(f"{path}: no resx manifest (a foreign AOTInductor package); export it with `resx export`")
+        raise ForeignPackage(
+            f"{path}: no resx manifest (an AOTInductor package resx did not write); give its "
+            f"input with --input-shape, or export the model with `resx export`"
+        )
     try:
         manifest = json.loads(metadata[MANIFEST_NAME])
     except json.JSONDecodeError as e:
@@ -196,10 +224,10 @@ def check_settings(path: Path, manifest: dict, *, device: str, dtype: str, chann
             )
 
 
-def runs(forward, num_classes: int) -> str:
+def runs(forward, num_classes: int, shape: tuple[int, ...] = (3, 32, 32)) -> str:
     """ "yes" when a forward gives finite [B, classes] float32 logits at batch 1 and 3 (the batch is dynamic)."""
     for batch in (1, 3):
-        y = forward(torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch)))
+        y = forward(torch.randn(batch, *shape, generator=torch.Generator().manual_seed(batch)))
         if tuple(y.shape) != (batch, num_classes) or y.dtype != torch.float32 or not torch.isfinite(y).all():
             return f"no: batch {batch} gave {tuple(y.shape)} {y.dtype}"
     return "yes"
@@ -214,13 +242,14 @@ def describe_package(path: Path, manifest: dict) -> dict[str, str]:
     from torch._inductor.package import load_package
 
     model = load_package(str(path))
+    source = Source.from_manifest(manifest)
     out = {}
     with torch.inference_mode():
-        out["runs"] = runs(model, int(manifest["model"]["num_classes"]))
-        if manifest.get("weights_from") is None:
+        out["runs"] = runs(model, int(manifest["model"]["num_classes"]), source.shape)
+        if manifest.get("weights_from") is None and source.buildable:
             dtype, tol = manifest["compile"]["dtype"], TOLERANCE[("aoti", manifest["compile"]["dtype"])]
-            net = Inference(build(ModelConfig.from_dict(manifest["model"]), seed=manifest["seed"]), dtype).eval()
-            x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+            net = Inference(source.build(seed=manifest["seed"], check=False), dtype).eval()
+            x = torch.randn(3, *source.shape, generator=torch.Generator().manual_seed(0))
             diff = float((model(x) - net(x)).abs().max())
             out["outputs"] = f"within {tol:g}" if diff <= tol else f"differ by {diff:.3g}"
     return out
@@ -255,23 +284,24 @@ def cache_dir() -> Path:
 
 
 def cached(
-    config: ModelConfig, seed: int, settings: CompileSettings, manifest: dict | None = None
+    model: Source | ModelConfig, seed: int, settings: CompileSettings, manifest: dict | None = None
 ) -> tuple[Path, dict, bool]:
     """A package for these settings, compiled once: keyed by the manifest it would carry (graph, weights,
     every key a newer resx records), the settings, torch's version and the CPU. Returns (path, manifest,
     whether it was cached). manifest: prepared()'s for this config and seed, when the caller has it."""
-    manifest = manifest if manifest is not None else prepared(config, seed)[2]
+    source = as_source(model)
+    manifest = manifest if manifest is not None else prepared(source, seed)[2]
     recorded = {k: v for k, v in manifest.items() if k not in ("created", "weights_from")}
     key = hashlib.sha1(
         json.dumps([recorded, asdict(settings), torch.__version__, _cpu()], sort_keys=True).encode()
     ).hexdigest()[:20]
-    path = cache_dir() / "aoti" / f"{config.name}-{settings.dtype}-{key}.pt2"
+    path = cache_dir() / "aoti" / f"{source.label}-{settings.dtype}-{key}.pt2"
     index = path.with_suffix(".json")
     if path.is_file() and index.is_file():
         with contextlib.suppress(ExportError, json.JSONDecodeError, OSError):
             read_manifest(path)
             return path, json.loads(index.read_text()), True
-    manifest = export_aoti(config, path, seed, settings=settings)
+    manifest = export_aoti(source, path, seed, settings=settings)
     atomic_write(index, json.dumps(manifest))
     return path, manifest, False
 

@@ -30,7 +30,8 @@ import resx
 from resx.data import AUGMENT, IMAGE_SHAPE
 from resx.errors import ExportError
 from resx.files import atomic_write, safe_torch_load
-from resx.models import ARCHITECTURES, MAX_SEED, ModelConfig, architecture_of, build, parameter_count, structure
+from resx.models import ARCHITECTURES, MAX_SEED, ModelConfig, architecture_of, parameter_count, structure
+from resx.sources import Source
 
 MANIFEST_NAME = "resx_manifest.json"  # mirrors resx::kManifestName
 FORMAT = "resx-export/1"
@@ -88,11 +89,12 @@ def fingerprint(module: torch.jit.ScriptModule) -> str:
     return hashlib.sha1(canonical_form(module).encode()).hexdigest()
 
 
-def graph_fingerprint(module: nn.Module) -> str | None:
-    """The fingerprint of an eager module's graph, scripted for the purpose; None when this torch refuses
-    TorchScript (it is deprecated): the callers then rely on the state fingerprint and the outputs."""
+def graph_fingerprint(module: nn.Module, shape: tuple[int, ...] = IMAGE_SHAPE, how: str | None = None) -> str | None:
+    """The fingerprint of an eager module's graph, made as its export made it (graph_of: scripted, or
+    traced at `shape`); None when this torch refuses TorchScript (it is deprecated) or the module makes
+    no graph: the callers then rely on the state fingerprint and the outputs."""
     try:
-        return fingerprint(script(module))
+        return fingerprint(graph_of(module, shape, how)[0])
     except Exception:  # noqa: BLE001  (whatever a torch without TorchScript raises)
         return None
 
@@ -112,18 +114,33 @@ def weights_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def flops_per_image(model: nn.Module, shape: tuple[int, ...] = IMAGE_SHAPE) -> dict[str, int]:
-    """Forward and training (forward + backward) FLOPs of one image, by torch's FlopCounterMode, on the meta
-    device: FLOPs depend on shapes alone, and nothing is computed (0.1 s for ResNet18 instead of 1.3)."""
-    model = copy.deepcopy(model).to("meta")  # a training step would move the caller's BN running stats
-    x = torch.zeros(2, *shape, device="meta")  # two images: BN in training needs more than one value per channel
+def flops_per_image(model: nn.Module, shape: tuple[int, ...] = IMAGE_SHAPE) -> dict[str, int] | None:
+    """Forward and training (forward + backward) FLOPs of one image at `shape`, by torch's FlopCounterMode,
+    on the meta device where the module allows it (FLOPs depend on shapes alone: 0.1 s for ResNet18
+    instead of 1.3), else computed; None for a module that does not run backward on random inputs."""
+    for device in ("meta", "cpu"):
+        try:
+            return _count_flops(copy.deepcopy(model).to(device), torch.zeros(2, *shape, device=device))
+        except Exception:  # noqa: BLE001  (a user's module may refuse the meta device, or backward)
+            continue
+    return None
+
+
+def _count_flops(model: nn.Module, x: torch.Tensor) -> dict[str, int | None]:
+    # A copy: a training step would move the caller's BN running stats. Two images: BN in training mode
+    # needs more than one value per channel.
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as forward:
         model(x)
     model.train()
-    with FlopCounterMode(display=False) as training:
-        model(x).sum().backward()
-    return {"forward": forward.get_total_flops() // 2, "training": training.get_total_flops() // 2}
+    try:
+        with FlopCounterMode(display=False) as training:
+            out = model(x)
+            out.sum().backward()  # a model whose training forward returns more (auxiliary heads) has none
+        trained = training.get_total_flops() // 2
+    except Exception:  # noqa: BLE001
+        trained = None
+    return {"forward": forward.get_total_flops() // 2, "training": trained}
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -162,47 +179,110 @@ def save(module: torch.jit.ScriptModule, path: Path, manifest: dict | None = Non
     atomic_write(Path(path), buf.getvalue())
 
 
+def as_source(model: Source | ModelConfig) -> Source:
+    """A resx ResNet's config as the Source it is; a Source as it is."""
+    if isinstance(model, Source):
+        return model
+    return Source("builtin", model.name, IMAGE_SHAPE, {}, model.num_classes, model)
+
+
+def example_input(shape: tuple[int, ...]) -> torch.Tensor:
+    """What a graph is traced at, and a package compiled for: two images of `shape` (BatchNorm in
+    training mode needs more than one value per channel), the same numbers in every process."""
+    return torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+
+
+def graph_of(model: nn.Module, shape: tuple[int, ...], how: str | None = None) -> tuple[torch.jit.ScriptModule, str]:
+    """The TorchScript graph LibTorch loads, and how it was made: scripted (data-dependent control flow
+    kept) when the module scripts and returns one tensor, else traced at example_input(shape), which
+    freezes whatever control flow that input took. how: "script" or "trace" to make it that way (the
+    way an export recorded); a module that does neither raises ExportError naming the step."""
+    reasons = []
+    if how in (None, "script"):
+        try:
+            with warnings.catch_warnings(), torch.no_grad():  # a caveat of scripting: traced instead below
+                warnings.simplefilter("ignore", UserWarning)
+                scripted = script(model)
+                out = scripted(example_input(shape))
+            if isinstance(out, torch.Tensor):
+                return scripted, "script"
+            reasons.append(f"scripted, it returns a {type(out).__name__}, not a tensor")
+        except ExportError:
+            raise
+        except Exception as e:  # noqa: BLE001  (TorchScript's frontend raises many kinds)
+            reasons.append(f"torch.jit.script failed: {_first_line(e)}")
+        if how == "script":
+            raise ExportError(f"the module no longer scripts ({reasons[0]}); re-export it")
+    try:
+        traced = trace(model, example_input(shape))
+    except Exception as e:  # noqa: BLE001  (tracing runs the user's code)
+        reasons.append(f"torch.jit.trace failed: {_first_line(e)}")
+        raise ExportError(f"cannot export a TorchScript graph: {'; '.join(reasons)}") from None
+    return traced, "trace"
+
+
+def trace(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """The traced module as LibTorch sees it: traced in eval mode, saved and loaded back."""
+    buf = io.BytesIO()
+    with quiet_jit(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.jit.save(torch.jit.trace(model.eval(), example, check_trace=False), buf)
+        buf.seek(0)
+        return torch.jit.load(buf, map_location="cpu")
+
+
+TRACE_NOTE = (
+    "traced, not scripted ({why}): control flow that depends on the data is frozen as the example input took it"
+)
+
+
 def prepared(
-    config: ModelConfig, seed: int = 0, weights: Path | None = None, need_script: bool = False
+    model: Source | ModelConfig, seed: int = 0, weights: Path | None = None, need_script: bool = False
 ) -> tuple[nn.Module, torch.jit.ScriptModule | None, dict]:
-    """The eval-mode network an export holds, scripted as LibTorch loads it, and the manifest every
-    format of export shares (the fingerprint of that graph, the weights hash, FLOPs, normalisation,
-    provenance). Where this torch refuses TorchScript (deprecated), a format that needs no TorchScript
-    still exports: the scripted module is None and the fingerprint is the state's ("state:" + its SHA-1);
-    need_script: the TorchScript export, which then fails in one line."""
+    """The eval-mode network an export holds, its TorchScript graph as LibTorch loads it (scripted, or
+    traced where it does not script, said in the manifest's "export"), and the manifest every format of
+    export shares: the source (enough to rebuild the module in a later process), the input shape, the
+    fingerprint of the graph, the state fingerprint, the weights hash, FLOPs at the input shape,
+    normalisation where the source defines it, provenance. Where no graph can be made (a torch that
+    refuses TorchScript, a module that neither scripts nor traces) a format that needs none still
+    exports, fingerprinted by its state ("state:" + its SHA-1); need_script: the TorchScript export,
+    which then fails in one line naming the step."""
+    source = as_source(model)
     if not 0 <= seed <= MAX_SEED:
         raise ExportError(f"--seed must be in [0, 2**63 - 1], got {seed}")
-    model = build(config, seed=seed)
+    module = source.build(seed=seed)
     if weights is not None:
         state = load_weights(weights)
         try:
-            model.load_state_dict(state)
+            module.load_state_dict(state)
         except RuntimeError as e:
             first = str(e).strip().splitlines()
             reason = first[1].strip() if len(first) > 1 else first[0]
-            raise ExportError(f"{weights}: weights do not fit {config.name} ({reason})") from None
-    flops = flops_per_image(model)
-    model.eval()
+            raise ExportError(f"{weights}: weights do not fit {source.spec} ({reason})") from None
+    flops = flops_per_image(module, source.shape)
+    module.eval()
     try:
-        loaded = script(model)
-    except Exception as e:  # noqa: BLE001  (whatever a torch without TorchScript raises)
+        loaded, how = graph_of(module, source.shape)
+    except ExportError as e:
         if need_script:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ExportError(
-                f"TorchScript cannot script {config.name} here ({reason}); export weights (.pth) or an "
-                f"AOTInductor package (.pt2) instead"
+                f"{e} (for {source.spec}); export weights (.pth) or an AOTInductor package (.pt2)"
             ) from None
-        loaded = None
-    graph = loaded if loaded is not None else model
+        loaded, how = None, None
+    graph = loaded if loaded is not None else module
+    if source.num_classes is None:
+        source.num_classes = source.classes(module)
     manifest = {
         "format": FORMAT,
-        "model": config.to_dict(),
-        "parameters": parameter_count(model),
+        "model": source.model_dict(),
+        "source": source.to_dict(),
+        "parameters": parameter_count(module),
         "flops_per_image": flops,
-        "input": {"shape": [1, *IMAGE_SHAPE], "dtype": "uint8 image -> float32 normalised"},
-        "normalization": {"mean": list(AUGMENT.mean), "std": list(AUGMENT.std)},
-        "augmentation": AUGMENT.to_dict(),
-        "fingerprint": fingerprint(loaded) if loaded is not None else f"state:{state_fingerprint(model)}",
+        "input": {"shape": [1, *source.shape], "dtype": "float32"},
+        "normalization": source.normalization,
+        "augmentation": AUGMENT.to_dict() if source.kind == "builtin" else None,
+        "export": {"graph": how, "note": None if how != "trace" else TRACE_NOTE.format(why="it does not script")},
+        "fingerprint": fingerprint(loaded) if loaded is not None else f"state:{state_fingerprint(module)}",
         "state_fingerprint": state_fingerprint(graph),
         "weights_hash": weights_hash(graph),
         "seed": seed,
@@ -211,14 +291,20 @@ def prepared(
         "resx_version": resx.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return model, loaded, json.loads(json.dumps(manifest))  # as stored: tuples become lists
+    return module, loaded, json.loads(json.dumps(manifest))  # as stored: tuples become lists
 
 
-def export(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
-    """Script the model and save it with its manifest; returns the manifest."""
-    _, scripted, manifest = prepared(config, seed, weights, need_script=True)
-    save(scripted, Path(path), manifest)
+def export(model: Source | ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
+    """The TorchScript graph (scripted, or traced where it does not script) saved with its manifest;
+    returns the manifest."""
+    _, graph, manifest = prepared(model, seed, weights, need_script=True)
+    save(graph, Path(path), manifest)
     return manifest
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
@@ -289,15 +375,21 @@ def manifest_claims(manifest: dict, source: Path | str) -> dict[str, str]:
             **state,
             "weights_hash": str(manifest["weights_hash"]),
             "parameters": str(int(manifest["parameters"])),
-            "model.name": str(model["name"]),
-            "model.block": str(model["block"]),
-            "model.layers": _join(model["layers"]),
-            "model.stem": str(model["stem"]),
-            "model.width": str(int(model["width"])),
-            "model.num_classes": str(int(model["num_classes"])),
-        }
+        } | (resnet_claims(model) if "block" in model else {})
     except (KeyError, TypeError, ValueError) as e:
         raise ExportError(f"{source}: malformed resx manifest ({type(e).__name__}: {e}); re-export the file") from None
+
+
+def resnet_claims(model: dict) -> dict[str, str]:
+    """The architecture a resx ResNet's manifest states (what its parameter shapes must describe)."""
+    return {
+        "model.name": str(model["name"]),
+        "model.block": str(model["block"]),
+        "model.layers": _join(model["layers"]),
+        "model.stem": str(model["stem"]),
+        "model.width": str(int(model["width"])),
+        "model.num_classes": str(int(model["num_classes"])),
+    }
 
 
 def _join(values) -> str:
@@ -307,12 +399,9 @@ def _join(values) -> str:
 @dataclass
 class Inspection:
     path: Path
-    manifest: dict | None
+    manifest: dict | None  # the file's, or (foreign) one derived from it at --input-shape, or None
     checks: dict[str, dict[str, str]] = field(default_factory=dict)  # what -> {source: value}
-
-    @property
-    def foreign(self) -> bool:
-        return self.manifest is None
+    foreign: bool = False  # a file resx did not write: the checks compare the languages with each other
 
     @property
     def failures(self) -> list[str]:
@@ -321,9 +410,10 @@ class Inspection:
 
 def inspect(path: Path, cpp: bool = True) -> Inspection:
     """Re-verify a file: what its manifest states against what Python and C++ recompute from the graph
-    and the parameters (fingerprint, weights hash, parameter count, architecture)."""
+    and the parameters (fingerprint, state, weights hash, parameter count, architecture). A file resx did
+    not write has no manifest: Python and C++ are compared with each other."""
     module, manifest = load(path)
-    result = Inspection(Path(path), manifest)
+    result = Inspection(Path(path), manifest, foreign=manifest is None)
     claims = manifest_claims(manifest, path) if manifest is not None else {}
     name = claims.get("model.name", "")
     sources = {"python": describe(module, name)}

@@ -15,13 +15,14 @@ from resx.errors import ExportError
 from resx.export.torchscript import prepared
 from resx.files import atomic_write, safe_torch_load, torch_bytes
 from resx.models import ModelConfig
+from resx.sources import Source
 
 FORMAT = "resx-weights/1"  # mirrors resx::kWeightsFormat
 
 
-def export_weights(config: ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
+def export_weights(model: Source | ModelConfig, path: Path, seed: int = 0, weights: Path | None = None) -> dict:
     """The network's state dict and its manifest in one file; returns the manifest."""
-    model, _, manifest = prepared(config, seed, weights)
+    model, _, manifest = prepared(model, seed, weights)
     return save_weights(model, path, manifest)
 
 

@@ -32,9 +32,11 @@ int64_t one_call(Engine& engine, const at::Tensor& input) {
 
 }  // namespace
 
-at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device) {
+at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device, const std::vector<int64_t>& shape) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  return at::randn({batch, 3, 32, 32}, gen, at::kFloat).to(device);
+  std::vector<int64_t> sizes{batch};
+  sizes.insert(sizes.end(), shape.begin(), shape.end());
+  return at::randn(sizes, gen, at::kFloat).to(device);
 }
 
 int64_t warm_up(Engine& engine, const at::Tensor& input, const WarmupRule& rule) {

@@ -20,8 +20,9 @@ struct WarmupRule {
 };
 
 // The benchmark input of a batch size: randn from a CPU generator seeded with `seed`, the same
-// ATen call as resx.bench.runners.make_input, so every runtime sees the same numbers.
-at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device);
+// ATen call as resx.bench.runners.make_input, so every runtime sees the same numbers. shape: C, H, W.
+at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device,
+                      const std::vector<int64_t>& shape = {3, 32, 32});
 
 // c10::InferenceMode, device synchronised around every call.
 int64_t warm_up(Engine& engine, const at::Tensor& input, const WarmupRule& rule);

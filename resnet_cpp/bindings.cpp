@@ -281,9 +281,10 @@ void bind_timing(nb::module_& m) {
       .def(
           "__init__",
           [](EngineHandle* self, const std::string& path, const std::string& engine, const std::string& device,
-             const std::string& dtype, bool channels_last, int64_t runners, bool deterministic, bool cuda_graphs) {
-            const resx::EngineOptions options{engine,  device,        dtype,      channels_last,
-                                              runners, deterministic, cuda_graphs};
+             const std::string& dtype, bool channels_last, int64_t runners, bool deterministic, bool cuda_graphs,
+             const std::vector<int64_t>& input_shape) {
+            const resx::EngineOptions options{engine,  device,        dtype,       channels_last,
+                                              runners, deterministic, cuda_graphs, input_shape};
             std::unique_ptr<resx::Engine> opened;
             {
               nb::gil_scoped_release release;
@@ -292,7 +293,8 @@ void bind_timing(nb::module_& m) {
             new (self) EngineHandle{std::move(opened)};
           },
           "path"_a, "engine"_a = "script", "device"_a = "cpu", "dtype"_a = "fp32", "channels_last"_a = false,
-          "runners"_a = 1, "deterministic"_a = false, "cuda_graphs"_a = false)
+          "runners"_a = 1, "deterministic"_a = false, "cuda_graphs"_a = false,
+          "input_shape"_a = std::vector<int64_t>{3, 32, 32})
       .def(
           "forward",
           [](EngineHandle& self, const at::Tensor& input) {
@@ -329,14 +331,17 @@ void bind_timing(nb::module_& m) {
       "path"_a, "(what an AOTInductor package's constants say, recomputed in C++; its manifest JSON)");
   m.def(
       "make_input",
-      [](int64_t batch, uint64_t seed, const std::string& device) {
-        return resx::make_input(batch, seed, at::Device(device));
+      [](int64_t batch, uint64_t seed, const std::string& device, const std::vector<int64_t>& shape) {
+        return resx::make_input(batch, seed, at::Device(device), shape);
       },
-      "batch"_a, "seed"_a, "device"_a = "cpu");
+      "batch"_a, "seed"_a, "device"_a = "cpu", "shape"_a = std::vector<int64_t>{3, 32, 32});
   m.def(
       "input_hash",
-      [](int64_t batch, uint64_t seed) { return resx::tensor_sha1(resx::make_input(batch, seed, at::kCPU)); },
-      "batch"_a, "seed"_a, "SHA-1 of the benchmark input's bytes, made in C++.");
+      [](int64_t batch, uint64_t seed, const std::vector<int64_t>& shape) {
+        return resx::tensor_sha1(resx::make_input(batch, seed, at::kCPU, shape));
+      },
+      "batch"_a, "seed"_a, "shape"_a = std::vector<int64_t>{3, 32, 32},
+      "SHA-1 of the benchmark input's bytes, made in C++.");
   m.def(
       "warm_up",
       [](EngineHandle& engine, const at::Tensor& input, int64_t window, double tolerance, int64_t max_calls) {

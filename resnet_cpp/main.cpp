@@ -31,6 +31,7 @@ int usage(std::ostream& out, int code) {
          "       resx-cpp train CONFIG.txt   (written by `resx train --runtime cpp-exe`)\n"
          "       resx-cpp bench-serve FILE [--device D] [--engine eager|script|frozen|aoti] [--dtype fp32|bf16]\n"
          "                            [--channels-last] [--runners N] [--deterministic] [--cuda-graphs]\n"
+         "                            [--input-shape C,H,W]\n"
          "                            (timing commands on stdin, for `resx bench`)\n";
   return code;
 }
@@ -157,17 +158,18 @@ resx::Json serve(resx::Engine& engine, const resx::Json& request) {
   const auto command = get<std::string>(request, "cmd", source);
   const auto seed = request.value("seed", uint64_t{0});
   const auto batch = request.value("batch", int64_t{1});
+  const auto& shape = engine.options().input_shape;
   if (command == "threads") {
     resx::set_num_threads(get<int>(request, "n", source), 0);
     return {{"threads", at::get_num_threads()}};
   }
   if (command == "identity") {
     c10::InferenceMode guard;
-    const auto y = engine.forward(resx::make_input(1, seed, engine.device())).to(at::kCPU).contiguous();
+    const auto y = engine.forward(resx::make_input(1, seed, engine.device(), shape)).to(at::kCPU).contiguous();
     return {{"fingerprint", engine.fingerprint()},
             {"weights_hash", engine.weights_hash()},
             {"state", engine.state_fingerprint()},
-            {"input_hash", resx::tensor_sha1(resx::make_input(1, seed, at::kCPU))},
+            {"input_hash", resx::tensor_sha1(resx::make_input(1, seed, at::kCPU, shape))},
             {"output", std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel())},
             {"env", resx::env_report()},
             {"compiled", resx::compiled_json(engine)}};
@@ -175,14 +177,14 @@ resx::Json serve(resx::Engine& engine, const resx::Json& request) {
   if (command == "warmup") {
     const resx::WarmupRule rule{get<int64_t>(request, "window", source), get<double>(request, "tolerance", source),
                                 get<int64_t>(request, "max_calls", source)};
-    return {{"calls", resx::warm_up(engine, resx::make_input(batch, seed, engine.device()), rule)}};
+    return {{"calls", resx::warm_up(engine, resx::make_input(batch, seed, engine.device(), shape), rule)}};
   }
   if (command == "time") {
     const auto calls = get<int64_t>(request, "calls", source);
-    return {{"ns", resx::time_forward(engine, resx::make_input(batch, seed, engine.device()), calls)}};
+    return {{"ns", resx::time_forward(engine, resx::make_input(batch, seed, engine.device(), shape), calls)}};
   }
   if (command == "threads_run") {
-    const auto r = resx::time_threads(engine, resx::make_input(1, seed, engine.device()),
+    const auto r = resx::time_threads(engine, resx::make_input(1, seed, engine.device(), shape),
                                       get<int>(request, "threads", source), get<double>(request, "seconds", source));
     return {{"calls", r.calls}, {"wall_ns", r.wall_ns}};
   }
@@ -213,6 +215,11 @@ int run_bench_serve(int argc, char** argv) {
       options.dtype = argv[++i];
     } else if (flag == "--runners" && has_value) {
       options.runners = resx::parse_int(argv[++i], "--runners");
+    } else if (flag == "--input-shape" && has_value) {
+      options.input_shape.clear();
+      for (const auto& v : resx::split(argv[++i], ','))
+        options.input_shape.push_back(resx::parse_int(v, "--input-shape"));
+      if (options.input_shape.size() != 3) throw resx::Error("--input-shape: give C,H,W");
     } else {
       std::cerr << "resx-cpp bench-serve: unknown argument '" << flag << "'\n";
       return 2;

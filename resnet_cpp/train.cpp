@@ -71,7 +71,8 @@ TrainConfig TrainConfig::read(const std::string& path) {
   c.data_dir = get<std::string>(j, "data_dir", path);
   c.run_dir = get<std::string>(j, "run_dir", path);
   c.config_digest = get<std::string>(j, "config_digest", path);
-  c.model = object(j, "model", path);
+  c.model_config = get<std::string>(j, "model_config", path);
+  c.model_seeds = get<std::vector<int64_t>>(j, "model_seeds", path);
   c.saved = object(j, "saved", path);
   c.steps_per_epoch = get<int64_t>(j, "steps_per_epoch", path);
   c.prefetch = get<bool>(j, "prefetch", path);
@@ -87,6 +88,7 @@ TrainConfig TrainConfig::read(const std::string& path) {
       c.world_size < 1) {
     throw Error(path + ": epochs, batch_size, steps_per_epoch, eval_every and world_size must be >= 1, threads >= 0");
   }
+  if (static_cast<int64_t>(c.model_seeds.size()) != c.epochs) throw Error(path + ": one model seed per epoch needed");
   if (static_cast<int64_t>(c.lrs.size()) != c.epochs * c.steps_per_epoch) {
     throw Error(path + ": " + std::to_string(c.lrs.size()) + " learning rates for " +
                 std::to_string(c.epochs * c.steps_per_epoch) + " steps (rewrite it with `resx train`)");
@@ -364,7 +366,7 @@ void Trainer::save_checkpoint(const std::string& name, bool with_momentum) const
   for (const auto& r : epochs_) epoch_rows.push_back(record_json(r));
   dict.insert("format", config_.files.checkpoint_format);
   dict.insert("fingerprint", model_->fingerprint());
-  dict.insert("model_config", config_.model.dump());
+  dict.insert("model_config", config_.model_config);
   dict.insert("config_digest", config_.config_digest);
   dict.insert("steps_per_epoch", config_.steps_per_epoch);
   dict.insert("epoch", epochs_done_);
@@ -419,6 +421,7 @@ bool Trainer::run() {
   p.epoch = epochs_done_;
   report(p);
   for (int64_t epoch = epochs_done_; epoch < config_.epochs; ++epoch) {
+    torch::manual_seed(static_cast<uint64_t>(config_.model_seeds.at(static_cast<size_t>(epoch))));  // dropout's
     model_->train(true);
     const auto start = Clock::now();
     train_loader_->start_epoch(epoch);

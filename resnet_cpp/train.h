@@ -40,9 +40,10 @@ struct TrainConfig {
   // scripted: the TorchScript file model_file (resx::Model).
   std::string module = "eager";
   std::string model_file, data_dir, run_dir;
-  std::string config_digest;  // what a checkpoint of this run carries (TrainConfig.digest)
-  Json model;                 // resx.models.ModelConfig, stored in checkpoints
-  Json saved;                 // train_config.json, echoed into run.json
+  std::string config_digest;         // what a checkpoint of this run carries (TrainConfig.digest)
+  std::string model_config;          // what checkpoints record of the model (TrainConfig.checkpoint_model)
+  std::vector<int64_t> model_seeds;  // the default generator's seed at each epoch's start (dropout)
+  Json saved;                        // train_config.json, echoed into run.json
   int64_t steps_per_epoch = 0;
   bool prefetch = true;
   BucketSizes buckets;                    // DistributedDataParallel's

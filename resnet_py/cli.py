@@ -162,9 +162,57 @@ def env(
         console.print("[green]All runtimes agree.[/]")
 
 
+# Typed here so that the CLI starts without torch; tests/test_hostile.py checks them against the registry.
+RUNTIME_HELP = (
+    "py-eager, py-script, py-frozen, py-compile, py-aoti, cpp-eager, cpp-script (cpp), cpp-frozen, cpp-aoti, "
+    "exe-eager, exe-script (cpp-exe), exe-frozen, exe-aoti"
+)
+MODEL_HELP = (
+    "resnet18, resnet34, resnet50, resnet101, resnet152; torchvision:NAME (a classification builder); "
+    "package.module:callable or file.py:callable (your factory); a .pt or .pt2 file resx did not write."
+)
+
+
+def _source(
+    model: str,
+    model_kwargs: str | None,
+    num_classes: int | None,
+    input_shape: str | None,
+    stem: str | None,
+    layers: str | None,
+    width: int | None,
+):
+    """The model the options name (resx.sources), each option's default the config objects' own."""
+    from resx.models import DEFAULT_WIDTH
+    from resx.sources import Source, parse_kwargs
+    from resx.sources import input_shape as shape_of
+
+    return Source.parse(
+        model,
+        parse_kwargs(model_kwargs),
+        num_classes,
+        shape_of(input_shape),
+        stem=stem or "cifar",
+        layers=ints(layers, "--layers", 4),
+        width=width or DEFAULT_WIDTH,
+    )
+
+
+def _describe(source, manifest: dict) -> str:
+    flops = manifest.get("flops_per_image")
+    shape = "x".join(map(str, source.shape))
+    how = (manifest.get("export") or {}).get("note")
+    return (
+        f"{source.spec}, input {shape}, {manifest['parameters']:,} parameters"
+        + (f", {flops['forward'] / 1e9:.3f} GFLOP/img forward" if flops else "")
+        + f", fingerprint {manifest['fingerprint'][:12]}"
+        + (f"; {how}" if how else "")
+    )
+
+
 @app.command("export")
 def export_cmd(
-    model: Annotated[str, typer.Argument(help="resnet18, resnet34, resnet50, resnet101 or resnet152.")],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     output: Annotated[
         Path,
         typer.Option(
@@ -174,12 +222,25 @@ def export_cmd(
     kind: Annotated[
         str | None, typer.Option("--format", help="torchscript, aoti or weights. [from the file's suffix]")
     ] = None,
-    num_classes: Annotated[int, typer.Option(help="Classes of the linear head.")] = 10,
-    stem: Annotated[str, typer.Option(help="cifar (3x3 conv) or imagenet (7x7/2 conv + max-pool).")] = "cifar",
-    layers: Annotated[
-        str | None, typer.Option(help="Blocks per stage, e.g. 3,3,3,3 (default: the depth's own).")
+    model_kwargs: Annotated[
+        str | None, typer.Option(help="torchvision or factory models: keyword arguments as a JSON object.")
     ] = None,
-    width: Annotated[int, typer.Option(help="Channels of the first stage (64: the published ResNets).")] = 64,
+    num_classes: Annotated[
+        int | None, typer.Option(help="Classes of the head. [10 for the ResNets, the builder's own otherwise]")
+    ] = None,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(help="C,H,W of one input. [3,32,32 for the ResNets and factories, 3,224,224 for torchvision]"),
+    ] = None,
+    stem: Annotated[
+        str | None, typer.Option(help="ResNets: cifar (3x3 conv) or imagenet (7x7/2 conv + max-pool). [cifar]")
+    ] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="ResNets: blocks per stage, e.g. 3,3,3,3. [the depth's own]")
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option(help="ResNets: channels of the first stage. [64: the published ResNets]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights.")] = 0,
     weights: Annotated[Path | None, typer.Option(help="Weights to put in (export, checkpoint or state dict).")] = None,
     device: Annotated[str, typer.Option(help="aoti: the device compiled for, cpu or cuda.")] = "cpu",
@@ -192,44 +253,46 @@ def export_cmd(
         bool, typer.Option("--channels-last", help="aoti: compiled for channels-last inputs.")
     ] = False,
 ) -> None:
-    """Export a resx ResNet with its manifest: a TorchScript file (what LibTorch loads) or an AOTInductor
-    package (compiled ahead of time, loaded by Python and C++ alike)."""
+    """Export a model with its manifest: a TorchScript file (what LibTorch loads; scripted, or traced where
+    the model does not script), a weights file (the state dict, for the eager module in either language)
+    or an AOTInductor package (compiled ahead of time, loaded by Python and C++ alike)."""
     from resx.export import CompileSettings, export, export_aoti, export_weights, format_of
-    from resx.models import ModelConfig
 
     kind = format_of(output, kind)
-    config = ModelConfig(model, num_classes, stem, ints(layers, "--layers", 4), width)
+    source = _source(model, model_kwargs, num_classes, input_shape, stem, layers, width)
+    if not source.buildable:
+        raise ResxError(f"{model}: a model file is exported already; run it with `resx bench --model {model}`")
     if kind == "aoti":
         check_threads(threads)
-        manifest = export_aoti(
-            config, output, seed, weights, CompileSettings(device, dtype, threads, freezing, channels_last)
-        )
+        settings = CompileSettings(device, dtype, threads, freezing, channels_last)
+        manifest = export_aoti(source, output, seed, weights, settings)
         how = f"AOTInductor for {device} {dtype}, threads {threads or 'dynamic'}, compiled in {manifest['compile_seconds']:.1f} s"
     elif kind == "weights":
-        manifest = export_weights(config, output, seed=seed, weights=weights)
-        how = "weights: state dict and manifest, for the eager module and the C++ frontend"
+        manifest = export_weights(source, output, seed=seed, weights=weights)
+        how = "weights: state dict and manifest, for the eager module in either language"
     else:
-        manifest = export(config, output, seed=seed, weights=weights)
-        how = "TorchScript"
-    flops = manifest["flops_per_image"]
-    console.print(
-        f"wrote {output} ({how}): {model} ({config.stem} stem, layers {config.block_layers}, width {config.width}), "
-        f"{manifest['parameters']:,} parameters, {flops['forward'] / 1e9:.3f} GFLOP/img forward, "
-        f"fingerprint {manifest['fingerprint'][:12]}",
-        highlight=False,
-    )
+        manifest = export(source, output, seed=seed, weights=weights)
+        how = "TorchScript, " + ("traced" if manifest["export"]["graph"] == "trace" else "scripted")
+    console.print(f"wrote {output} ({how}): {_describe(source, manifest)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def inspect(
-    file: Annotated[Path, typer.Argument(help="A file written by resx export (.pt or .pt2).")],
+    file: Annotated[
+        Path, typer.Argument(help="A model file: one resx export wrote (.pt, .pth, .pt2), or any .pt or .pt2.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print manifest and checks as JSON.")] = False,
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W: for a file resx did not write, its input (FLOPs, classes).")
+    ] = None,
 ) -> None:
     """Print a file's manifest and re-verify it, in Python and in C++: a TorchScript file against its graph
-    and parameters, an AOTInductor package by running it."""
+    and parameters, a weights file against the module rebuilt from its source, an AOTInductor package by
+    running it. A file resx did not write is described, Python against C++."""
     from resx.export import inspect as inspect_file
+    from resx.sources import input_shape as shape_of
 
-    result = inspect_file(file)
+    result = inspect_file(file, shape=shape_of(input_shape))
     if as_json:
         print(
             json.dumps(
@@ -244,7 +307,8 @@ def inspect(
         )
     else:
         if result.manifest is not None:
-            table = Table(title=f"{file}: resx manifest", show_header=False)
+            title = "manifest derived from the file" if result.foreign else "resx manifest"
+            table = Table(title=f"{file}: {title}", show_header=False)
             for key, value in result.manifest.items():
                 table.add_row(key, value if isinstance(value, str) else json.dumps(value))
             console.print(table)
@@ -259,8 +323,13 @@ def inspect(
             mark = "[green]agree[/]" if what not in result.failures else "[bold red]MISMATCH[/]"
             checks.add_row(what, *(values.get(src, "—")[:16] for src in sources), mark)
         console.print(checks)
-    if result.foreign:
-        raise ResxError(f"{file}: a TorchScript file without a resx manifest (foreign); export it with `resx export`")
+    if result.foreign and not as_json:
+        console.print(
+            f"{file}: no resx manifest (a file resx did not write): the values above are derived from the "
+            f"file, Python against C++; nothing recorded to check them against",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.failures:
         verb = "does" if len(result.failures) == 1 else "do"
         raise ResxError(f"{file}: {', '.join(result.failures)} {verb} not match the manifest; re-export the file")
@@ -343,7 +412,13 @@ def train(
     runtime: Annotated[str | None, typer.Option(help="py, cpp (C++ loop via the extension) or cpp-exe. [py]")] = None,
     data: Annotated[Path | None, typer.Option(help="CIFAR-10 directory. [$RESX_DATA or the cache]")] = None,
     model: Annotated[
-        str | None, typer.Option(help=f"resnet18, resnet34, resnet50, resnet101, resnet152. {_default('model')}")
+        str | None,
+        typer.Option(
+            help=f"A resx ResNet, torchvision:NAME or a factory (see resx export --help). {_default('model')}"
+        ),
+    ] = None,
+    model_kwargs: Annotated[
+        str | None, typer.Option(help="torchvision or factory models: keyword arguments as a JSON object.")
     ] = None,
     epochs: Annotated[
         int | None, typer.Option(help=f"Epochs to train; with --resume, a larger number extends. {_default('epochs')}")
@@ -440,11 +515,13 @@ def train(
     from resx import distributed
     from resx import train as T
     from resx.recipe import TrainConfig
+    from resx.sources import parse_kwargs
 
     settings = {
         k: v
         for k, v in dict(
             model=model,
+            model_kwargs=None if model_kwargs is None else parse_kwargs(model_kwargs),
             num_classes=num_classes,
             stem=stem,
             layers=ints(layers, "--layers", 4),
@@ -508,7 +585,7 @@ def train(
                 output,
                 runtime=runtime or "py",
                 data=data,
-                module=module or py_module or T.DEFAULT_MODULE,
+                module=module or py_module,
                 overwrite=overwrite,
                 launch=launch,
                 argv=sys.argv[1:],
@@ -571,19 +648,37 @@ def bench(
     runtime: Annotated[
         str,
         typer.Option(
-            help="all, or a comma list of language-engine runtimes: py-eager, py-script, py-frozen, py-compile, py-aoti, cpp-script (cpp), cpp-frozen, cpp-aoti, exe-script (cpp-exe), exe-frozen, exe-aoti; NAME@bf16 runs that one at bf16 alone."
+            help=f"all, or a comma list of language-engine runtimes: {RUNTIME_HELP}; NAME@bf16 runs that one at bf16 alone."
         ),
     ] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="The short preset (what make demo runs).")] = False,
     preset: Annotated[
         str, typer.Option(help="quick, gpu (for a GPU), seed (ResNet18/34, 50 epochs, batch 128; a GPU job) or custom.")
     ] = "custom",
-    model: Annotated[str | None, typer.Option(help=f"Comma list of models. {_bench_default('models')}")] = None,
+    model: Annotated[
+        str | None, typer.Option(help=f"Comma list of models, kinds mixed: {MODEL_HELP} {_bench_default('models')}")
+    ] = None,
+    model_kwargs: Annotated[
+        str | None,
+        typer.Option(help="Keyword arguments (a JSON object) for every torchvision or factory model of --model."),
+    ] = None,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="C,H,W of one input. [each model's own: 3,32,32 for the ResNets and factories, 3,224,224 for torchvision]"
+        ),
+    ] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes of the head. [each model's own]")] = None,
     stem: Annotated[
-        str, typer.Option(help="cifar, or imagenet to see what a mismatched architecture measures.")
-    ] = "cifar",
-    layers: Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,3,3,3.")] = None,
-    width: Annotated[int, typer.Option(help="Channels of the first stage (64: the published ResNets).")] = 64,
+        str | None,
+        typer.Option(
+            help=f"ResNets: cifar, or imagenet to see what a mismatched architecture measures. {_bench_default('stem')}"
+        ),
+    ] = None,
+    layers: Annotated[str | None, typer.Option(help="ResNets: blocks per stage, e.g. 3,3,3,3.")] = None,
+    width: Annotated[
+        int | None, typer.Option(help=f"ResNets: channels of the first stage. {_bench_default('width')}")
+    ] = None,
     data: Annotated[
         Path | None, typer.Option(help="CIFAR-10 for training (default: synthetic images, timing only).")
     ] = None,
@@ -654,21 +749,29 @@ def bench(
     inference: Annotated[bool, typer.Option("--inference/--no-inference", help="Measure inference.")] = True,
     training: Annotated[bool, typer.Option("--training/--no-training", help="Measure training.")] = True,
     max_load: Annotated[
-        float, typer.Option(help="Other processes' busy cores per core above which the run is marked loaded.")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help=f"Other processes' busy cores per core above which the run is marked loaded. {_bench_default('max_load')}"
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Run even when the fairness gate fails (recorded).")] = False,
 ) -> None:
     """The fair comparison: latency, throughput, concurrency and training per runtime, with a report."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from resx import bench as B
+    from resx.sources import input_shape as shape_of
+    from resx.sources import parse_kwargs
 
     if rounds is not None:
         min_rounds = max_rounds = rounds
     cfg = B.configure(
         "quick" if quick else preset,
         runtimes=runtime,
-        models=model.split(",") if model else None,
+        models=[m.strip() for m in model.split(",") if m.strip()] if model else None,
+        model_kwargs=parse_kwargs(model_kwargs) if model_kwargs else None,
+        input_shape=shape_of(input_shape),
+        num_classes=num_classes,
         stem=stem,
         layers=ints(layers, "--layers", 4),
         width=width,
@@ -711,7 +814,7 @@ def bench(
     for line in B.report.headline(results):
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     for name, entry in results.models.items():
-        console.print(_table(f"{name}: what should I ship?", B.report.SHIP_COLUMNS, B.report.ship(entry)))
+        console.print(_table(f"{name}: what should I ship?", B.report.ship_columns(entry), B.report.ship(entry)))
         short = B.report.missed(entry)
         if short:
             console.print(

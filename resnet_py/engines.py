@@ -23,8 +23,10 @@ import torch
 from resx.device import autocast, set_deterministic, to_channels_last
 from resx.errors import ResxError
 from resx.export import fingerprint, graph_fingerprint, load, read_weights, state_fingerprint, weights_hash
-from resx.export.aoti import Inference, check_settings, read_manifest
-from resx.models import DTYPES, ModelConfig, build
+from resx.export.aoti import ForeignPackage, Inference, check_settings, read_manifest
+from resx.export.foreign import file_id
+from resx.models import DTYPES
+from resx.sources import Source
 from resx.tolerances import ENGINES
 
 
@@ -37,6 +39,7 @@ class EngineOptions:
     runners: int = 1  # aoti: models that may run at once (concurrent callers)
     deterministic: bool = False  # resx.device.set_deterministic for the process (CUDA)
     cuda_graphs: bool = False  # capture the forward in a CUDA graph per batch size, replay it
+    input_shape: tuple[int, int, int] = (3, 32, 32)  # C, H, W of one input
 
     def validate(self) -> None:
         if self.engine not in ENGINES:
@@ -65,9 +68,16 @@ class Engine:
         self.load_seconds = time.perf_counter() - start - self.compile_seconds
 
     def _open_package(self) -> None:
-        manifest = read_manifest(self.path)
         o = self.options
-        check_settings(self.path, manifest, device=o.device, dtype=o.dtype, channels_last=o.channels_last)
+        try:
+            manifest = read_manifest(self.path)
+            check_settings(self.path, manifest, device=o.device, dtype=o.dtype, channels_last=o.channels_last)
+        except ForeignPackage:  # a package resx did not write: its bytes identify it (resx::AotiEngine too)
+            manifest = {
+                "fingerprint": file_id(self.path),
+                "weights_hash": file_id(self.path),
+                "compile": {"threads": 0},
+            }
         from torch._inductor.package import load_package  # here: Inductor takes a second to import
 
         self.module = load_package(str(self.path), num_runners=o.runners)
@@ -80,13 +90,13 @@ class Engine:
         o = self.options
         if o.engine in ("eager", "compile"):  # the nn.Module, filled from a weights export or a TorchScript file
             state, manifest = read_weights(self.path) if self.path.suffix == ".pth" else _script_state(self.path)
-            module = build(ModelConfig.from_dict(manifest["model"]))
+            source = Source.from_manifest(manifest)
+            module = source.build(check=False)
             module.load_state_dict(state)
-            self._fingerprint = None  # the eager module's own graph, scripted when asked (fingerprint())
-        else:
-            module, manifest = load(self.path)
-            if manifest is None:
-                raise ResxError(f"{self.path}: not a resx export (no manifest)")
+            self._how = (manifest.get("export") or {}).get("graph")
+            self._fingerprint = None  # the eager module's own graph, made as the export made it (fingerprint())
+        else:  # the TorchScript file, with its manifest or one resx did not write (the gate derives one)
+            module, _ = load(self.path)
             self._fingerprint = fingerprint(module)
         module = module.to(self.device).eval()
         self._weights_hash = weights_hash(module)  # before a freeze folds them
@@ -101,7 +111,7 @@ class Engine:
             module = torch.compile(Inference(module, o.dtype), dynamic=False)
             start = time.perf_counter()
             with torch.inference_mode():  # compiles now, apart from the timed calls
-                module(self._prepare(torch.zeros(1, 3, 32, 32)))
+                module(self._prepare(torch.zeros(1, *o.input_shape)))
             self.compile_seconds = time.perf_counter() - start
         self.module = module
 
@@ -142,8 +152,8 @@ class Engine:
     __call__ = forward
 
     def fingerprint(self) -> str:
-        if self._fingerprint is None:  # the eager module has no graph of its own: script the one this runs
-            graph = graph_fingerprint(self._eager)
+        if self._fingerprint is None:  # the eager module has no graph of its own: make the one this runs
+            graph = graph_fingerprint(self._eager, self.options.input_shape, self._how)
             self._fingerprint = graph if graph is not None else f"state:{self._state}"  # TorchScript refused
         return self._fingerprint
 
@@ -158,5 +168,8 @@ def _script_state(path: Path) -> tuple[dict, dict]:
     """The state dict and manifest of a resx TorchScript export."""
     scripted, manifest = load(path)
     if manifest is None:
-        raise ResxError(f"{path}: not a resx export (no manifest)")
+        raise ResxError(
+            f"{path}: a file resx did not write has no eager module to rebuild; run it with the engines "
+            f"of its format (script, frozen)"
+        )
     return scripted.state_dict(), manifest

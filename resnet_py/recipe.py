@@ -9,10 +9,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from resx.data import AUGMENT, AugmentSpec
+from resx.data import AUGMENT, IMAGE_SHAPE, AugmentSpec, epoch_seed
 from resx.distributed import BROADCAST_BUCKET_BYTES, BUCKET_BYTES_CAP, FIRST_BUCKET_BYTES_CAP, RANK_COLUMNS
 from resx.errors import ConfigError
 from resx.models import DEFAULT_WIDTH, DTYPES, MAX_SEED, ModelConfig
+from resx.sources import Source
+
+MODEL_STREAM = 1 << 32  # model_seeds() draws from epoch_seed's epochs beyond any data epoch
 
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 DEVICES = ("cpu", "cuda")
@@ -21,7 +24,8 @@ CONFIG_FORMAT = "resx-config/2"  # config.json; resx-config/1 was a key = value 
 
 @dataclass
 class TrainConfig:
-    model: str = "resnet18"
+    model: str = "resnet18"  # any model of resx.sources that builds: a resx ResNet, torchvision:NAME, a factory
+    model_kwargs: dict = field(default_factory=dict)  # the builder's or factory's keyword arguments
     num_classes: int = 10
     stem: str = "cifar"
     layers: list[int] | None = None
@@ -51,7 +55,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError with one line naming the setting (as its command-line option) and the range."""
-        self.model_config()  # model name, stem, classes, layers, width
+        if self.source().kind == "file":  # name, stem, classes, layers, width, kwargs
+            raise ConfigError(
+                f"--model {self.model}: resx trains a model it can build (a resx ResNet, "
+                f"torchvision:NAME or a factory), not a model file"
+            )
         for option, value in (
             ("--lr", self.lr),
             ("--momentum", self.momentum),
@@ -87,8 +95,34 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
+    def source(self) -> Source:
+        """The model trained, at the data set's shape (CIFAR-10: 3x32x32)."""
+        return Source.parse(
+            self.model,
+            self.model_kwargs,
+            self.num_classes,
+            IMAGE_SHAPE,
+            stem=self.stem,
+            layers=self.layers,
+            width=self.width,
+        )
+
     def model_config(self) -> ModelConfig:
+        """A resx ResNet's config (what the C++ frontend builds)."""
         return ModelConfig(self.model, self.num_classes, self.stem, self.layers, self.width)
+
+    def checkpoint_model(self) -> str:
+        """What a checkpoint records of its model (both runtimes store this string): a resx ResNet's
+        ModelConfig, which the C++ frontend builds from, else the source, which Python rebuilds from."""
+        source = self.source()
+        described = source.config.to_dict() if source.kind == "builtin" else source.to_dict()
+        return json.dumps(described, separators=(",", ":"))
+
+    def model_seeds(self) -> list[int]:
+        """The seed of the default generator at the start of each epoch, in both runtimes: what dropout
+        draws from (the data plan has a generator of its own), a function of seed and epoch, so that a
+        resumed run draws as an uninterrupted one."""
+        return [epoch_seed(self.seed, MODEL_STREAM + e) for e in range(self.epochs)]
 
     def steps_per_epoch(self, n_train: int) -> int:
         return n_train // self.batch_size if self.drop_last else -(-n_train // self.batch_size)
@@ -97,6 +131,8 @@ class TrainConfig:
         """What a checkpoint must have been made with to continue this run: everything but the number
         of epochs (which --resume may extend)."""
         settings = {k: v for k, v in self.to_dict().items() if k != "epochs"}
+        if not settings["model_kwargs"]:  # as digested before model_kwargs existed: old runs resume
+            del settings["model_kwargs"]
         return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     def learning_rates(self, steps_per_epoch: int) -> list[float]:
@@ -163,7 +199,8 @@ class TrainConfig:
             "model_file": str(model_file),
             "data_dir": str(data_dir),
             "run_dir": str(run_dir),
-            "model": self.model_config().to_dict(),
+            "model_config": self.checkpoint_model(),
+            "model_seeds": self.model_seeds(),
             "saved": saved,
             "config_digest": self.digest(),
             "steps_per_epoch": steps_per_epoch,

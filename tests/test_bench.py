@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import run_resx
 
-from resx import _cpp, bench, engines, stats
+from resx import _cpp, bench, stats
 from resx.bench import gate as G
 from resx.bench.registry import CLASSIC, resolve
 from resx.bench.results import LATENCY
@@ -17,7 +17,8 @@ from resx.bench.runners import make_local_runner
 from resx.bench.runners import python as pyrunner
 from resx.engines import EngineOptions
 from resx.export import export, tensor_sha1
-from resx.models import ModelConfig, build
+from resx.models import ModelConfig
+from resx.sources import Source
 
 SMALL = dict(width=8)  # the same architecture, narrow: the gate's machinery, quickly
 
@@ -179,7 +180,8 @@ class _Extra(torch.nn.Module):
 
 def test_gate_refuses_a_different_eager_module(files, monkeypatch):
     paths, manifest = files
-    monkeypatch.setattr(engines, "build", lambda config: _Extra(build(config)))
+    own = Source.build
+    monkeypatch.setattr(Source, "build", lambda self, seed=0, check=True: _Extra(own(self, seed, check)))
     monkeypatch.setattr(_Extra, "load_state_dict", lambda self, state: self.inner.load_state_dict(state), raising=False)
     gate = gate_of([("py-eager", paths["a"]), ("cpp", paths["a"])], manifest)
     assert "fingerprint" in failed(gate)  # the eager module's own graph, scripted: not the file's
@@ -199,7 +201,7 @@ def test_gate_refuses_another_architecture(files):
 
 def test_gate_refuses_another_input(files, monkeypatch):
     paths, manifest = files
-    other = lambda batch, seed, device="cpu": torch.randn(batch, 3, 32, 32).to(device)  # unseeded
+    other = lambda batch, seed, device="cpu", shape=(3, 32, 32): torch.randn(batch, *shape).to(device)  # unseeded
     monkeypatch.setattr(pyrunner, "make_input", other)
     gate = gate_of([("py-eager", paths["a"]), ("cpp", paths["a"])], manifest)
     assert failed(gate) == {"input", "outputs"}

@@ -91,12 +91,18 @@ def test_truncated_and_foreign_packages_are_refused_in_both_languages(files, tmp
                 meta.pop(MANIFEST_NAME, None)
                 data = json.dumps(meta).encode()
             dst.writestr(item, data)
-    for bad, message in ((truncated, "not"), (foreign, "no resx manifest")):
-        assert message in one_error(CliRunner().invoke(app, ["inspect", str(bad)]))
+    assert "not" in one_error(CliRunner().invoke(app, ["inspect", str(truncated)]))
+    with pytest.raises(ResxError, match="not"):
+        _cpp.Engine(str(truncated), "aoti")
+    for bad, message in ((truncated, "not"), (foreign, "no resx manifest")):  # resx-cpp inspect checks manifests
         exe = subprocess.run([str(cpp.executable()), "inspect", str(bad)], capture_output=True, text=True)
         assert exe.returncode == 1 and message in exe.stderr and "terminate" not in exe.stderr, exe.stderr
-        with pytest.raises(ResxError, match=message):
-            _cpp.Engine(str(bad), "aoti")
+    # A package resx did not write: its shape must be given; then it is identified by its bytes and run.
+    assert "give --input-shape C,H,W" in one_error(CliRunner().invoke(app, ["inspect", str(foreign)]))
+    shown = CliRunner().invoke(app, ["inspect", str(foreign), "--input-shape", "3,32,32"])
+    assert shown.exit_code == 0 and "no resx manifest" in shown.output, shown.output
+    engine = _cpp.Engine(str(foreign), "aoti")
+    assert engine.forward(make_input(2, 0)).shape == (2, 10)
 
 
 def test_a_package_is_refused_under_settings_it_was_not_compiled_for(files):

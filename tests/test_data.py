@@ -109,7 +109,11 @@ def test_crop_and_flip_on_a_gradient(augment):
 
 def test_normalisation_matches_manifest_and_both_runtimes(tmp_path):
     manifest = export(ModelConfig("resnet18"), tmp_path / "r18.pt")
-    assert manifest["normalization"] == {"mean": list(D.AUGMENT.mean), "std": list(D.AUGMENT.std)}
+    assert manifest["normalization"] == {
+        "mean": list(D.AUGMENT.mean),
+        "std": list(D.AUGMENT.std),
+        "from": "CIFAR-10's training set",
+    }
     assert manifest["augmentation"] == D.AUGMENT.to_dict() | {"mean": list(D.AUGMENT.mean), "std": list(D.AUGMENT.std)}
     every_value = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16).contiguous()
     py, cpp = D.normalize(every_value), _cpp.normalize(every_value, SPEC)

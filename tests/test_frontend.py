@@ -165,9 +165,10 @@ def test_when_torchscript_is_refused_the_eager_paths_of_both_languages_keep_work
         raise RuntimeError("TorchScript is not available in this build")
 
     monkeypatch.setattr(torchscript, "script", refused)
+    monkeypatch.setattr(torchscript, "trace", lambda _module, _example: refused(_module))
     manifest = export_weights(ModelConfig("resnet18", width=8), tmp_path / "w.pth")
     assert manifest["fingerprint"] == f"state:{manifest['state_fingerprint']}"
-    with pytest.raises(ResxError, match=r"TorchScript cannot script resnet18 here .* export weights \(\.pth\)"):
+    with pytest.raises(ResxError, match=r"script failed: TorchScript is not available .* weights \(\.pth\)"):
         export(ModelConfig("resnet18", width=8), tmp_path / "m.pt")
     data = make_cifar(tmp_path / "data", train_per_file=8, test=16)
     config = TrainConfig(width=8, batch_size=8, threads=1, epochs=1)

@@ -492,3 +492,14 @@ def test_a_run_from_before_config_json_resumes_and_its_old_file_goes(tiny, tmp_p
     outcome = T.resume(run, epochs=2)
     assert outcome.complete and [e.epoch for e in outcome.epochs] == [1, 2]
     assert (run / "config.json").is_file() and not (run / "config.txt").exists()
+
+
+def test_the_cli_help_names_every_runtime_and_built_in_model():
+    """The CLI types these lists to start without torch; here they are held to the registry's."""
+    from resx import cli
+    from resx.bench.registry import ALIASES, RUNTIMES
+    from resx.models import ARCHITECTURES
+
+    named = {n.strip(" ()") for part in cli.RUNTIME_HELP.split(",") for n in part.split()}
+    assert named == set(RUNTIMES) | set(ALIASES)
+    assert set(cli.MODEL_HELP.split(";")[0].split(", ")) == set(ARCHITECTURES)

@@ -132,7 +132,8 @@ def test_inspect_bad_inputs(tmp_path):
     foreign = tmp_path / "foreign.pt"
     with quiet_jit():
         torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(foreign))
-    assert "foreign" in _error_line(run_resx("inspect", str(foreign)))
+    proc = run_resx("inspect", str(foreign))  # derived from the file itself, and said so
+    assert proc.returncode == 0 and "no resx manifest" in proc.stdout and "agree" in proc.stdout
 
     tampered = tmp_path / "tampered.pt"
     module, manifest = load(good)

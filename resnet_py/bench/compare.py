@@ -17,13 +17,15 @@ from resx.bench.config import Path as BenchPath
 from resx.bench.gate import GateReport, fairness_gate
 from resx.bench.measure import Notify, Rounds, inference_rounds
 from resx.bench.monitor import TreeMemory
-from resx.bench.registry import BASELINE, RUNTIMES, language_counterpart, script_counterpart
+from resx.bench.registry import RUNTIMES, baseline_of, language_counterpart, runs, script_counterpart, why_not
 from resx.bench.results import ModelResults, Ratio, Results
 from resx.bench.runners import Identity, make_runner
 from resx.bench.training import training
 from resx.errors import BenchError
 from resx.export import aoti, prepared, save, save_weights
 from resx.export.aoti import CompileSettings
+from resx.export.foreign import derive
+from resx.sources import Source
 
 EAGER = ("eager", "compile")  # the engines that build the module from the weights export
 
@@ -36,7 +38,7 @@ def ratios(entry: ModelResults) -> list[Ratio]:
     out = []
     for scenario in entry.scenarios():
         names = entry.paths(scenario)
-        pairs = [(n, BASELINE) for n in names if n != BASELINE]
+        pairs = [(n, entry.baseline) for n in names if n != entry.baseline]
         pairs += [(n, language_counterpart(n)) for n in names if language_counterpart(n) in names]
         pairs += [(n, script_counterpart(n)) for n in names if script_counterpart(n) in names]
         for name, base in dict.fromkeys(pairs):  # cpp-eager / py-eager is both the baseline's and the language's
@@ -64,22 +66,33 @@ def gemm_floor(threads: int, size: int = 2048, repeats: int = 5) -> dict[str, fl
     return out
 
 
-def prepare_files(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> tuple[dict, dict, dict]:
-    """The weights export the eager engines open (the module in each language), the TorchScript export of
-    script and frozen, and an AOTInductor package per dtype (cached across runs: keyed by graph, weights
-    and compile settings). (manifest, files, packages)."""
-    model_file, weights_file = work / f"{model}.pt", work / f"{model}.pth"
-    notify(f"exporting {model}")
-    scripts = any(RUNTIMES[p.runtime].engine in ("script", "frozen") for p in cfg.paths())
-    module, scripted, manifest = prepared(cfg.model_config(model), cfg.seed, need_script=scripts)  # once, for all
-    if scripted is not None:
-        save(scripted, model_file, manifest)
+def prepare_files(source: Source, cfg: BenchConfig, work: Path, notify: Notify) -> tuple[dict, dict, dict]:
+    """The files the model's paths open: the weights export of the eager engines (the module in each
+    language), the TorchScript graph of script and frozen (scripted, or traced where the model does not
+    script), an AOTInductor package per dtype (cached across runs: keyed by manifest and compile settings);
+    for a model file resx did not write, the file itself and a manifest derived from it.
+    (manifest, files, packages)."""
+    paths = cfg.paths(source)
+    if source.kind == "file":
+        manifest = derive(Path(source.name), source.shape)
+        engine = "aoti" if source.name.endswith(".pt2") else "script"
+        return (
+            manifest,
+            {("aoti", d) if engine == "aoti" else "script": Path(source.name) for d in {p.dtype for p in paths}},
+            {},
+        )
+    model_file, weights_file = work / f"{source.label}.pt", work / f"{source.label}.pth"
+    notify(f"exporting {source.spec}")
+    scripts = any(RUNTIMES[p.runtime].engine in ("script", "frozen") for p in paths)
+    module, graph, manifest = prepared(source, cfg.seed, need_script=scripts)  # once, for every file
+    if graph is not None:
+        save(graph, model_file, manifest)
     save_weights(module, weights_file, manifest)
     files, packages = {"script": model_file, "eager": weights_file}, {}
-    for dtype in dict.fromkeys(p.dtype for p in cfg.paths() if RUNTIMES[p.runtime].engine == "aoti"):
-        notify(f"AOTInductor package for {model} {dtype} (compiled once, then cached)")
+    for dtype in dict.fromkeys(p.dtype for p in paths if RUNTIMES[p.runtime].engine == "aoti"):
+        notify(f"AOTInductor package for {source.spec} {dtype} (compiled once, then cached)")
         settings = CompileSettings(cfg.device, dtype, 0, True, cfg.channels_last)
-        path, m, was_cached = aoti.cached(cfg.model_config(model), cfg.seed, settings, manifest)
+        path, m, was_cached = aoti.cached(source, cfg.seed, settings, manifest)
         files[("aoti", dtype)] = path
         packages[dtype] = {
             "path": str(path),
@@ -90,18 +103,21 @@ def prepare_files(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> t
     return manifest, files, packages
 
 
-def _gate(cfg: BenchConfig, model: str, manifest: dict, before: float | None):
+def _gate(cfg: BenchConfig, source: Source, manifest: dict, before: float | None):
     """The check run as each path's identity arrives: a path that fails it is refused before it times."""
-    opts = {p.label: replace(cfg.engine_options(p), engine=RUNTIMES[p.runtime].engine) for p in cfg.paths()}
+    opts = {
+        p.label: replace(cfg.engine_options(p, source.shape), engine=RUNTIMES[p.runtime].engine)
+        for p in cfg.paths(source)
+    }
     state: dict = {}
 
     def check(ids: dict[str, Identity]) -> None:
-        gate = fairness_gate(ids, opts, manifest, cfg.threads)
+        gate = fairness_gate(ids, opts, manifest, cfg.threads, baseline_of(source))
         gate.other_cpu_load, gate.forced = before, cfg.force
         state["gate"] = gate
         if gate.failures and not cfg.force:
             failed = "; ".join(f"{c['check']}: {c['detail']}" for c in gate.failures)
-            raise BenchError(f"fairness gate refused {model}: {failed} (--force runs anyway and records it)")
+            raise BenchError(f"fairness gate refused {source.label}: {failed} (--force runs anyway and records it)")
 
     return state, check
 
@@ -119,8 +135,9 @@ def run(cfg: BenchConfig, notify: Notify = lambda _: None, warn: Notify = lambda
         notify("the machine's floor: a GEMM at fp32 and bf16")
         results.floor_gflops = gemm_floor(cfg.threads)
         work = Path(tmp)
-        for model in cfg.models:
-            results.models[model] = _model(model, cfg, work, notify, warn, results)
+        for spec in cfg.models:
+            source = cfg.source(spec)
+            results.models[source.label] = _model(source, cfg, work, notify, warn, results)
     results.memory = memory.report()
     results.loaded = any(m.gate.get("loaded") for m in results.models.values())
     results.forced = cfg.force
@@ -128,20 +145,26 @@ def run(cfg: BenchConfig, notify: Notify = lambda _: None, warn: Notify = lambda
     return results
 
 
-def _model(model: str, cfg: BenchConfig, work: Path, notify: Notify, warn: Notify, results: Results) -> ModelResults:
-    manifest, files, packages = prepare_files(model, cfg, work, notify)
-    entry = ModelResults(model, manifest, packages=packages)
+def _model(
+    source: Source, cfg: BenchConfig, work: Path, notify: Notify, warn: Notify, results: Results
+) -> ModelResults:
+    manifest, files, packages = prepare_files(source, cfg, work, notify)
+    source = Source.from_manifest(manifest)  # with its classes and shape, as recorded
+    entry = ModelResults(source.label, manifest, packages=packages, baseline=baseline_of(source))
+    entry.skipped = {
+        r: why_not(r, source) for r in dict.fromkeys(x.partition("@")[0] for x in cfg.runtimes) if not runs(r, source)
+    }
     notify("the machine's load, just before timing")
     before = env.other_cpu_load(1.0)
     cores = os.cpu_count() or 1
-    state, check = _gate(cfg, model, manifest, before)
+    state, check = _gate(cfg, source, manifest, before)
 
     def make(p: BenchPath):
         engine = RUNTIMES[p.runtime].engine
         file = files[("aoti", p.dtype)] if engine == "aoti" else files["eager" if engine in EAGER else "script"]
-        return make_runner(p.runtime, file, cfg.engine_options(p), p.label)
+        return make_runner(p.runtime, file, cfg.engine_options(p, source.shape), p.label)
 
-    rounds = inference_rounds(cfg, cfg.paths(), make, notify, check)
+    rounds = inference_rounds(cfg, cfg.paths(source), make, notify, check, entry.baseline)
     gate: GateReport = state["gate"]
     loads = [x for x in (before, *rounds.loads) if x is not None]
     gate.loaded = bool(loads) and max(loads) > cfg.max_load * cores
@@ -152,8 +175,8 @@ def _model(model: str, cfg: BenchConfig, work: Path, notify: Notify, warn: Notif
         )
     entry.gate = gate.to_dict()
     _collect(entry, rounds, results, "inference")
-    if cfg.training:
-        train_rounds, entry.training = training(model, cfg, work, notify)
+    if cfg.training and cfg.train_paths(source):
+        train_rounds, entry.training = training(source, cfg, work, notify, entry.baseline)
         _collect(entry, train_rounds, results, "training")
     entry.ratios = ratios(entry)
     return entry

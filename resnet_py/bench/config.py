@@ -7,10 +7,11 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from resx.bench.registry import BASELINE, RUNTIMES, resolve
+from resx.bench.registry import RUNTIMES, baseline_of, resolve, runs, why_not
 from resx.bench.results import Scenario
 from resx.errors import BenchError
-from resx.models import DEFAULT_WIDTH, DTYPES, ModelConfig
+from resx.models import DEFAULT_WIDTH, DTYPES
+from resx.sources import Source
 
 # Engines whose forward a CUDA graph can capture (torch.compile has its own: mode="reduce-overhead").
 GRAPHED_ENGINES = ("eager", "script", "frozen", "aoti")
@@ -79,18 +80,35 @@ class BenchConfig:
     train_rounds: int = 3  # the most training runs per path (fresh processes, interleaved)
     train_budget: float = 300.0  # seconds for the training rounds
     data: str | None = None
+    model_kwargs: dict = field(default_factory=dict)  # for every torchvision or factory model of `models`
+    input_shape: tuple[int, int, int] | None = None  # C, H, W; None: each source's own (resx.sources)
+    num_classes: int | None = None  # None: each source's own (10 for the ResNets, the builder's otherwise)
     max_load: float = 0.5  # other processes' busy cores per core above which the machine counts as loaded
     force: bool = False
     preset: str = "custom"
 
-    def model_config(self, name: str) -> ModelConfig:
-        return ModelConfig(name, stem=self.stem, layers=self.layers, width=self.width)
+    def source(self, spec: str) -> Source:
+        """A model of `models`, resolved (resx.sources), with this run's shape and arguments."""
+        return Source.parse(
+            spec,
+            self.model_kwargs if self._kwargs_apply(spec) else None,
+            self.num_classes,
+            self.input_shape,
+            stem=self.stem,
+            layers=self.layers,
+            width=self.width,
+        )
 
-    def paths(self) -> list[Path]:
-        """Everything measured: every runtime at every dtype (or at its own), and with --cuda-graphs also
-        every runtime whose engine can be captured, replayed from a CUDA graph. Labelled
-        runtime[+graphs][@bf16]; the baseline first."""
-        entries = [(r.partition("@")[0], [r.partition("@")[2]] if "@" in r else self.dtypes) for r in self.runtimes]
+    @staticmethod
+    def _kwargs_apply(spec: str) -> bool:
+        return spec.startswith("torchvision:") or (":" in spec and not spec.endswith((".pt", ".pt2")))
+
+    def paths(self, source: Source | None = None) -> list[Path]:
+        """Everything measured (on `source`, the runtimes that can run it): every runtime at every dtype
+        (or at its own), and with --cuda-graphs also every runtime whose engine can be captured, replayed
+        from a CUDA graph. Labelled runtime[+graphs][@bf16]; the baseline first."""
+        runtimes = [r for r in self.runtimes if source is None or runs(r.partition("@")[0], source)]
+        entries = [(r.partition("@")[0], [r.partition("@")[2]] if "@" in r else self.dtypes) for r in runtimes]
         out = []
         for d in dict.fromkeys([*self.dtypes, *(ds[0] for _, ds in entries if len(ds) == 1)]):
             for graphs in (False, True) if self.cuda_graphs else (False,):
@@ -99,13 +117,19 @@ class BenchConfig:
                         continue
                     label = runtime + ("+graphs" if graphs else "") + ("" if d == "fp32" else f"@{d}")
                     out.append(Path(label, runtime, d, graphs))
-        return sorted(out, key=lambda p: p.label != BASELINE)
+        base = baseline_of(source)
+        return sorted(out, key=lambda p: p.label != base)
 
-    def train_paths(self) -> list[Path]:
+    def train_paths(self, source: Source | None = None) -> list[Path]:
         """The paths whose training step is measured: those of train_runtimes (all that train when empty)."""
         chosen = set(self.train_runtimes)
-        return [p for p in self.paths() if RUNTIMES[p.runtime].train and not p.cuda_graphs
-                and (not chosen or p.label in chosen)]  # fmt: skip
+        if source is not None and not source.buildable:
+            return []  # a model file trains from the source it came from
+        return [
+            p
+            for p in self.paths(source)
+            if RUNTIMES[p.runtime].train and not p.cuda_graphs and (not chosen or p.label in chosen)
+        ]
 
     def scenarios(self) -> list[Scenario]:
         """The inference scenarios every path is measured at, in each round."""
@@ -114,7 +138,7 @@ class BenchConfig:
         out = [Scenario("latency")] + [Scenario("throughput", batch=b) for b in self.batch_sizes if b > 1]
         return out + [Scenario("concurrency", callers=t) for t in self.thread_counts]
 
-    def engine_options(self, path: Path):
+    def engine_options(self, path: Path, shape: tuple[int, int, int] = (3, 32, 32)):
         from resx.engines import EngineOptions
 
         return EngineOptions(
@@ -124,7 +148,10 @@ class BenchConfig:
             runners=max([1, *self.thread_counts]),
             deterministic=self.deterministic,
             cuda_graphs=path.cuda_graphs,
+            input_shape=tuple(shape),
         )
+
+    explicit_runtimes: bool = False  # named by the user (not a preset's, nor all): refused where they cannot run
 
     def validate(self) -> None:
         runtimes = self.runtimes or list(RUNTIMES)
@@ -144,10 +171,23 @@ class BenchConfig:
         trains = {p.label for p in self.paths() if RUNTIMES[p.runtime].train}
         unknown = [r for r in self.train_runtimes if r not in trains]
         if unknown:
-            raise BenchError(f"--train-runtime {unknown[0]}: not a measured path that trains; choose from "
-                             f"{', '.join(sorted(trains)) or 'none'}")  # fmt: skip
-        for name in self.models:
-            self.model_config(name)
+            raise BenchError(
+                f"--train-runtime {unknown[0]}: not a measured path that trains; choose from "
+                f"{', '.join(sorted(trains)) or 'none'}"
+            )
+        if not self.models or len(set(self.models)) != len(self.models):
+            raise BenchError(f"--model '{','.join(self.models)}': give each model once, comma-separated")
+        # A runtime the user named is refused only when no model in the list runs on it; for the others
+        # it is skipped, and the report says why.
+        explicit = set(self.runtimes) if self.explicit_runtimes else set()
+        sources = [self.source(spec) for spec in self.models]
+        refused = sorted(r for r in explicit if not any(runs(r.partition("@")[0], s) for s in sources))
+        if refused:
+            source = sources[0]
+            can = ", ".join(dict.fromkeys(p.runtime for p in self.paths(source))) or "none of those asked for"
+            raise BenchError(
+                f"{', '.join(refused)}: {why_not(refused[0].partition('@')[0], source)}; {source.spec} runs on {can}"
+            )
         positive = {
             "--max-rounds": self.max_rounds,
             "--min-rounds": self.min_rounds,
@@ -267,6 +307,7 @@ def configure(preset: str = "custom", runtimes: str | list[str] = "all", **optio
     if unknown:
         raise TypeError(f"unknown bench option(s): {', '.join(unknown)}")
     values = PRESETS[preset] | {k: v for k, v in options.items() if v is not None}
+    explicit = runtimes != "all"
     if runtimes != "all" and options.get("train_runtimes") is None:
         values.pop("train_runtimes", None)  # the preset's choice was among its own runtimes
     if isinstance(runtimes, str) and runtimes != "all":
@@ -275,6 +316,6 @@ def configure(preset: str = "custom", runtimes: str | list[str] = "all", **optio
             raise BenchError("--runtime: give all or a comma list of runtimes")
     elif isinstance(runtimes, str):
         runtimes = values.get("runtimes", [])  # the preset's, else every runtime
-    cfg = BenchConfig(**(values | {"runtimes": list(runtimes)}), preset=preset)
+    cfg = BenchConfig(**(values | {"runtimes": list(runtimes)}), preset=preset, explicit_runtimes=explicit)
     cfg.validate()
     return cfg

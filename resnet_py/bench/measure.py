@@ -130,11 +130,12 @@ def inference_rounds(
     make: Callable[[Path], Runner],
     notify: Notify,
     identified: Callable[[dict[str, Identity]], None],
+    baseline: str = BASELINE,
 ) -> Rounds:
     """Adaptive rounds of every path. Each path's first process reports its identity before it times
     anything; `identified` sees them as they come (the gate refuses there, before that path times)."""
     scenarios = cfg.scenarios()
-    rounds = Rounds(cfg, [p.label for p in paths], cfg.budget)
+    rounds = Rounds(cfg, [p.label for p in paths], cfg.budget, baseline)
     by_label = {p.label: p for p in paths}
     identities = rounds.identities
     while True:

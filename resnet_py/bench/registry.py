@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from resx.errors import BenchError
+from resx.sources import Source
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,34 @@ def script_counterpart(label: str) -> str | None:
     if runtime is None or runtime.language == "py" or runtime.engine != "script":
         return None
     return f"{runtime.language}-eager" + ("+graphs" if graphs else "") + (f"@{dtype}" if at else "")
+
+
+def engines_of(source: Source) -> tuple[str, ...]:
+    """The engines that can run a model: a model file only its own format's; every other source all."""
+    if source.kind == "file":
+        return ("aoti",) if source.name.endswith(".pt2") else ("script", "frozen")
+    return ("eager", "script", "frozen", "compile", "aoti")
+
+
+def runs(runtime: str, source: Source) -> bool:
+    """Whether a runtime can run the model: its engine opens the model's files, and an eager engine in
+    C++ needs the network written in the C++ frontend (resx::ResNet: the ResNets)."""
+    r = RUNTIMES[resolve(runtime)]
+    if r.engine not in engines_of(source):
+        return False
+    return not (r.engine == "eager" and r.language != "py" and not source.cpp_module)
+
+
+def why_not(runtime: str, source: Source) -> str:
+    r = RUNTIMES[resolve(runtime)]
+    if r.engine == "eager" and r.language != "py" and source.kind != "file":
+        return f"resx writes no C++ module for {source.spec} (its C++ frontend has the ResNets)"
+    return f"a {source.label} file runs on its own format's engines ({', '.join(engines_of(source))})"
+
+
+def baseline_of(source: Source | None) -> str:
+    """What every path is compared with: py-eager, or for a model file (no eager module to rebuild) the
+    Python runtime of its own engine."""
+    if source is None or source.kind != "file":
+        return BASELINE
+    return "py-aoti" if source.name.endswith(".pt2") else "py-script"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resx.bench.registry import BASELINE, language_counterpart, script_counterpart
+from resx.bench.registry import language_counterpart, script_counterpart
 from resx.bench.results import LATENCY, ModelResults, Ratio, Results, Scenario
 from resx.errors import ResxError
 from resx.files import atomic_write
@@ -42,6 +42,32 @@ CSV_COLUMNS = [
 ]
 SPLIT = ("data", "forward", "backward", "optimizer")
 SHIP_COLUMNS = ["scenario", "fastest path", "its figure", "vs py-eager (95% CI)"]
+
+
+def ship_columns(entry: ModelResults) -> list[str]:
+    return [*SHIP_COLUMNS[:3], f"vs {entry.baseline} (95% CI)"]
+
+
+def describe_model(m: dict) -> str:
+    """The model in one line: where it comes from, its input, its size, its fingerprint."""
+    source, model = m.get("source") or {"kind": "builtin"}, m["model"]
+    if "block" in model:
+        what = f"{model['stem']} stem, layers {model['layers']}, width {model['width']}"
+    elif source["kind"] == "torchvision":
+        kwargs = ", ".join(f"{k}={v}" for k, v in (source.get("kwargs") or {}).items())
+        what = f"torchvision:{source['name']}({kwargs}) of torchvision {source.get('torchvision_version')}"
+    elif source["kind"] == "factory":
+        what = f"factory {source['name']}" + (f" (file sha1 {source['sha1'][:12]})" if source.get("sha1") else "")
+    else:
+        what = f"file {source['name']}, a model resx did not write"
+    shape = "x".join(map(str, m["input"]["shape"][1:]))
+    flops = m.get("flops_per_image")
+    size = f"{m['parameters']:,} parameters, " if m.get("parameters") is not None else ""
+    cost = f"{flops['forward'] / 1e9:.3f} GFLOP/img forward, " if flops else ""
+    how = (m.get("export") or {}).get("note")
+    return f"{what}, input {shape}, {size}{cost}fingerprint `{m['fingerprint'][:12]}`" + (f" ({how})" if how else "")
+
+
 FULL_EPOCH = 50_000  # CIFAR-10's training images, for the extrapolated epoch time
 
 
@@ -132,7 +158,7 @@ def headline(results: Results) -> list[str]:
     lines = []
     for model, entry in results.models.items():
         for r in entry.ratios:
-            if r.baseline == BASELINE and r.scenario.kind in ("latency", "training"):
+            if r.baseline == entry.baseline and r.scenario.kind in ("latency", "training"):
                 lines.append(
                     f"{model} {r.scenario.title}: {r.path} / {r.baseline} = {ci(r)} (95% CI, {r.rounds} "
                     f"rounds; between rounds {r.q25:.3f}-{r.q75:.3f})"
@@ -151,7 +177,7 @@ def ship(entry: ModelResults) -> list[list[str]]:
     rows = []
     for scenario in entry.scenarios():
         best = _best(entry, scenario)
-        m, r = entry.measurement(scenario, best), entry.ratio(scenario, best, BASELINE)
+        m, r = entry.measurement(scenario, best), entry.ratio(scenario, best, entry.baseline)
         rows.append([scenario.title, best, figure(m, scenario), ci(r, as_speedup=scenario.kind == "throughput")])
     return rows
 
@@ -241,7 +267,7 @@ def csv_rows(results: Results) -> list[dict]:
     for model, entry in results.models.items():
         for m in entry.measurements:
             s = m.scenario
-            r = entry.ratio(s, m.path, BASELINE)
+            r = entry.ratio(s, m.path, entry.baseline)
             times = {} if s.rate else {f"p{q}_ms": m.percentile(q) * 1e3 for q in (50, 90, 99)}
             rows.append(
                 {
@@ -292,7 +318,7 @@ def _gate_section(gate: dict) -> str:
 def _scenario_section(entry: ModelResults, scenario: Scenario) -> str:
     rows = []
     for path in entry.paths(scenario):
-        m, r = entry.measurement(scenario, path), entry.ratio(scenario, path, BASELINE)
+        m, r = entry.measurement(scenario, path), entry.ratio(scenario, path, entry.baseline)
         lo, hi = m.spread
         if scenario.rate:
             value, spread = f"{m.value:,.1f}", f"{lo:,.1f}–{hi:,.1f}"
@@ -317,7 +343,7 @@ def _scenario_section(entry: ModelResults, scenario: Scenario) -> str:
         header, unit = ["path", "rounds × values", "warm-up calls", "images/s"], "total images/s"
     else:
         header, unit = ["path", "rounds × calls", "warm-up calls", "p50", "p90", "p99", "images/s"], "ms per call"
-    header += ["round medians", f"vs {BASELINE} (95% CI)", "between rounds (IQR)"]
+    header += ["round medians", f"vs {entry.baseline} (95% CI)", "between rounds (IQR)"]
     note = {
         "concurrency": " (batch 1, one intra-op thread per caller: Python threads for py, std::threads for "
         "cpp and exe)",
@@ -359,18 +385,14 @@ def markdown(results: Results, plots: list[str]) -> str:
     if any("*" in c for r in rows for c in r):
         out.append("\n`*` time extrapolated from the measured steps to a full 50,000-image epoch.\n")
     for model, entry in results.models.items():
-        m = entry.manifest
-        out.append(
-            f"\n## {model}: {m['model']['stem']} stem, layers {m['model']['layers']}, width "
-            f"{m['model']['width']}, {m['parameters']:,} parameters, "
-            f"{m['flops_per_image']['forward'] / 1e9:.3f} GFLOP/img forward, fingerprint "
-            f"`{m['fingerprint'][:12]}`\n"
-        )
+        out.append(f"\n## {model}: {describe_model(entry.manifest)}\n")
+        if entry.skipped:
+            out.append("\nNot measured: " + "; ".join(f"{r} ({why})" for r, why in entry.skipped.items()) + ".\n")
         if entry.measurements:
             out.append(
-                "\n### What should I ship?\n\nThe fastest path per scenario against py-eager (times: below 1 "
-                "is faster; throughput and rates: above 1 is more), 95% interval over rounds.\n\n"
-                + md_table(SHIP_COLUMNS, ship(entry))
+                f"\n### What should I ship?\n\nThe fastest path per scenario against {entry.baseline} (times: "
+                "below 1 is faster; throughput and rates: above 1 is more), 95% interval over rounds.\n\n"
+                + md_table(ship_columns(entry), ship(entry))
             )
             share = language_share(entry)
             if share:
@@ -387,7 +409,7 @@ def markdown(results: Results, plots: list[str]) -> str:
                     "from C++.\n\n" + md_table(["scenario", "ratio", "95% CI"], scripted)
                 )
             out.append(
-                f"\n### How far the rounds went\n\nEach path ran until each of its ratios to {BASELINE} had a "
+                f"\n### How far the rounds went\n\nEach path ran until each of its ratios to {entry.baseline} had a "
                 f"95% interval within ±{cfg['target']:.0%} (t on the log of the per-round ratios), or the "
                 "budget or the most rounds ended it.\n\n"
                 + md_table(
@@ -403,7 +425,7 @@ def markdown(results: Results, plots: list[str]) -> str:
             "\n### Compile and load times (apart from the timed calls)\n\n",
             md_table(["path", "threads compiled in (0: dynamic)", "load s", "compile s"], costs(entry)),
         ]
-        if entry.measurement(LATENCY, entry.paths(LATENCY)[0] if entry.paths(LATENCY) else "") is not None:
+        if entry.paths(LATENCY) and entry.manifest.get("flops_per_image"):
             g = results.floor_gflops
             out.append(
                 f"\n### Against the machine's floor\n\nA 2048² GEMM here: {g['fp32']:.0f} GFLOP/s at fp32, "

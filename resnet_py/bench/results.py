@@ -167,6 +167,8 @@ class ModelResults:
     ratios: list[Ratio] = field(default_factory=list)
     training: dict[str, dict] = field(default_factory=dict)  # per path: the step's split, compile time, epochs
     stopping: dict[str, dict] = field(default_factory=dict)  # per path: rounds, calls, why it stopped
+    baseline: str = "py-eager"  # what every path is compared with (for a model file, its engine in Python)
+    skipped: dict[str, str] = field(default_factory=dict)  # runtimes that cannot run this model, and why
 
     def measurement(self, scenario: Scenario, path: str) -> Measurement | None:
         return next((m for m in self.measurements if m.scenario == scenario and m.path == path), None)
@@ -192,6 +194,8 @@ class ModelResults:
             "ratios": [r.to_dict() for r in self.ratios],
             "training": self.training,
             "stopping": self.stopping,
+            "baseline": self.baseline,
+            "skipped": self.skipped,
         }
 
     @classmethod
@@ -205,6 +209,8 @@ class ModelResults:
             [Ratio.from_dict(r) for r in d.get("ratios", [])],
             d.get("training", {}),
             d.get("stopping", {}),
+            d.get("baseline", "py-eager"),
+            d.get("skipped", {}),
         )
 
 

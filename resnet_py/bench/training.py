@@ -4,6 +4,7 @@ record field, never by column position."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from resx.bench.registry import BASELINE, RUNTIMES
 from resx.bench.results import Scenario
 from resx.errors import BenchError
 from resx.rundir import RunDir
+from resx.sources import Source
 
 SPLIT = ("data_s", "forward_s", "backward_s", "optimizer_s")
 FULL_EPOCH = 50_000  # CIFAR-10's training images, for the extrapolated epoch time
@@ -40,7 +42,7 @@ def synthetic_cifar(root: Path, n_train: int, n_test: int, seed: int) -> Path:
     return root
 
 
-def train_command(cfg: BenchConfig, model: str, spec: dict, dtype: str, data: Path, out: Path) -> list[str]:
+def train_command(cfg: BenchConfig, source: Source, spec: dict, dtype: str, data: Path, out: Path) -> list[str]:
     """The `resx train` that trains this path (a new process: the language's own start-up included)."""
     full = cfg.epochs > 0
     args = [
@@ -53,11 +55,7 @@ def train_command(cfg: BenchConfig, model: str, spec: dict, dtype: str, data: Pa
         "--data",
         str(data),
         "--model",
-        model,
-        "--stem",
-        cfg.stem,
-        "--width",
-        str(cfg.width),
+        source.spec,
         "--epochs",
         str(max(1, cfg.epochs)),
         "--batch-size",
@@ -75,23 +73,30 @@ def train_command(cfg: BenchConfig, model: str, spec: dict, dtype: str, data: Pa
         "--test-subset",
         "0" if full else str(cfg.train_batch),
     ]
-    args += ["--layers", ",".join(map(str, cfg.layers))] if cfg.layers else []
+    if source.kind == "builtin":
+        args += ["--stem", cfg.stem, "--width", str(cfg.width)]
+        args += ["--layers", ",".join(map(str, cfg.layers))] if cfg.layers else []
+    else:
+        args += ["--model-kwargs", json.dumps(source.kwargs)] if source.kwargs else []
     args += ["--compile"] if spec.get("compile") else []
     args += ["--channels-last"] if cfg.channels_last else []
     args += ["--deterministic"] if cfg.deterministic else []
     return [sys.executable, "-m", "resx", "train", *args]
 
 
-def training(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> tuple[Rounds, dict[str, dict]]:
-    """Every path that trains (py-eager, py-script, py-compile, cpp-script, exe-script, at each dtype), in
-    rounds; returns the rounds and, per path, the step's split, compile time and (full epochs) accuracy."""
+def training(
+    source: Source, cfg: BenchConfig, work: Path, notify: Notify, baseline: str = BASELINE
+) -> tuple[Rounds, dict[str, dict]]:
+    """Every path that trains (py-eager, py-script, py-compile, cpp-eager, cpp-script, exe-eager, exe-script,
+    at each dtype), in rounds, on CIFAR-10's 3x32x32 images; returns the rounds and, per path, the step's
+    split, compile time and (full epochs) accuracy."""
     full = cfg.epochs > 0
     data = (
         Path(cfg.data)
         if cfg.data
         else synthetic_cifar(work / "synthetic", cfg.train_steps * cfg.train_batch, cfg.train_batch, cfg.seed)
     )
-    paths = cfg.train_paths()
+    paths = cfg.train_paths(source)
     by_label = {p.label: p for p in paths}
     scenario = Scenario("training", batch=cfg.train_batch)
     # Whole epochs: as many runs as asked, no adaptive stop; steps: up to train_rounds, adaptively.
@@ -100,7 +105,7 @@ def training(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> tuple[
         if full
         else dict(min_rounds=min(cfg.min_rounds, cfg.train_rounds), max_rounds=cfg.train_rounds)
     )
-    rounds = Rounds(replace(cfg, **fixed), [p.label for p in paths], cfg.train_budget, BASELINE)
+    rounds = Rounds(replace(cfg, **fixed), [p.label for p in paths], cfg.train_budget, baseline)
     detail: dict[str, dict] = {p.label: {"split_ns": {k: [] for k in SPLIT}, "compile_s": []} for p in paths}
     while rounds.active:
         meter = OtherLoad()
@@ -108,10 +113,12 @@ def training(model: str, cfg: BenchConfig, work: Path, notify: Notify) -> tuple[
         for label in rotations(rounds.active, rounds.done):
             p = by_label[label]
             notify(f"training round {rounds.done + 1}: {label} (fresh process)")
-            out = work / f"train-{model}-{label}-{rounds.done}"
+            out = work / f"train-{source.label}-{label}-{rounds.done}"
             started = time.monotonic()
             proc = subprocess.run(
-                train_command(cfg, model, RUNTIMES[p.runtime].train, p.dtype, data, out), capture_output=True, text=True
+                train_command(cfg, source, RUNTIMES[p.runtime].train, p.dtype, data, out),
+                capture_output=True,
+                text=True,
             )
             if proc.returncode != 0:
                 lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -9,7 +9,7 @@ evaluate   test loss and top-1 of a checkpoint
 """
 
 from resx.train.evaluate import evaluate_checkpoint
-from resx.train.prepare import DEFAULT_MODULE, MODULES, RUNTIMES, Prepared, prepare
+from resx.train.prepare import DEFAULT_MODULE, MODULES, RUNTIMES, Prepared, default_module, prepare
 from resx.train.progress import Progress, Stop, parse_progress
 from resx.train.run import Outcome, resume, start, train
 from resx.train.trainer import EvalResult, Trainer, evaluate
@@ -24,6 +24,7 @@ __all__ = [
     "Progress",
     "Stop",
     "Trainer",
+    "default_module",
     "evaluate",
     "evaluate_checkpoint",
     "parse_progress",

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 
 from resx import data as D
 from resx.cpp import _cpp
+from resx.data import IMAGE_SHAPE
 from resx.device import check_device
 from resx.errors import TrainError
-from resx.export import graph_fingerprint
-from resx.models import ModelConfig, build
+from resx.export import graph_fingerprint, graph_of, save
+from resx.models import ModelConfig
 from resx.rundir import CHECKPOINT_FORMAT, check_tensors, read_checkpoint
+from resx.sources import Source
 from resx.train.trainer import EvalResult, evaluate
+
+
+def checkpoint_source(path: Path, ckpt: dict) -> Source:
+    """The model a checkpoint's weights are for: a resx ResNet's config, or a source (TrainConfig.checkpoint_model)."""
+    try:
+        described = json.loads(ckpt["model_config"])
+    except json.JSONDecodeError:
+        raise TrainError(f"{path}: malformed resx checkpoint (model_config is not JSON)") from None
+    if isinstance(described, dict) and "kind" in described:
+        return Source.from_dict(described)
+    config = ModelConfig.from_dict(described)
+    return Source("builtin", config.name, IMAGE_SHAPE, {}, config.num_classes, config)
 
 
 def evaluate_checkpoint(
@@ -29,19 +44,16 @@ def evaluate_checkpoint(
         raise TrainError(f"--test-subset must be >= 0 (0: all), got {test_subset}")
     check_device(device)
     ckpt = read_checkpoint(weights)
-    try:
-        config = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
-    except json.JSONDecodeError:
-        raise TrainError(f"{weights}: malformed resx checkpoint (model_config is not JSON)") from None
+    source = checkpoint_source(weights, ckpt)
     layout, directory = D.find_layout(data)
     if runtime == "cpp" and layout != "binary":
         raise TrainError(f"{data}: the C++ runtime reads the binary layout; use `resx data convert`")
-    model = build(config)
-    fp = graph_fingerprint(model.eval())
+    model = source.build(check=False)
+    fp = graph_fingerprint(model.eval(), source.shape)
     if fp is not None and fp != ckpt["fingerprint"]:
         raise TrainError(
             f"{weights}: weights are for another architecture (fingerprint "
-            f"{ckpt['fingerprint'][:12]} != {config.name} {fp[:12]})"
+            f"{ckpt['fingerprint'][:12]} != {source.spec} {fp[:12]})"
         )
     if runtime == "py":
         check_tensors(weights, "model", model.state_dict(), ckpt["model"])
@@ -49,15 +61,32 @@ def evaluate_checkpoint(
         model.to(device)
         split = D.first_n(D.load_split(directory, "test"), test_subset)
         result = evaluate(model, D.CifarLoader(*split, batch_size, train=False), torch.device(device))
-    else:  # the C++ frontend module, filled from the checkpoint alone: no TorchScript on this path
+    elif source.cpp_module:  # the C++ frontend module, filled from the checkpoint alone: no TorchScript
         spec = D.AUGMENT.to_cpp()
         result = EvalResult(
             *_cpp.evaluate(str(weights), CHECKPOINT_FORMAT, str(directory), batch_size, test_subset, spec, device)
         )
+    else:  # a model resx writes no C++ module for: its TorchScript graph, filled from the checkpoint
+        with tempfile.TemporaryDirectory() as tmp:
+            model_file = Path(tmp) / "model.pt"
+            save(graph_of(model, source.shape)[0], model_file)
+            spec = D.AUGMENT.to_cpp()
+            result = EvalResult(
+                *_cpp.evaluate(
+                    str(weights),
+                    CHECKPOINT_FORMAT,
+                    str(directory),
+                    batch_size,
+                    test_subset,
+                    spec,
+                    device,
+                    str(model_file),
+                )
+            )
     return {
         "runtime": runtime,
         "weights": str(weights),
-        "model": config.name,
+        "model": source.spec,
         "fingerprint": ckpt["fingerprint"],
         "test_loss": result.loss,
         "test_top_1": result.top_1,

@@ -16,7 +16,6 @@ from resx.distributed import SINGLE, World
 from resx.errors import TrainError
 from resx.export import export, export_weights, fingerprint, load, read_weights, state_fingerprint
 from resx.files import atomic_write
-from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
 from resx.rundir import (
     CHECKPOINT,
@@ -28,12 +27,19 @@ from resx.rundir import (
     check_resumable,
     read_checkpoint,
 )
+from resx.sources import Source
 
 RUNTIMES = ("py", "cpp", "cpp-exe")
 # What a runtime trains: the module written in its own language (eager: the nn.Module in Python, its
 # torch::nn mirror in C++, from a weights export), or the TorchScript file (scripted), which both load.
 MODULES = ("eager", "scripted")
 DEFAULT_MODULE = "eager"  # in both runtimes: what users of each API write, and no TorchScript needed
+
+
+def default_module(runtime: str, source: Source) -> str:
+    """eager, where the runtime's language has the module (Python always; C++ for the ResNets resx writes
+    in its C++ frontend); else scripted, the TorchScript file."""
+    return DEFAULT_MODULE if runtime == "py" or source.cpp_module else "scripted"
 
 
 def saved_module(saved: dict) -> str:
@@ -84,7 +90,7 @@ def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path
     if resume and target.exists():
         if module == "eager":
             state, manifest = read_weights(target)
-            module_ = build(ModelConfig.from_dict(manifest["model"]))
+            module_ = Source.from_manifest(manifest).build(check=False)
             module_.load_state_dict(state)
             if manifest.get("state_fingerprint") != state_fingerprint(module_):
                 raise TrainError(f"{target}: its manifest does not match its state; the run directory is damaged")
@@ -99,11 +105,11 @@ def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path
         if (
             manifest is None
             or manifest.get("seed") != config.seed
-            or ModelConfig.from_dict(manifest["model"]) != config.model_config()
+            or Source.from_manifest(manifest).to_dict() != config.source().to_dict()
         ):
             raise TrainError(f"{source}: not an export of {config.model} with seed {config.seed}")
     write = export_weights if module == "eager" else export
-    return write(config.model_config(), target, seed=config.seed)["fingerprint"]
+    return write(config.source(), target, seed=config.seed)["fingerprint"]
 
 
 def check_world(runtime: str, world_size: int) -> None:
@@ -129,6 +135,12 @@ def _check_inputs(
         raise TrainError(f"unknown runtime '{runtime}': py, cpp or cpp-exe")
     if module not in MODULES:
         raise TrainError(f"unknown --module '{module}': eager (the module in the runtime's language) or scripted")
+    source = config.source()
+    if runtime != "py" and module == "eager" and not source.cpp_module:
+        raise TrainError(
+            f"resx writes no C++ module for {source.spec} (its C++ frontend has the ResNets): train it in "
+            f"C++ with --module scripted (its TorchScript file), or in Python (--runtime py)"
+        )
     if config.compile and (runtime != "py" or module != "eager"):
         raise TrainError("--compile applies to the py runtime's eager module (torch.compile is Python's)")
     check_device(config.device)

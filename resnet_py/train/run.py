@@ -17,7 +17,7 @@ from resx.errors import LaunchError, ResxError, TrainError
 from resx.recipe import TrainConfig
 from resx.rundir import EpochRecord, RunDir
 from resx.train.cpp import train_executable, train_extension
-from resx.train.prepare import DEFAULT_MODULE, Prepared, check_world, prepare, saved_module
+from resx.train.prepare import Prepared, check_world, default_module, prepare, saved_module
 from resx.train.progress import ProgressFn, Stop
 from resx.train.trainer import Trainer
 
@@ -51,7 +51,7 @@ def start(
     *,
     runtime: str = "py",
     data: Path | None = None,
-    module: str = DEFAULT_MODULE,
+    module: str | None = None,
     overwrite: bool = False,
     launch: Launch | None = None,
     argv: list[str] | None = None,
@@ -62,11 +62,12 @@ def start(
     """A new run in `output`. launch: the processes to train in (None: one, or torchrun's when it started
     this process); argv: the `resx` command line that torchrun repeats in each of them; stop: how the
     caller asks it to stop (SIGINT and SIGTERM do, always); model_file: an export of the same model and
-    seed to reuse."""
+    seed to reuse; module: eager or scripted (None: eager where the runtime's language has the module)."""
     world = _world(launch)
     size = world.size if distributed.launched() else (launch or Launch()).world_size
     config.world_size = size
     config.validate()
+    module = module or default_module(runtime, config.source())
     check_device(config.device)
     check_world(runtime, size)
     if size > 1 and not distributed.launched():

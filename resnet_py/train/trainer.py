@@ -5,7 +5,6 @@ writes."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from resx import distributed
 from resx.device import autocast, set_deterministic, sync, to_channels_last, to_device
 from resx.errors import TrainError
 from resx.export import load
-from resx.models import build
 from resx.rundir import (
     CHECKPOINT,
     CHECKPOINT_FORMAT,
@@ -91,7 +89,9 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         set_deterministic(cfg.deterministic)
-        model = build(cfg.model_config(), seed=cfg.seed) if job.module == "eager" else load(self.run_dir / MODEL)[0]
+        model = (
+            cfg.source().build(seed=cfg.seed, check=False) if job.module == "eager" else load(self.run_dir / MODEL)[0]
+        )
         self.model = model.to(self.device)
         if cfg.channels_last:
             to_channels_last(self.model)
@@ -267,7 +267,7 @@ class Trainer:
             {
                 "format": CHECKPOINT_FORMAT,
                 "fingerprint": self.job.fingerprint,
-                "model_config": json.dumps(self.config.model_config().to_dict(), separators=(",", ":")),
+                "model_config": self.config.checkpoint_model(),
                 "config_digest": self.config.digest(),
                 "steps_per_epoch": self.job.steps_per_epoch,
                 "epoch": self.epochs_done,
@@ -312,7 +312,9 @@ class Trainer:
         self._report(progress, phase="compile" if cfg.compile else "train", epoch=self.epochs_done)
         self.compile()
         self._report(progress, phase="train", epoch=self.epochs_done)
+        seeds = cfg.model_seeds()
         for epoch in range(self.epochs_done, cfg.epochs):
+            torch.manual_seed(seeds[epoch])  # dropout's, as resx::Trainer (the data plan has its own)
             self.model.train()
             start = time.perf_counter()
             self._batches = self.train_loader.batches(epoch)

@@ -39,6 +39,7 @@ def make_runner(name: str, model_file: Path, options: EngineOptions, label: str 
     runtime = RUNTIMES[resolve(name)]
     o = replace(options, engine=runtime.engine)
     flags = ["--device", o.device, "--engine", o.engine, "--dtype", o.dtype, "--runners", str(o.runners)]
+    flags += ["--input-shape", ",".join(map(str, o.input_shape))]
     flags += ["--channels-last"] if o.channels_last else []
     flags += ["--deterministic"] if o.deterministic else []
     flags += ["--cuda-graphs"] if o.cuda_graphs else []

@@ -13,9 +13,9 @@ from resx.bench.config import WarmupRule
 from resx.engines import EngineOptions
 
 
-def make_input(batch: int, seed: int, device: str = "cpu") -> torch.Tensor:
+def make_input(batch: int, seed: int, device: str = "cpu", shape: tuple[int, ...] = (3, 32, 32)) -> torch.Tensor:
     """The benchmark input; the same ATen call as resx::make_input, so the same numbers."""
-    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
+    return torch.randn(batch, *shape, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Runner(ABC):
 
     def __init__(self, name: str, model_file: Path, options: EngineOptions):
         self.name, self.model_file, self.options, self.device = name, Path(model_file), options, options.device
+        self.shape = tuple(options.input_shape)
 
     @abstractmethod
     def start(self) -> None: ...

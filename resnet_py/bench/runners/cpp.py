@@ -20,6 +20,7 @@ class CppRunner(Runner):
             o.runners,
             o.deterministic,
             o.cuda_graphs,
+            list(o.input_shape),
         )
 
     def stop(self) -> None:
@@ -33,12 +34,12 @@ class CppRunner(Runner):
             "compile_seconds": 0.0,
             "recorded": e.recorded(),
         }
-        output = e.forward(_cpp.make_input(1, seed, self.device)).cpu()
+        output = e.forward(_cpp.make_input(1, seed, self.device, list(self.shape))).cpu()
         return Identity(
             e.fingerprint(),
             e.weights_hash(),
             e.state_fingerprint(),
-            _cpp.input_hash(1, seed),
+            _cpp.input_hash(1, seed, list(self.shape)),
             output,
             _cpp.env(),
             compiled,
@@ -49,11 +50,11 @@ class CppRunner(Runner):
         return int(_cpp.env()["intra_op_threads"])
 
     def warm_up(self, batch: int, seed: int, rule: WarmupRule) -> int:
-        x = _cpp.make_input(batch, seed, self.device)
+        x = _cpp.make_input(batch, seed, self.device, list(self.shape))
         return _cpp.warm_up(self.engine, x, rule.window, rule.tolerance, rule.max_calls)
 
     def time(self, batch: int, seed: int, calls: int) -> list[int]:
-        return _cpp.time_forward(self.engine, _cpp.make_input(batch, seed, self.device), calls)
+        return _cpp.time_forward(self.engine, _cpp.make_input(batch, seed, self.device, list(self.shape)), calls)
 
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
-        return _cpp.time_threads(self.engine, _cpp.make_input(1, seed, self.device), threads, seconds)
+        return _cpp.time_threads(self.engine, _cpp.make_input(1, seed, self.device, list(self.shape)), threads, seconds)

@@ -34,8 +34,8 @@ class PyRunner(Runner):
             "recorded": e.recorded,
         }
         with torch.inference_mode():
-            output = e(make_input(1, seed, self.device)).cpu()
-        input_hash = tensor_sha1(make_input(1, seed))
+            output = e(make_input(1, seed, self.device, self.shape)).cpu()
+        input_hash = tensor_sha1(make_input(1, seed, shape=self.shape))
         return Identity(
             e.fingerprint(), e.weights_hash(), e.state_fingerprint(), input_hash, output, python_env(), compiled
         )
@@ -51,7 +51,7 @@ class PyRunner(Runner):
         return time.perf_counter_ns() - t0
 
     def warm_up(self, batch: int, seed: int, rule: WarmupRule) -> int:
-        x, times, w = make_input(batch, seed, self.device), [], rule.window
+        x, times, w = make_input(batch, seed, self.device, self.shape), [], rule.window
         with torch.inference_mode():
             while len(times) < rule.max_calls:
                 times.append(self._call_ns(x))
@@ -60,12 +60,12 @@ class PyRunner(Runner):
         return len(times)
 
     def time(self, batch: int, seed: int, calls: int) -> list[int]:
-        x = make_input(batch, seed, self.device)
+        x = make_input(batch, seed, self.device, self.shape)
         with torch.inference_mode():
             return [self._call_ns(x) for _ in range(calls)]
 
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
-        x = make_input(1, seed, self.device)
+        x = make_input(1, seed, self.device, self.shape)
         counts = [0] * threads
         go = threading.Event()
 

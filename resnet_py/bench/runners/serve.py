@@ -46,8 +46,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runners", type=int, default=1)
     parser.add_argument("--deterministic", action="store_true")
     parser.add_argument("--cuda-graphs", action="store_true")
+    parser.add_argument("--input-shape", default="3,32,32")
     a = parser.parse_args(argv)
-    options = EngineOptions(a.engine, a.device, a.dtype, a.channels_last, a.runners, a.deterministic, a.cuda_graphs)
+    shape = tuple(int(v) for v in a.input_shape.split(","))
+    options = EngineOptions(
+        a.engine, a.device, a.dtype, a.channels_last, a.runners, a.deterministic, a.cuda_graphs, shape
+    )
     runner = make_local_runner(a.runtime, a.file, options)
     try:
         runner.start()

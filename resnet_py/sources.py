@@ -1,0 +1,365 @@
+"""Where a model comes from: every way to name one, in one place, for export, bench, train, eval and inspect.
+
+    resnet18, resnet34, ...          a resx ResNet (resx.models), shaped by --stem, --layers, --width
+    torchvision:NAME                 a classification builder of torchvision.models, random weights from the seed
+    package.module:callable          a factory in the user's environment, keyword arguments as JSON
+    path/to/file.py:callable         a factory in a file
+    path/to/model.pt | model.pt2     a TorchScript file or an AOTInductor package that resx did not write
+
+A Source builds the eager module (every kind but a file), checks that it is an image classifier resx can
+run (one tensor in, N x classes out, parameters) at its input shape, and describes itself for the
+manifest, so that a later process rebuilds the same module (Source.from_manifest): the fingerprint of its
+graph then proves it is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resx.data import AUGMENT, IMAGE_SHAPE
+from resx.errors import ConfigError
+from resx.models import ARCHITECTURES, ModelConfig, build
+
+KINDS = ("builtin", "torchvision", "factory", "file")
+TORCHVISION_SHAPE = (3, 224, 224)  # what torchvision's classification weights were trained at
+FILE_SUFFIXES = (".pt", ".pt2")
+SPEC_HELP = (
+    "a resx ResNet (resnet18, resnet34, resnet50, resnet101, resnet152), torchvision:NAME, "
+    "package.module:callable, file.py:callable, or a .pt / .pt2 file"
+)
+
+
+def input_shape(text: str | None, option: str = "--input-shape") -> tuple[int, int, int] | None:
+    """'3,224,224' -> (3, 224, 224); anything else is one line naming the option."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ConfigError(f"{option} '{text}': give C,H,W, three positive whole numbers, e.g. 3,224,224")
+    return values  # type: ignore[return-value]
+
+
+def file_sha1(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class Source:
+    """A model as the user named it, resolved. `config` for a resx ResNet; `kwargs` for a builder or a
+    factory; `num_classes` None: the builder's own; `shape`: the input, C x H x W."""
+
+    kind: str
+    name: str  # resnet18 | mobilenet_v3_small | package.module:callable | /abs/file.py:callable | /abs/model.pt
+    shape: tuple[int, int, int] | None  # None only for a model file given without --input-shape
+    kwargs: dict = field(default_factory=dict)
+    num_classes: int | None = None
+    config: ModelConfig | None = None
+    sha1: str | None = None  # of the factory's file, or of the model file
+
+    # ------------------------------------------------------------------------------------- naming
+    @classmethod
+    def parse(
+        cls,
+        spec: str,
+        kwargs: dict | None = None,
+        num_classes: int | None = None,
+        shape: tuple[int, int, int] | None = None,
+        *,
+        stem: str = "cifar",
+        layers: list[int] | None = None,
+        width: int = 64,
+    ) -> Source:
+        """Resolve what the user wrote; one line naming the problem when it names nothing resx can run."""
+        kwargs = dict(kwargs or {})
+        if not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(f"give a model: {SPEC_HELP}")
+        spec = spec.strip()
+        if spec in ARCHITECTURES:
+            if kwargs:
+                raise ConfigError(
+                    f"--model-kwargs applies to torchvision and factory models; shape {spec} with "
+                    f"--stem, --layers and --width"
+                )
+            config = ModelConfig(spec, 10 if num_classes is None else num_classes, stem, layers, width)
+            return cls("builtin", spec, shape or IMAGE_SHAPE, {}, config.num_classes, config)
+        if spec.startswith("torchvision:"):
+            return cls._torchvision(spec.removeprefix("torchvision:"), kwargs, num_classes, shape)
+        if spec.endswith(FILE_SUFFIXES) and ":" not in Path(spec).name:
+            return cls._file(Path(spec), shape)
+        if ":" in spec:
+            return cls._factory(spec, kwargs, num_classes, shape)
+        raise ConfigError(f"unknown model '{spec}': give {SPEC_HELP}")
+
+    @classmethod
+    def _torchvision(cls, name: str, kwargs: dict, num_classes: int | None, shape) -> Source:
+        from torchvision import models
+
+        known = models.list_models(module=models)  # the classification builders
+        if name not in known:
+            near = [k for k in known if name.split("_")[0] in k][:5]
+            hint = f" (did you mean {', '.join(near)}?)" if near else "; see torchvision.models.list_models()"
+            raise ConfigError(f"torchvision:{name}: not a classification builder of torchvision {_tv()}{hint}")
+        return cls("torchvision", name, shape or TORCHVISION_SHAPE, kwargs, num_classes)
+
+    @classmethod
+    def _factory(cls, spec: str, kwargs: dict, num_classes: int | None, shape) -> Source:
+        where, _, attr = spec.rpartition(":")
+        if not where or not attr.isidentifier():
+            raise ConfigError(f"'{spec}': a factory is package.module:callable or file.py:callable")
+        sha1 = None
+        if where.endswith(".py"):
+            path = Path(where).expanduser().resolve()
+            if not path.is_file():
+                raise ConfigError(f"{where}: no such file (a factory file.py:callable)")
+            where, sha1 = str(path), file_sha1(path)
+        return cls("factory", f"{where}:{attr}", shape or IMAGE_SHAPE, kwargs, num_classes, sha1=sha1)
+
+    @classmethod
+    def _file(cls, path: Path, shape) -> Source:
+        path = path.expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        return cls("file", str(path), shape, sha1=file_sha1(path))  # shape None: the file does not say
+
+    # ------------------------------------------------------------------------------------ describing
+    @property
+    def label(self) -> str:
+        """A short name for reports and file names."""
+        if self.kind == "factory":
+            return self.name.rpartition(":")[2]
+        return Path(self.name).stem if self.kind == "file" else self.name
+
+    @property
+    def spec(self) -> str:
+        """What names it on the command line."""
+        return f"torchvision:{self.name}" if self.kind == "torchvision" else self.name
+
+    @property
+    def buildable(self) -> bool:
+        return self.kind != "file"
+
+    @property
+    def cpp_module(self) -> bool:
+        """Whether resx writes this network in LibTorch's C++ frontend (resx::ResNet): its ResNets."""
+        return self.kind == "builtin"
+
+    @property
+    def normalization(self) -> dict | None:
+        """Input normalisation where the source defines it: CIFAR-10's for the ResNets, ImageNet's for
+        torchvision's builders (their weights' transforms); none known for a factory or a file."""
+        if self.kind == "builtin":
+            return {"mean": list(AUGMENT.mean), "std": list(AUGMENT.std), "from": "CIFAR-10's training set"}
+        if self.kind == "torchvision":
+            from torchvision import models
+
+            weights = models.get_model_weights(self.name)
+            t = next(iter(weights)).transforms()
+            return {"mean": list(t.mean), "std": list(t.std), "from": f"torchvision {weights.__name__}"}
+        return None
+
+    def to_dict(self) -> dict:
+        """The manifest's "source": enough for a later process to rebuild the same module."""
+        out = {"kind": self.kind, "name": self.name, "input_shape": None if self.shape is None else list(self.shape)}
+        if self.kind == "builtin":
+            return out | {"config": self.config.to_dict()}
+        if self.kind == "torchvision":
+            out["torchvision_version"] = _tv()
+        out |= {"kwargs": self.kwargs, "num_classes": self.num_classes}
+        return out | ({"sha1": self.sha1} if self.sha1 else {})
+
+    def model_dict(self) -> dict:
+        """The manifest's "model": a resx ResNet's config (what C++ builds its module from), else the name
+        and the classes."""
+        if self.kind == "builtin":
+            return self.config.to_dict()
+        return {"name": self.label, "num_classes": self.num_classes, "source": self.kind}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Source:
+        """The inverse of to_dict (a manifest's or a checkpoint's source)."""
+        try:
+            shape = d.get("input_shape", IMAGE_SHAPE)
+            kind, shape = d["kind"], None if shape is None else tuple(int(v) for v in shape)
+            if kind == "builtin":
+                config = ModelConfig.from_dict(d["config"])
+                return cls(kind, config.name, shape, {}, config.num_classes, config)
+            if kind not in KINDS:
+                raise ConfigError(f"unknown model source kind '{kind}'")
+            return cls(
+                kind, str(d["name"]), shape, dict(d.get("kwargs") or {}), d.get("num_classes"), sha1=d.get("sha1")
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"not a model source ({type(e).__name__}: {e}): {d}") from None
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> Source:
+        """The source a manifest records; a manifest from before sources names a resx ResNet."""
+        if "source" in manifest:
+            return cls.from_dict(manifest["source"])
+        config = ModelConfig.from_dict(manifest["model"])
+        return cls("builtin", config.name, IMAGE_SHAPE, {}, config.num_classes, config)
+
+    # -------------------------------------------------------------------------------------- building
+    def build(self, seed: int | None = 0, check: bool = True) -> nn.Module:
+        """The eager module, its weights a function of `seed` alone; checked (check=True) to be an image
+        classifier resx runs at this shape. One line naming the problem otherwise."""
+        if self.kind == "builtin":
+            return build(self.config, seed=seed)
+        if self.kind == "file":
+            raise ConfigError(
+                f"{self.name}: a model file has no eager module to rebuild; run it with the engines of its format"
+            )
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            module = self._call_builder()
+        if check:
+            self.check(module)
+        return module
+
+    def _call_builder(self):
+        what = f"torchvision:{self.name}" if self.kind == "torchvision" else self.name
+        if self.kind == "torchvision":
+            from torchvision import models
+
+            builder = lambda **kw: models.get_model(self.name, weights=None, **kw)
+            kwargs = self.kwargs | ({} if self.num_classes is None else {"num_classes": self.num_classes})
+        else:
+            builder, kwargs = self._factory_callable(), self.kwargs
+            if self.num_classes is not None and _accepts(builder, "num_classes"):
+                kwargs = {"num_classes": self.num_classes} | kwargs  # a factory without it keeps its own
+        try:
+            module = builder(**kwargs)
+        except Exception as e:  # noqa: BLE001  (the user's code: any error is theirs, told in one line)
+            raise ConfigError(f"{what}({_kwargs_text(kwargs)}) raised {type(e).__name__}: {_first(e)}") from None
+        if not isinstance(module, nn.Module):
+            raise ConfigError(f"{what} returned a {type(module).__name__}, not a torch.nn.Module")
+        return module
+
+    def _factory_callable(self):
+        where, _, attr = self.name.rpartition(":")
+        try:
+            if where.endswith(".py"):
+                path = Path(where)
+                if not path.is_file():
+                    raise ConfigError(f"{where}: no such file (the factory of this model)")
+                name = f"resx_factory_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module  # dataclasses and pickling look modules up by name
+                spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(where)
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001  (a module that does not import: any error, one line)
+            raise ConfigError(f"cannot import {where} ({type(e).__name__}: {_first(e)})") from None
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise ConfigError(f"{where} has no callable '{attr}'")
+        return factory
+
+    def check(self, module: nn.Module) -> None:
+        """One tensor in, one [N, classes] tensor out, some parameters: what resx runs and trains."""
+        what = self.spec
+        if not any(True for _ in module.parameters()):
+            raise ConfigError(f"{what}: the module has no parameters; resx compares networks with weights")
+        required = [
+            p
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        star = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
+        if len(required) > 1 or (not required and not star):
+            names = ", ".join(p.name for p in required) or "none"
+            raise ConfigError(
+                f"{what}: forward takes {len(required)} inputs ({names}); resx runs image classifiers "
+                f"of one input tensor"
+            )
+        out = run_at(module, self.shape, what)
+        if not isinstance(out, torch.Tensor):
+            raise ConfigError(
+                f"{what}: forward returns a {type(out).__name__}, not one tensor of logits; wrap the "
+                f"model in a module that returns the logits"
+            )
+        if out.dim() != 2 or out.shape[0] != 2:
+            raise ConfigError(f"{what}: forward returns shape {list(out.shape)} for a batch of 2, not [batch, classes]")
+        if self.num_classes is not None and out.shape[1] != self.num_classes:
+            raise ConfigError(
+                f"{what}: gives {out.shape[1]} classes, not the {self.num_classes} asked for; give the factory "
+                f"a num_classes argument (or --model-kwargs) or --num-classes {out.shape[1]}"
+            )
+
+    def classes(self, module: nn.Module) -> int:
+        """The number of classes the module's output has."""
+        return int(run_at(module, self.shape, self.spec).shape[1])
+
+
+def run_at(module: nn.Module, shape: tuple[int, int, int], what: str):
+    """Forward of a batch of 2 at `shape` in eval mode (BatchNorm needs no more than one image then);
+    one line when the module rejects the shape."""
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module(torch.zeros(2, *shape))
+    except Exception as e:  # noqa: BLE001  (the user's module: any error, one line)
+        c, h, w = shape
+        raise ConfigError(
+            f"{what} rejects input {c}x{h}x{w} ({type(e).__name__}: {_first(e)}); give the shape "
+            f"it runs at with --input-shape C,H,W"
+        ) from None
+    finally:
+        module.train(was)
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return False
+    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _kwargs_text(kwargs: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
+
+
+def _tv() -> str:
+    import torchvision
+
+    return torchvision.__version__.split("+")[0]
+
+
+def parse_kwargs(text: str | None, option: str = "--model-kwargs") -> dict:
+    """--model-kwargs '{"width_mult": 0.5}' -> dict; anything but a JSON object is one line."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        example = '{"width_mult": 0.5}'
+        raise ConfigError(f"{option} '{text}': not JSON ({e.msg}); give an object, e.g. '{example}'") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} '{text}': give a JSON object of keyword arguments")
+    return value
