@@ -142,7 +142,8 @@ int run_train(int argc, char** argv) {
 
 // A timing server: `resx bench` starts one per runtime and round (a fresh process each round) and
 // interleaves the runtimes round by round. resx.bench.runners.serve speaks the same protocol for the
-// runtimes that live in Python: JSON lines. {"ready": true} once loaded, then one request per line on
+// runtimes that live in Python: JSON lines. {"ready": true, "load_s"} once loaded (load_s: the model's
+// load, which the parent's spawn-to-ready time includes), then one request per line on
 // stdin, {"cmd": NAME, ...arguments}, and one answer per line on stdout, a JSON object or
 // {"error": "..."}:
 //   identity {seed}                                -> {fingerprint, weights_hash, state, input_hash, output, env,
@@ -226,8 +227,10 @@ int run_bench_serve(int argc, char** argv) {
     }
   }
   if (!die_with_parent()) return 128 + SIGTERM;
+  const auto began = std::chrono::steady_clock::now();
   const auto engine = resx::Engine::open(argv[0], options);
-  std::cout << resx::Json{{"ready", true}}.dump() << std::endl;
+  const std::chrono::duration<double> load = std::chrono::steady_clock::now() - began;
+  std::cout << resx::Json{{"ready", true}, {"load_s", load.count()}}.dump() << std::endl;
   for (std::string line; std::getline(std::cin, line);) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     resx::Json answer;

@@ -726,6 +726,13 @@ def bench(
     thread_seconds: Annotated[
         float | None, typer.Option(help=f"Seconds per caller count, path and round. {_bench_default('thread_seconds')}")
     ] = None,
+    drift_calls: Annotated[
+        int | None,
+        typer.Option(
+            help="Batch-1 calls in one long run per path (its first process), resident memory sampled: a "
+            f"leak or a growing cache shows as drift. 0: off. {_bench_default('drift_calls')}"
+        ),
+    ] = None,
     train_runtime: Annotated[
         str | None,
         typer.Option(help="Comma list of the paths whose training step is measured. [every measured path that trains]"),
@@ -791,6 +798,7 @@ def bench(
         throughput_calls=throughput_calls,
         thread_counts=ints(thread_counts, "--thread-counts"),
         thread_seconds=thread_seconds,
+        drift_calls=drift_calls,
         train_runtimes=[r.strip() for r in train_runtime.split(",")] if train_runtime else None,
         train_steps=train_steps,
         train_batch=train_batch,

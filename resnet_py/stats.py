@@ -113,6 +113,23 @@ def ratio_interval(a: Sequence[float], b: Sequence[float]) -> Interval:
     return Interval(math.exp(mean), math.exp(mean - h), math.exp(mean + h), n, math.expm1(h), float(q25), float(q75))
 
 
+def drift(calls: Sequence[float], values: Sequence[float]) -> dict[str, float]:
+    """Growth over a long run from samples (calls done, resident bytes): the least-squares slope per
+    1,000 calls and the growth from the first sample to the last. A leak, or a cache that keeps
+    growing, shows as a positive slope; a process that only settles shows growth early and a flat end,
+    so the slope is fitted over the second half of the samples as well."""
+    x, y = np.asarray(calls, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if x.size < 4 or x.shape != y.shape or np.ptp(x) == 0:
+        raise ValueError("drift needs at least 4 samples at different call counts")
+    half = x.size // 2
+    return {
+        "calls": float(x[-1]),
+        "growth_bytes": float(y[-1] - y[0]),
+        "bytes_per_1000_calls": float(np.polyfit(x, y, 1)[0] * 1000),
+        "late_bytes_per_1000_calls": float(np.polyfit(x[half:], y[half:], 1)[0] * 1000),
+    }
+
+
 def stable(window_before: Sequence[float], window_last: Sequence[float], tolerance: float) -> bool:
     """The warm-up rule: the last window's median is within `tolerance` of the one before
     (resx::warm_up applies the same rule in C++)."""

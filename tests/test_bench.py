@@ -3,6 +3,7 @@
 import csv
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ from conftest import run_resx
 
 from resx import _cpp, bench, stats
 from resx.bench import gate as G
+from resx.bench.monitor import mapped_libraries, peak_rss_bytes, rss_bytes
 from resx.bench.registry import CLASSIC, resolve
-from resx.bench.results import LATENCY
+from resx.bench.results import LATENCY, Scenario
 from resx.bench.runners import make_local_runner
 from resx.bench.runners import python as pyrunner
 from resx.engines import EngineOptions
@@ -96,6 +98,18 @@ def test_stopping_on_the_interval_keeps_its_coverage_near_95_percent():
         spent.append(rounds.stopping["x"]["rounds"])
     assert 0.90 <= hits / trials <= 0.98
     assert min(spent) >= 3 and max(spent) <= 10 and np.mean(spent) < 8
+
+
+def test_drift_is_fitted_from_samples():
+    calls = list(range(0, 10_001, 500))
+    leak = stats.drift(calls, [600e6 + 3_000 * c for c in calls])  # 3 kB per call
+    assert leak["bytes_per_1000_calls"] == pytest.approx(3e6) and leak["growth_bytes"] == pytest.approx(30e6)
+    settles = stats.drift(calls, [600e6 + (50e6 if c >= 1000 else 0) for c in calls])  # a cache filled once
+    assert settles["growth_bytes"] == pytest.approx(50e6) and settles["late_bytes_per_1000_calls"] == pytest.approx(
+        0, abs=1
+    )
+    with pytest.raises(ValueError, match="at least 4 samples"):
+        stats.drift([0, 1, 2], [1, 2, 3])
 
 
 def test_warm_up_rule():
@@ -251,9 +265,14 @@ def test_run_refuses_then_force_records(files, monkeypatch):
 @pytest.mark.parametrize("runtime", ["cpp-exe", "py-eager"])
 def test_every_runtime_starts_a_fresh_process_each_time(files, runtime):
     paths, manifest = files
+    began = time.perf_counter()
     (runner,) = started([(runtime, paths["a"])], local=False)
     try:
         first = runner.pid
+        ready, load = runner.startup  # spawn to ready, and the model's load within it, as the worker timed it
+        assert 0 < load < ready < time.perf_counter() - began
+        assert 0 < rss_bytes(first) <= peak_rss_bytes(first)
+        assert any("libtorch" in Path(lib).name for lib in mapped_libraries(first))
         runner.restart()
         identity = runner.identity(0)
         assert runner.pid != first and identity.fingerprint == manifest["fingerprint"]
@@ -286,6 +305,8 @@ TINY = [
     "2",
     "--train-batch",
     "4",
+    "--drift-calls",
+    "40",
 ]
 
 
@@ -318,6 +339,24 @@ def test_quick_bench_writes_every_report_file(tmp_path):
     assert "What should I ship?" in md and "cpp-script / py-script" in md and "Against the machine's floor" in md
     assert "How far the rounds went" in md and "GB resident" in md
     assert results.floor_gflops["fp32"] > 0 and results.floor_gflops["bf16"] > 0
+    # What shipping costs, once per fresh process: start-up phases and memory, beside the rounds' figures.
+    once = {s.key for s in entry.scenarios(steady=False)}
+    assert once == {"startup/ready", "startup/load", "startup/first", "memory/b0", "memory/b1", "memory/b2"}
+    for path in CLASSIC:
+        ready, load = (entry.measurement(Scenario("startup", phase=p), path) for p in ("ready", "load"))
+        assert len(ready.rounds) == 2 and all(0 < lo < r for (r,), (lo,) in zip(ready.rounds, load.rounds, strict=True))
+        held = [entry.measurement(Scenario("memory", batch=b), path).rounds for b in (0, 1, 2)]
+        assert all(a <= b <= c for (a,), (b,), (c,) in zip(*held, strict=True))  # RSS, then its high-water mark
+        assert len(entry.drift[path]["samples"]) == 21 and entry.drift[path]["calls"] == 40
+        foot = entry.footprint[path]
+        assert foot["model_file_bytes"] > 0 and foot["libraries"] > 0 and foot["library_bytes"] > 0
+    assert entry.ratio(Scenario("startup", phase="ready"), "cpp-script", "py-eager") is not None
+    assert all(entry.stopping[p]["inference"]["half_width"].keys() <= keys for p in CLASSIC)  # adapt to calls only
+    assert "What shipping costs: start-up and memory" in md and "start-up: spawn to ready" in md
+    assert (
+        all(t["peak_rss_bytes"] > 2**27 for t in entry.training.values())
+        and "peak RSS, largest process of the run" in md
+    )
     for plot in ("latency", "throughput-b2", "concurrency", "training-b4", "train-split"):
         assert (out / f"resnet18-{plot}.png").stat().st_size > 1000
     assert "py-eager" in proc.stdout and "resnet18" in proc.stdout and "between rounds" in proc.stdout
@@ -340,6 +379,7 @@ def test_bench_bad_inputs(tmp_path):
     assert "--thread-seconds" in error("--thread-seconds", "nan")
     assert "--target" in error("--target", "0")
     assert "twice" in error("--runtime", "cpp,cpp-script")
+    assert "--drift-calls must be 0 (off) or at least 20" in error("--drift-calls", "5")
     started = time.monotonic()
     assert "--threads 999: this machine has" in error("--threads", "999")
     assert time.monotonic() - started < 15  # at once: no GEMM timed, no worker started

@@ -36,7 +36,7 @@ def ratios(entry: ModelResults) -> list[Ratio]:
     C++ TorchScript against the C++ module (TorchScript's own share), per scenario, over the rounds both
     ran."""
     out = []
-    for scenario in entry.scenarios():
+    for scenario in entry.scenarios() + entry.scenarios(steady=False):
         names = entry.paths(scenario)
         pairs = [(n, entry.baseline) for n in names if n != entry.baseline]
         pairs += [(n, language_counterpart(n)) for n in names if language_counterpart(n) in names]
@@ -184,6 +184,8 @@ def _model(
 
 def _collect(entry: ModelResults, rounds: Rounds, results: Results, phase: str) -> None:
     entry.measurements += list(rounds.measurements.values())
+    entry.footprint |= rounds.footprints
+    entry.drift |= rounds.drift
     for path, stopped in rounds.stopping.items():
         entry.stopping.setdefault(path, {})[phase] = stopped
     results.load += rounds.loads

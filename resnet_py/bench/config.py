@@ -42,6 +42,9 @@ class WarmupRule:
         return WarmupRule(max(2, int(self.window / batch**0.5)), self.tolerance, self.max_calls)
 
 
+DRIFT_SAMPLES = 20  # resident-memory samples over a --drift-calls run
+
+
 @dataclass
 class BenchConfig:
     models: list[str] = field(default_factory=lambda: ["resnet18"])
@@ -70,6 +73,7 @@ class BenchConfig:
     throughput_calls: int = 8  # timed calls per batch size, path and round (more for small batches)
     thread_counts: list[int] = field(default_factory=lambda: [1, 2])
     thread_seconds: float = 1.0  # per caller count, path and round
+    drift_calls: int = 0  # >0: batch-1 calls in one long run per path, its resident memory sampled
     warmup: WarmupRule = field(default_factory=WarmupRule)
     inference: bool = True
     training: bool = True
@@ -200,6 +204,8 @@ class BenchConfig:
         for option, value in positive.items():
             if value < 1:
                 raise BenchError(f"{option} must be at least 1, got {value}")
+        if self.drift_calls < 0 or 0 < self.drift_calls < DRIFT_SAMPLES:
+            raise BenchError(f"--drift-calls must be 0 (off) or at least {DRIFT_SAMPLES}, got {self.drift_calls}")
         self.min_rounds = min(self.min_rounds, self.max_rounds)
         for option, value in {
             "--thread-seconds": self.thread_seconds,

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from resx.bench.config import BenchConfig, Path
-from resx.bench.monitor import OtherLoad
+from resx import stats
+from resx.bench.config import DRIFT_SAMPLES, BenchConfig, Path
+from resx.bench.monitor import OtherLoad, mapped_libraries, peak_rss_bytes, rss_bytes
 from resx.bench.registry import BASELINE
 from resx.bench.results import Measurement, Ratio, Scenario
 from resx.bench.runners import Identity, Runner
@@ -41,6 +42,8 @@ class Rounds:
     loads: list[float] = field(default_factory=list)  # other processes' busy cores, per round
     last_seconds: dict[str, float] = field(default_factory=dict)  # each path's last round
     identities: dict[str, Identity] = field(default_factory=dict)  # what each path's first process reported
+    footprints: dict[str, dict] = field(default_factory=dict)  # each path's model file and mapped libraries
+    drift: dict[str, dict] = field(default_factory=dict)  # each path's resident memory over a long run
     done: int = 0  # rounds completed
 
     def __post_init__(self) -> None:
@@ -55,10 +58,11 @@ class Rounds:
             m.warmup_calls.append(warmup)
 
     def ratios(self, path: str) -> list[Ratio]:
+        """The path's per-call ratios, which the rounds adapt to (start-up and memory are reported beside)."""
         out = []
         for (scenario, p), m in self.measurements.items():
             base = self.measurements.get((scenario, self.baseline))
-            if p == path and base is not None and path != self.baseline:
+            if p == path and base is not None and path != self.baseline and scenario.steady:
                 out.append(Ratio.of(m, base))
         return out
 
@@ -103,17 +107,61 @@ class Rounds:
         }
 
 
+def measure_startup(runner: Runner, cfg: BenchConfig, rounds: Rounds, label: str) -> None:
+    """What a fresh process took before it answered, and its memory once loaded: spawn to ready (of which
+    the model's load), then the first batch-1 call, before any warm-up. A runtime without a process of
+    its own has nothing to report."""
+    if runner.pid is None or runner.startup is None:
+        return
+    ready, load = runner.startup
+    rounds.add(Scenario("startup", phase="ready"), label, [ready])
+    rounds.add(Scenario("startup", phase="load"), label, [load])
+    rounds.add(Scenario("memory", batch=0), label, [float(rss_bytes(runner.pid))])
+    rounds.add(Scenario("startup", phase="first"), label, [runner.time(1, cfg.seed, 1)[0] * NS])
+    if label not in rounds.footprints:
+        libraries = mapped_libraries(runner.pid)
+        rounds.footprints[label] = {
+            "model_file_bytes": runner.model_file.stat().st_size,
+            "libraries": len(libraries),
+            "library_bytes": sum(libraries.values()),
+        }
+
+
+def measure_drift(runner: Runner, cfg: BenchConfig, rounds: Rounds, label: str) -> None:
+    """Once per path: cfg.drift_calls batch-1 calls in this process, its resident memory sampled between
+    chunks (resx.stats.drift fits the growth)."""
+    if not cfg.drift_calls or runner.pid is None or label in rounds.drift:
+        return
+    chunk = -(-cfg.drift_calls // DRIFT_SAMPLES)
+    calls, values, done = [0], [rss_bytes(runner.pid)], 0
+    while done < cfg.drift_calls:
+        n = min(chunk, cfg.drift_calls - done)
+        runner.time(1, cfg.seed, n)
+        done += n
+        calls.append(done)
+        values.append(rss_bytes(runner.pid))
+    rounds.drift[label] = stats.drift(calls, values) | {"samples": [list(p) for p in zip(calls, values, strict=True)]}
+
+
+def _peak(runner: Runner, rounds: Rounds, label: str, batch: int) -> None:
+    if runner.pid is not None:
+        rounds.add(Scenario("memory", batch=batch), label, [float(peak_rss_bytes(runner.pid))])
+
+
 def measure_in_process(runner: Runner, cfg: BenchConfig, scenarios: list[Scenario], rounds: Rounds, label: str) -> None:
-    """Every inference scenario in one fresh process (concurrency last: it sets one intra-op thread)."""
+    """Every inference scenario in one fresh process (concurrency last: it sets one intra-op thread), and
+    the process's resident peak after each batch size."""
     rule = cfg.warmup
     for s in scenarios:
         if s.kind == "latency":
             warm = runner.warm_up(1, cfg.seed, rule.for_batch(1))
             rounds.add(s, label, [t * NS for t in runner.time(1, cfg.seed, cfg.latency_calls)], warm)
+            _peak(runner, rounds, label, 1)
         elif s.kind == "throughput":
             warm = runner.warm_up(s.batch, cfg.seed, rule.for_batch(s.batch))
             calls = max(1, round(cfg.throughput_calls * max(1.0, 32 / s.batch)))  # small batches are cheap
             rounds.add(s, label, [t * NS for t in runner.time(s.batch, cfg.seed, calls)], warm)
+            _peak(runner, rounds, label, s.batch)
     concurrency = [s for s in scenarios if s.kind == "concurrency"]
     if concurrency:
         runner.set_threads(1)  # one intra-op thread per caller: the GIL question
@@ -146,10 +194,16 @@ def inference_rounds(
             started = time.monotonic()
             with make(by_label[label]) as runner:
                 runner.set_threads(cfg.threads)
+                if scenarios:
+                    # Before any other call, so the first call is the process's first; a gate that then
+                    # refuses this path stops the run, and no figure of it is kept.
+                    measure_startup(runner, cfg, rounds, label)
                 if label not in identities:
                     identities[label] = runner.identity(cfg.seed)
                     identified(identities)
                 measure_in_process(runner, cfg, scenarios, rounds, label)
+                if scenarios:
+                    measure_drift(runner, cfg, rounds, label)
             rounds.last_seconds[label] = time.monotonic() - started
         if not scenarios:  # the gate alone
             rounds.active.clear()

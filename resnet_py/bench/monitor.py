@@ -4,21 +4,42 @@ elsewhere both report nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from pathlib import Path
 
 
-def rss_bytes(pid: int) -> int:
-    """VmRSS of one process (0 when it is gone)."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS of one process (field="VmHWM": its peak so far); 0 when it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's resident high-water mark (VmHWM): it never goes down."""
+    return rss_bytes(pid, "VmHWM")
+
+
+def mapped_libraries(pid: int) -> dict[str, int]:
+    """The shared libraries a process has mapped, with their sizes on disk: what shipping it takes (for
+    resx-cpp, its dependency closure as loaded)."""
+    libraries = {}
+    try:
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and ".so" in Path(parts[5]).name and parts[5] not in libraries:
+                with contextlib.suppress(OSError):
+                    libraries[parts[5]] = os.path.getsize(parts[5])
+    except OSError:
+        pass
+    return libraries
 
 
 def descendants(pid: int) -> list[int]:

@@ -41,6 +41,9 @@ CSV_COLUMNS = [
     "note",
 ]
 SPLIT = ("data", "forward", "backward", "optimizer")
+# The once-per-process figures "what should I ship?" shows: the start (to ready, then the first call) and
+# the memory held once loaded.
+SHIPPING = [Scenario("startup", phase="ready"), Scenario("startup", phase="first"), Scenario("memory", batch=0)]
 SHIP_COLUMNS = ["scenario", "fastest path", "its figure", "vs py-eager (95% CI)"]
 
 
@@ -90,6 +93,10 @@ def ci(r: Ratio | None, as_speedup: bool = False) -> str:
 
 
 def figure(m, scenario: Scenario) -> str:
+    if scenario.kind == "memory":
+        return f"{m.value / 2**20:,.0f} MB"
+    if scenario.kind == "startup":
+        return f"{m.value:.2f} s" if m.value >= 1 else f"{m.value * 1e3:.1f} ms"
     if scenario.rate:
         return f"{m.value:,.0f} img/s"
     if scenario.kind == "throughput":
@@ -175,7 +182,7 @@ def _best(entry: ModelResults, scenario: Scenario) -> str:
 def ship(entry: ModelResults) -> list[list[str]]:
     """What should I ship? Per scenario, the fastest path, its figure and its ratio to py-eager."""
     rows = []
-    for scenario in entry.scenarios():
+    for scenario in entry.scenarios() + [s for s in SHIPPING if s in entry.scenarios(steady=False)]:
         best = _best(entry, scenario)
         m, r = entry.measurement(scenario, best), entry.ratio(scenario, best, entry.baseline)
         rows.append([scenario.title, best, figure(m, scenario), ci(r, as_speedup=scenario.kind == "throughput")])
@@ -187,7 +194,7 @@ def language_share(entry: ModelResults) -> list[list[str]]:
     return [
         [r.scenario.title, f"{r.path} / {r.baseline}", ci(r)]
         for r in entry.ratios
-        if r.baseline == language_counterpart(r.path)
+        if r.baseline == language_counterpart(r.path) and r.scenario.steady
     ]
 
 
@@ -196,7 +203,7 @@ def script_share(entry: ModelResults) -> list[list[str]]:
     return [
         [r.scenario.title, f"{r.path} / {r.baseline}", ci(r)]
         for r in entry.ratios
-        if r.baseline == script_counterpart(r.path)
+        if r.baseline == script_counterpart(r.path) and r.scenario.steady
     ]
 
 
@@ -268,7 +275,8 @@ def csv_rows(results: Results) -> list[dict]:
         for m in entry.measurements:
             s = m.scenario
             r = entry.ratio(s, m.path, entry.baseline)
-            times = {} if s.rate else {f"p{q}_ms": m.percentile(q) * 1e3 for q in (50, 90, 99)}
+            per_call = s.steady and not s.rate
+            times = {f"p{q}_ms": m.percentile(q) * 1e3 for q in (50, 90, 99)} if per_call else {}
             rows.append(
                 {
                     "model": model,
@@ -279,7 +287,7 @@ def csv_rows(results: Results) -> list[dict]:
                     "callers": s.callers if s.kind == "concurrency" else "",
                     "value": m.value,
                     "unit": s.unit,
-                    "images_per_s": m.images_per_s,
+                    "images_per_s": m.images_per_s if s.steady else "",
                     "calls": m.calls,
                     "rounds": len(m.rounds),
                     **times,
@@ -352,9 +360,85 @@ def _scenario_section(entry: ModelResults, scenario: Scenario) -> str:
     return f"\n### {scenario.title[0].upper()}{scenario.title[1:]}: {unit}{note}\n\n" + md_table(header, rows)
 
 
+def _drift(d: dict | None) -> str:
+    if not d:
+        return "—"
+    mb = 2**20
+    return (
+        f"{d['growth_bytes'] / mb:+,.1f} MB; {d['bytes_per_1000_calls'] / mb:+.2f} "
+        f"({d['late_bytes_per_1000_calls'] / mb:+.2f})"
+    )
+
+
+def _shipping_section(entry: ModelResults) -> str:
+    """What shipping costs, per path: its fresh process's start, its memory, what it maps."""
+    startup = {s.phase: s for s in entry.scenarios(steady=False) if s.kind == "startup"}
+    memory = sorted((s for s in entry.scenarios(steady=False) if s.kind == "memory"), key=lambda s: s.batch)
+    if "ready" not in startup:
+        return ""
+    rows = []
+    for path in entry.paths(startup["ready"]):
+        ready, load = entry.measurement(startup["ready"], path), entry.measurement(startup["load"], path)
+        first = entry.measurement(startup["first"], path) if "first" in startup else None
+        held = [entry.measurement(s, path) for s in memory]
+        lo, hi = ready.spread
+        parts = {
+            "process and libraries": ready.value - load.value,
+            "model load": load.value,
+            "first call": first.value if first else 0.0,
+        }
+        latency = entry.measurement(LATENCY, path)
+        foot = entry.footprint.get(path, {})
+        rows.append(
+            [
+                path,
+                f"{ready.value:.2f} ({lo:.2f}–{hi:.2f})",
+                f"{load.value:.2f}",
+                f"{first.value * 1e3:.1f}" if first else "—",
+                f"{min(latency.warmup_calls)}–{max(latency.warmup_calls)}" if latency and latency.warmup_calls else "—",
+                max(parts, key=parts.get),
+                *(f"{m.value / 2**20:,.0f}" if m else "—" for m in held),
+                f"{foot['model_file_bytes'] / 2**20:,.1f}" if foot else "—",
+                f"{foot['libraries']} ({foot['library_bytes'] / 2**20:,.0f} MB)" if foot else "—",
+                ci(entry.ratio(startup["ready"], path, entry.baseline)),
+                ci(entry.ratio(memory[0], path, entry.baseline)) if memory else "—",
+                *([_drift(entry.drift.get(path))] if entry.drift else []),
+            ]
+        )
+    header = ["path", "spawn to ready, s (rounds' range)", "of which load, s", "first call, ms", "warm-up calls"]
+    header += [
+        "dominated by",
+        *(f"RSS {'after load' if s.batch == 0 else f'peak through batch {s.batch}'}, MB" for s in memory),
+    ]
+    header += ["model file, MB", "shared libraries mapped", f"ready vs {entry.baseline}", f"RSS vs {entry.baseline}"]
+    if entry.drift:
+        calls = max(int(d["calls"]) for d in entry.drift.values())
+        header.append(f"RSS over {calls:,} calls: growth; MB per 1,000 calls (all; second half)")
+    return (
+        "\n### What shipping costs: start-up and memory\n\nA fresh process per path and round: from spawn to its first "
+        "answer (the interpreter, the libraries, the model's load), then the first batch-1 call before any "
+        "warm-up; its resident memory once loaded and its peak (VmHWM) after each batch size; the model file "
+        "and the shared libraries the process mapped (what shipping it takes; the CUDA build's among them). "
+        "Medians over rounds, ratios with 95% intervals; the rounds adapt to the per-call figures, not to "
+        "these.\n\n" + md_table(header, rows)
+    )
+
+
 def _training_split(entry: ModelResults) -> str:
-    rows = [[name, *(f"{t['split_ms'][k]:.1f}" for k in SPLIT), t["data"]] for name, t in entry.training.items()]
-    return "\n### Training step split (median ms)\n\n" + md_table(["path", *SPLIT, "data source"], rows)
+    rows = [
+        [
+            name,
+            *(f"{t['split_ms'][k]:.1f}" for k in SPLIT),
+            f"{t['peak_rss_bytes'] / 2**20:,.0f}" if t.get("peak_rss_bytes") else "—",
+            t["data"],
+        ]
+        for name, t in entry.training.items()
+    ]
+    header = ["path", *SPLIT, "peak RSS, largest process of the run, MB", "data source"]
+    return (
+        "\n### Training step split (median ms), and the peak memory of the run's largest process\n\n"
+        "For exe paths that is the Python launcher's when it exceeds resx-cpp's.\n\n" + md_table(header, rows)
+    )
 
 
 def markdown(results: Results, plots: list[str]) -> str:
@@ -433,6 +517,7 @@ def markdown(results: Results, plots: list[str]) -> str:
                 "rate; each path's fraction of it:\n\n"
                 + md_table(["path", "p50 (ms)", "floor (ms)", "fraction"], floor_rows(results, entry))
             )
+        out.append(_shipping_section(entry))
         for scenario in entry.scenarios():
             out.append(_scenario_section(entry, scenario))
         if entry.training:

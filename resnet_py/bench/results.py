@@ -14,28 +14,47 @@ from resx import stats
 from resx.errors import BenchError
 
 FORMAT = "resx-bench/2"
-KINDS = ("latency", "throughput", "concurrency", "training")
+KINDS = ("latency", "throughput", "concurrency", "training", "startup", "memory")
+STEADY = ("latency", "throughput", "concurrency", "training")  # per call in a warm process
+STARTUP_PHASES = {  # what a fresh process takes before it answers, in order
+    "ready": "spawn to ready (interpreter, libraries, model load)",
+    "load": "of which the model's load",
+    "first": "the first batch-1 call",
+}
 
 
 @dataclass(frozen=True)
 class Scenario:
     """One thing a path is measured at: batch-1 latency, throughput at a batch size, concurrent callers
-    (batch 1, one intra-op thread each), or the training step at a batch size."""
+    (batch 1, one intra-op thread each), the training step at a batch size; and what shipping costs, once
+    per fresh process: a start-up phase (STARTUP_PHASES), or resident memory (batch 0: after the load;
+    batch B: the peak through the batch-B scenario)."""
 
     kind: str
     batch: int = 1
     callers: int = 1
+    phase: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown scenario kind '{self.kind}': {', '.join(KINDS)}")
+        if (self.kind == "startup") != (self.phase in STARTUP_PHASES):
+            raise ValueError(f"a startup scenario has a phase of {', '.join(STARTUP_PHASES)}; no other has one")
 
     @property
     def key(self) -> str:
-        """A short stable name: latency, throughput/b128, concurrency/c2, training/b32."""
+        """A short stable name: latency, throughput/b128, concurrency/c2, training/b32, startup/ready,
+        memory/b0."""
         if self.kind == "latency":
             return "latency"
+        if self.kind == "startup":
+            return f"startup/{self.phase}"
         return f"{self.kind}/c{self.callers}" if self.kind == "concurrency" else f"{self.kind}/b{self.batch}"
+
+    @property
+    def steady(self) -> bool:
+        """Calls timed in a warm process (what the rounds adapt to); not a once-per-process figure."""
+        return self.kind in STEADY
 
     @property
     def rate(self) -> bool:
@@ -44,15 +63,22 @@ class Scenario:
 
     @property
     def unit(self) -> str:
-        return "images/s" if self.rate else "s"
+        return {"concurrency": "images/s", "memory": "bytes"}.get(self.kind, "s")
 
     @property
     def title(self) -> str:
+        if self.kind == "memory":
+            return (
+                "resident memory after the load"
+                if self.batch == 0
+                else f"peak resident memory through batch {self.batch}"
+            )
         return {
             "latency": "batch-1 latency",
             "throughput": f"throughput at batch {self.batch}",
             "concurrency": f"{self.callers} concurrent caller{'s' if self.callers > 1 else ''}",
             "training": f"training step (batch {self.batch})",
+            "startup": f"start-up: {STARTUP_PHASES.get(self.phase, '')}",
         }[self.kind]
 
 
@@ -169,6 +195,8 @@ class ModelResults:
     stopping: dict[str, dict] = field(default_factory=dict)  # per path: rounds, calls, why it stopped
     baseline: str = "py-eager"  # what every path is compared with (for a model file, its engine in Python)
     skipped: dict[str, str] = field(default_factory=dict)  # runtimes that cannot run this model, and why
+    footprint: dict[str, dict] = field(default_factory=dict)  # per path: model file, libraries it mapped
+    drift: dict[str, dict] = field(default_factory=dict)  # per path: resident memory over a long run
 
     def measurement(self, scenario: Scenario, path: str) -> Measurement | None:
         return next((m for m in self.measurements if m.scenario == scenario and m.path == path), None)
@@ -178,8 +206,9 @@ class ModelResults:
             (r for r in self.ratios if r.scenario == scenario and r.path == path and r.baseline == baseline), None
         )
 
-    def scenarios(self) -> list[Scenario]:
-        return list(dict.fromkeys(m.scenario for m in self.measurements))
+    def scenarios(self, steady: bool = True) -> list[Scenario]:
+        """The per-call scenarios measured (steady=False: the once-per-process ones, start-up and memory)."""
+        return list(dict.fromkeys(m.scenario for m in self.measurements if m.scenario.steady == steady))
 
     def paths(self, scenario: Scenario | None = None) -> list[str]:
         return list(dict.fromkeys(m.path for m in self.measurements if scenario in (None, m.scenario)))
@@ -196,6 +225,8 @@ class ModelResults:
             "stopping": self.stopping,
             "baseline": self.baseline,
             "skipped": self.skipped,
+            "footprint": self.footprint,
+            "drift": self.drift,
         }
 
     @classmethod
@@ -211,6 +242,8 @@ class ModelResults:
             d.get("stopping", {}),
             d.get("baseline", "py-eager"),
             d.get("skipped", {}),
+            d.get("footprint", {}),
+            d.get("drift", {}),
         )
 
 

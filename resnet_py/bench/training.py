@@ -5,8 +5,10 @@ record field, never by column position."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -106,7 +108,9 @@ def training(
         else dict(min_rounds=min(cfg.min_rounds, cfg.train_rounds), max_rounds=cfg.train_rounds)
     )
     rounds = Rounds(replace(cfg, **fixed), [p.label for p in paths], cfg.train_budget, baseline)
-    detail: dict[str, dict] = {p.label: {"split_ns": {k: [] for k in SPLIT}, "compile_s": []} for p in paths}
+    detail: dict[str, dict] = {
+        p.label: {"split_ns": {k: [] for k in SPLIT}, "compile_s": [], "peak_rss": []} for p in paths
+    }
     while rounds.active:
         meter = OtherLoad()
         meter.start()
@@ -115,14 +119,10 @@ def training(
             notify(f"training round {rounds.done + 1}: {label} (fresh process)")
             out = work / f"train-{source.label}-{label}-{rounds.done}"
             started = time.monotonic()
-            proc = subprocess.run(
-                train_command(cfg, source, RUNTIMES[p.runtime].train, p.dtype, data, out),
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode != 0:
-                lines = [line for line in proc.stderr.splitlines() if line.strip()]
-                raise BenchError(f"training {label} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+            code, stderr, peak = _run(train_command(cfg, source, RUNTIMES[p.runtime].train, p.dtype, data, out))
+            if code != 0:
+                lines = [line for line in stderr.splitlines() if line.strip()]
+                raise BenchError(f"training {label} failed: {lines[-1] if lines else f'exit {code}'}")
             rounds.last_seconds[label] = time.monotonic() - started
             rd = RunDir(out)
             records, epochs, final = rd.read_steps(), rd.read_epochs(), rd.read_run_json()["final"]
@@ -132,10 +132,22 @@ def training(
             for k in SPLIT:
                 d["split_ns"][k] += [getattr(s, k) for s in timed]
             d["compile_s"].append(final.get("compile_seconds") or 0.0)
+            d["peak_rss"].append(peak)
             d["epochs"], d["fingerprint"] = epochs, rd.read_run_json()["fingerprint"]
         if not rounds.close_round(meter.stop()):
             break
     return rounds, {label: _detail(d, cfg, full) for label, d in detail.items() if d.get("epochs")}
+
+
+def _run(command: list[str]) -> tuple[int, str, int]:
+    """A `resx train` process to its end: (exit status, stderr, the peak resident bytes of the largest
+    process in it: the trainer; for cpp-exe, resx-cpp or the Python launcher above it, whichever is larger)."""
+    with tempfile.TemporaryFile(mode="w+") as err:  # a file: no amount of output can stall it
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # its rusage: the max over it and its waited-for children
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return proc.returncode, err.read(), usage.ru_maxrss * 1024  # Linux: kilobytes
 
 
 def _detail(d: dict, cfg: BenchConfig, full: bool) -> dict:
@@ -143,6 +155,7 @@ def _detail(d: dict, cfg: BenchConfig, full: bool) -> dict:
     out = {
         "split_ms": {k.removesuffix("_s"): float(np.median(v)) * 1e3 for k, v in d["split_ns"].items()},
         "compile_seconds": float(np.mean(d["compile_s"])),
+        "peak_rss_bytes": int(np.median(d["peak_rss"])),
         "fingerprint": d["fingerprint"],
         "data": "CIFAR-10" if cfg.data else "synthetic (random images, timing only)",
     }

@@ -53,6 +53,11 @@ class Runner(ABC):
     """One runtime holding one model. start() gives it a fresh state; the measurements call the rest
     between start() and stop(). Every method answers from inside the runtime."""
 
+    # A runtime in a process of its own knows its pid and what its start took (seconds from spawn to
+    # ready, and the model's load within it); one in the bench's own process has neither.
+    pid: int | None = None
+    startup: tuple[float, float] | None = None
+
     def __init__(self, name: str, model_file: Path, options: EngineOptions):
         self.name, self.model_file, self.options, self.device = name, Path(model_file), options, options.device
         self.shape = tuple(options.input_shape)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 from resx.bench.config import WarmupRule
 from resx.bench.runners.base import Identity, Runner
@@ -23,13 +24,10 @@ class ServeRunner(Runner):
         super().__init__(name, model_file, options)
         self.command = command
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
     def start(self) -> None:
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop())
         env = os.environ | {"RESX_PARENT_PID": str(os.getpid()), "RESX_QUIET_JIT": "1"}  # it dies with us
+        spawned = time.perf_counter()
         self.proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,
@@ -39,8 +37,10 @@ class ServeRunner(Runner):
             bufsize=1,
             env=env,
         )
-        if not self._read().get("ready"):
+        ready = self._read()
+        if not ready.get("ready"):
             raise BenchError(f"{self.name} did not start: {self._last_error()}")
+        self.pid, self.startup = self.proc.pid, (time.perf_counter() - spawned, float(ready.get("load_s", 0.0)))
 
     def stop(self) -> None:
         if self.proc is None:
@@ -55,7 +55,7 @@ class ServeRunner(Runner):
                 self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
             stream.close()
-        self.proc = None
+        self.proc, self.pid, self.startup = None, None, None
 
     def _last_error(self) -> str:
         self.stderr.seek(0)

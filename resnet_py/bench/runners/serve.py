@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from resx.bench.config import WarmupRule
@@ -53,12 +54,13 @@ def main(argv: list[str]) -> int:
         a.engine, a.device, a.dtype, a.channels_last, a.runners, a.deterministic, a.cuda_graphs, shape
     )
     runner = make_local_runner(a.runtime, a.file, options)
+    began = time.perf_counter()
     try:
         runner.start()
     except ResxError as e:  # one line for the parent, which names the runtime
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True, "load_s": time.perf_counter() - began}), flush=True)
     for line in sys.stdin:  # ends when the parent closes the pipe, or dies
         if not line.strip():
             continue
