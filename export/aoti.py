@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from resx.device import to_channels_last
-from resx.errors import ExportError
+from resx.errors import ExportError, first_line
 from resx.export.torchscript import (
     MANIFEST_NAME,
     Inspection,
@@ -188,8 +188,7 @@ def read_manifest(path: Path) -> dict:
     try:
         metadata = torch._C._aoti.AOTIModelPackageLoader.load_metadata_from_package(str(path), "model")
     except Exception as e:  # noqa: BLE001  (the loader raises many kinds for a file that is not one)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{path}: not a loadable AOTInductor package ({reason})") from None
+        raise ExportError(f"{path}: not a loadable AOTInductor package ({first_line(e, None)})") from None
     if MANIFEST_NAME not in metadata:
         raise ForeignPackage(
             f"{path}: no resx manifest (an AOTInductor package resx did not write); give its "

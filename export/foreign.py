@@ -8,23 +8,23 @@ records the shape of its input: give --input-shape."""
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
 import resx
-from resx.errors import ExportError
+from resx.errors import ExportError, first_line
 from resx.export.torchscript import fingerprint, flops_per_image, load, state_fingerprint, weights_hash
-from resx.sources import Source
+from resx.sources import Source, file_sha1
 
 FORMAT = "resx-derived/1"
 
 
-def file_id(path: Path) -> str:
-    """What identifies a compiled package resx did not write: its bytes (resx::AotiEngine: the same)."""
-    return "file:" + hashlib.sha1(Path(path).read_bytes()).hexdigest()
+def file_id(path: Path, sha1: str | None = None) -> str:
+    """What identifies a compiled package resx did not write: its bytes (resx::AotiEngine: the same);
+    `sha1`: the file's, when already computed."""
+    return "file:" + (sha1 or file_sha1(path))
 
 
 def derive(path: Path, shape: tuple[int, int, int] | None) -> dict:
@@ -41,12 +41,12 @@ def derive(path: Path, shape: tuple[int, int, int] | None) -> dict:
         try:
             package = load_package(str(path))
         except Exception as e:  # noqa: BLE001  (the loader raises many kinds for a file that is not one)
-            raise ExportError(f"{path}: not a loadable AOTInductor package ({_first(e)})") from None
+            raise ExportError(f"{path}: not a loadable AOTInductor package ({first_line(e)})") from None
     if shape is None:
         raise ExportError(
             f"{path}: a model file resx did not write does not record its input's shape; give --input-shape C,H,W"
         )
-    source = Source("file", str(path.resolve()), tuple(shape), sha1=hashlib.sha1(path.read_bytes()).hexdigest())
+    source = Source("file", str(path.resolve()), tuple(shape), sha1=file_sha1(path))
     x = torch.zeros(2, *shape)
     if path.suffix == ".pt":
         out = _run(module, x, path)
@@ -60,7 +60,8 @@ def derive(path: Path, shape: tuple[int, int, int] | None) -> dict:
         graph = "file"
     else:
         out, flops = _run(package, x, path), None
-        ids = {"fingerprint": file_id(path), "state_fingerprint": "", "weights_hash": file_id(path), "parameters": None}
+        ident = file_id(path, source.sha1)
+        ids = {"fingerprint": ident, "state_fingerprint": "", "weights_hash": ident, "parameters": None}
         graph = None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         what = f"shape {list(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
@@ -100,10 +101,5 @@ def _run(forward, x: torch.Tensor, path: Path):
     except Exception as e:  # noqa: BLE001  (a foreign model: any error, one line)
         c, h, w = x.shape[1:]
         raise ExportError(
-            f"{path}: rejects input {c}x{h}x{w} ({_first(e)}); give the shape it runs at with --input-shape C,H,W"
+            f"{path}: rejects input {c}x{h}x{w} ({first_line(e)}); give the shape it runs at with --input-shape C,H,W"
         ) from None
-
-
-def _first(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__

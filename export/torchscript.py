@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import resx
 from resx.data import AUGMENT, IMAGE_SHAPE
-from resx.errors import ExportError
+from resx.errors import ExportError, first_line
 from resx.files import atomic_write, safe_torch_load
 from resx.models import ARCHITECTURES, MAX_SEED, ModelConfig, architecture_of, parameter_count, structure
 from resx.sources import Source
@@ -183,7 +183,7 @@ def as_source(model: Source | ModelConfig) -> Source:
     """A resx ResNet's config as the Source it is; a Source as it is."""
     if isinstance(model, Source):
         return model
-    return Source("builtin", model.name, IMAGE_SHAPE, {}, model.num_classes, model)
+    return Source.of_config(model)
 
 
 def example_input(shape: tuple[int, ...]) -> torch.Tensor:
@@ -210,13 +210,13 @@ def graph_of(model: nn.Module, shape: tuple[int, ...], how: str | None = None) -
         except ExportError:
             raise
         except Exception as e:  # noqa: BLE001  (TorchScript's frontend raises many kinds)
-            reasons.append(f"torch.jit.script failed: {_first_line(e)}")
+            reasons.append(f"torch.jit.script failed: {first_line(e)}")
         if how == "script":
             raise ExportError(f"the module no longer scripts ({reasons[0]}); re-export it")
     try:
         traced = trace(model, example_input(shape))
     except Exception as e:  # noqa: BLE001  (tracing runs the user's code)
-        reasons.append(f"torch.jit.trace failed: {_first_line(e)}")
+        reasons.append(f"torch.jit.trace failed: {first_line(e)}")
         raise ExportError(f"cannot export a TorchScript graph: {'; '.join(reasons)}") from None
     return traced, "trace"
 
@@ -302,11 +302,6 @@ def export(model: Source | ModelConfig, path: Path, seed: int = 0, weights: Path
     return manifest
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
-
-
 def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
     """The scripted module and its manifest (None for a foreign TorchScript file)."""
     path = Path(path)
@@ -319,8 +314,7 @@ def load(path: Path) -> tuple[torch.jit.ScriptModule, dict | None]:
         with quiet_jit():
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:  # noqa: BLE001  (torch raises many kinds for a file that is not one)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{path}: not a loadable TorchScript file ({reason})") from None
+        raise ExportError(f"{path}: not a loadable TorchScript file ({first_line(e, None)})") from None
     raw = extra[MANIFEST_NAME]
     if not raw:
         return module, None

@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 import resx
-from resx.errors import PeerError, ResxError
+from resx.errors import PeerError, ResxError, first_line
 
 # Piped to a file or a CI log, rich would cut tables at 80 columns: there, a table takes the width it needs.
 console = Console(width=None if sys.stdout.isatty() else 1000)
@@ -64,7 +64,7 @@ class ResxGroup(TyperGroup):
         except ResxError as e:
             if isinstance(e, PeerError):
                 raise typer.Exit(1) from None
-            error(_rank_prefix() + (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__))
+            error(_rank_prefix() + first_line(e, None))
             raise typer.Exit(1) from None
         except (TyperException, typer.Exit, typer.Abort):  # usage errors: click prints them itself
             raise

@@ -73,11 +73,8 @@ class Engine:
             manifest = read_manifest(self.path)
             check_settings(self.path, manifest, device=o.device, dtype=o.dtype, channels_last=o.channels_last)
         except ForeignPackage:  # a package resx did not write: its bytes identify it (resx::AotiEngine too)
-            manifest = {
-                "fingerprint": file_id(self.path),
-                "weights_hash": file_id(self.path),
-                "compile": {"threads": 0},
-            }
+            ident = file_id(self.path)
+            manifest = {"fingerprint": ident, "weights_hash": ident, "compile": {"threads": 0}}
         from torch._inductor.package import load_package  # here: Inductor takes a second to import
 
         self.module = load_package(str(self.path), num_runners=o.runners)

@@ -2,6 +2,13 @@
 exits 1; anything else is a bug in resx and keeps its traceback."""
 
 
+def first_line(e: BaseException, limit: int | None = 200) -> str:
+    """The first line of an error's message (at most `limit` characters), or its type's name when it has
+    none: how a problem from torch or from a user's code is quoted in resx's one-line errors."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
 class ResxError(Exception):
     """An input, file or environment problem; the message names the thing and the fix, on one line."""
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from resx.data import AUGMENT, IMAGE_SHAPE
-from resx.errors import ConfigError
+from resx.errors import ConfigError, first_line
 from resx.models import ARCHITECTURES, ModelConfig, build
 
 KINDS = ("builtin", "torchvision", "factory", "file")
@@ -94,7 +94,7 @@ class Source:
                     f"--stem, --layers and --width"
                 )
             config = ModelConfig(spec, 10 if num_classes is None else num_classes, stem, layers, width)
-            return cls("builtin", spec, shape or IMAGE_SHAPE, {}, config.num_classes, config)
+            return cls.of_config(config, shape or IMAGE_SHAPE)
         if spec.startswith("torchvision:"):
             return cls._torchvision(spec.removeprefix("torchvision:"), kwargs, num_classes, shape)
         if spec.endswith(FILE_SUFFIXES) and ":" not in Path(spec).name:
@@ -194,8 +194,7 @@ class Source:
             shape = d.get("input_shape", IMAGE_SHAPE)
             kind, shape = d["kind"], None if shape is None else tuple(int(v) for v in shape)
             if kind == "builtin":
-                config = ModelConfig.from_dict(d["config"])
-                return cls(kind, config.name, shape, {}, config.num_classes, config)
+                return cls.of_config(ModelConfig.from_dict(d["config"]), shape)
             if kind not in KINDS:
                 raise ConfigError(f"unknown model source kind '{kind}'")
             return cls(
@@ -211,8 +210,12 @@ class Source:
         """The source a manifest records; a manifest from before sources names a resx ResNet."""
         if "source" in manifest:
             return cls.from_dict(manifest["source"])
-        config = ModelConfig.from_dict(manifest["model"])
-        return cls("builtin", config.name, IMAGE_SHAPE, {}, config.num_classes, config)
+        return cls.of_config(ModelConfig.from_dict(manifest["model"]))
+
+    @classmethod
+    def of_config(cls, config: ModelConfig, shape: tuple[int, int, int] | None = IMAGE_SHAPE) -> Source:
+        """A resx ResNet's config as the Source it is."""
+        return cls("builtin", config.name, shape, {}, config.num_classes, config)
 
     # -------------------------------------------------------------------------------------- building
     def build(self, seed: int | None = 0, check: bool = True) -> nn.Module:
@@ -246,7 +249,7 @@ class Source:
         try:
             module = builder(**kwargs)
         except Exception as e:  # noqa: BLE001  (the user's code: any error is theirs, told in one line)
-            raise ConfigError(f"{what}({_kwargs_text(kwargs)}) raised {type(e).__name__}: {_first(e)}") from None
+            raise ConfigError(f"{what}({_kwargs_text(kwargs)}) raised {type(e).__name__}: {first_line(e)}") from None
         if not isinstance(module, nn.Module):
             raise ConfigError(f"{what} returned a {type(module).__name__}, not a torch.nn.Module")
         return module
@@ -268,7 +271,7 @@ class Source:
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001  (a module that does not import: any error, one line)
-            raise ConfigError(f"cannot import {where} ({type(e).__name__}: {_first(e)})") from None
+            raise ConfigError(f"cannot import {where} ({type(e).__name__}: {first_line(e)})") from None
         factory = getattr(module, attr, None)
         if not callable(factory):
             raise ConfigError(f"{where} has no callable '{attr}'")
@@ -321,7 +324,7 @@ def run_at(module: nn.Module, shape: tuple[int, int, int], what: str):
     except Exception as e:  # noqa: BLE001  (the user's module: any error, one line)
         c, h, w = shape
         raise ConfigError(
-            f"{what} rejects input {c}x{h}x{w} ({type(e).__name__}: {_first(e)}); give the shape "
+            f"{what} rejects input {c}x{h}x{w} ({type(e).__name__}: {first_line(e)}); give the shape "
             f"it runs at with --input-shape C,H,W"
         ) from None
     finally:
@@ -334,11 +337,6 @@ def _accepts(fn, name: str) -> bool:
     except (TypeError, ValueError):  # a builtin or C callable: no signature to read
         return False
     return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
-
-
-def _first(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def _kwargs_text(kwargs: dict) -> str:

@@ -10,7 +10,6 @@ import torch
 
 from resx import data as D
 from resx.cpp import _cpp
-from resx.data import IMAGE_SHAPE
 from resx.device import check_device
 from resx.errors import TrainError
 from resx.export import graph_fingerprint, graph_of, save
@@ -28,8 +27,7 @@ def checkpoint_source(path: Path, ckpt: dict) -> Source:
         raise TrainError(f"{path}: malformed resx checkpoint (model_config is not JSON)") from None
     if isinstance(described, dict) and "kind" in described:
         return Source.from_dict(described)
-    config = ModelConfig.from_dict(described)
-    return Source("builtin", config.name, IMAGE_SHAPE, {}, config.num_classes, config)
+    return Source.of_config(ModelConfig.from_dict(described))
 
 
 def evaluate_checkpoint(
