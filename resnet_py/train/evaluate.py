@@ -59,16 +59,13 @@ def evaluate_checkpoint(
         model.to(device)
         split = D.first_n(D.load_split(directory, "test"), test_subset)
         result = evaluate(model, D.CifarLoader(*split, batch_size, train=False), torch.device(device))
-    elif source.cpp_module:  # the C++ frontend module, filled from the checkpoint alone: no TorchScript
-        spec = D.AUGMENT.to_cpp()
-        result = EvalResult(
-            *_cpp.evaluate(str(weights), CHECKPOINT_FORMAT, str(directory), batch_size, test_subset, spec, device)
-        )
-    else:  # a model resx writes no C++ module for: its TorchScript graph, filled from the checkpoint
+    else:  # C++: the C++ frontend module filled from the checkpoint alone (no TorchScript), or for a model
+        # resx writes no C++ module for, its TorchScript graph, filled from the checkpoint
         with tempfile.TemporaryDirectory() as tmp:
-            model_file = Path(tmp) / "model.pt"
-            save(graph_of(model, source.shape)[0], model_file)
-            spec = D.AUGMENT.to_cpp()
+            model_file = ""
+            if not source.cpp_module:
+                model_file = str(Path(tmp) / "model.pt")
+                save(graph_of(model, source.shape)[0], Path(model_file))
             result = EvalResult(
                 *_cpp.evaluate(
                     str(weights),
@@ -76,9 +73,9 @@ def evaluate_checkpoint(
                     str(directory),
                     batch_size,
                     test_subset,
-                    spec,
+                    D.AUGMENT.to_cpp(),
                     device,
-                    str(model_file),
+                    model_file,
                 )
             )
     return {
