@@ -6,6 +6,10 @@ PIP    := $(PY) -m pip
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DEPS   := $(VENV)/.deps-installed
 BUILT  := $(VENV)/.resx-installed
+# LoadGen's C++ sources, from the sdist of the version requirements.txt pins (its wheel has only the
+# Python binding); meson.build compiles them into the C++ runtime.
+LOADGEN_VERSION := $(shell sed -n 's/^mlcommons-loadgen==//p' requirements.txt)
+LOADGEN := $(VENV)/src/mlcommons_loadgen-$(LOADGEN_VERSION)/loadgen.h
 
 .PHONY: demo test lint install clean
 
@@ -34,7 +38,13 @@ $(DEPS): requirements.txt | $(PY)
 
 # Editable and without build isolation: the extension must build against the torch it runs with.
 # Later edits to C++ sources are rebuilt on import (meson-python's editable loader).
-$(BUILT): $(DEPS) pyproject.toml meson.build
+$(LOADGEN): requirements.txt | $(DEPS)
+	$(PIP) download --disable-pip-version-check -q --no-deps --no-binary :all: -d $(VENV)/src \
+		mlcommons-loadgen==$(LOADGEN_VERSION)
+	tar xzf $(VENV)/src/mlcommons_loadgen-$(LOADGEN_VERSION).tar.gz -C $(VENV)/src
+	touch $@
+
+$(BUILT): $(DEPS) $(LOADGEN) pyproject.toml meson.build
 	$(PIP) install --disable-pip-version-check -q --no-build-isolation --no-deps \
 		-Cbuild-dir=build/editable -e .
 	touch $@

@@ -17,6 +17,7 @@
 #include "files.h"
 #include "model.h"
 #include "resnet.h"
+#include "serving.h"
 #include "train.h"
 
 namespace nb = nanobind;
@@ -364,6 +365,16 @@ void bind_timing(nb::module_& m) {
         return std::make_pair(r.calls, r.wall_ns);
       },
       "engine"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
+  m.def("loadgen_available", &resx::loadgen_available, "Whether this build compiled LoadGen's sources in.");
+  m.def(
+      "loadgen",
+      [](EngineHandle& engine, const std::string& request) {
+        const auto parsed = resx::parse_json(request, "loadgen request");
+        nb::gil_scoped_release release;
+        return resx::run_loadgen(*engine.engine, parsed).dump();
+      },
+      "engine"_a, "request"_a,
+      "One LoadGen test served by C++ threads, GIL released (request and answer: JSON, resx.bench.serving).");
 
   m.def(
       "bare_train_steps",

@@ -21,6 +21,7 @@
 #include "json.h"
 #include "model.h"
 #include "resnet.h"
+#include "serving.h"
 #include "train.h"
 
 namespace {
@@ -152,6 +153,7 @@ int run_train(int argc, char** argv) {
 //   warmup {batch, seed, window, tolerance, max_calls} -> {calls}
 //   time {batch, seed, calls}                      -> {ns: [...]}
 //   threads_run {threads, seconds, seed}           -> {calls, wall_ns}
+//   loadgen {settings, workers, batch, samples, seed, outdir} -> {seconds, sut}  (resx.bench.serving)
 //   quit
 resx::Json serve(resx::Engine& engine, const resx::Json& request) {
   using resx::get;
@@ -189,6 +191,7 @@ resx::Json serve(resx::Engine& engine, const resx::Json& request) {
                                       get<int>(request, "threads", source), get<double>(request, "seconds", source));
     return {{"calls", r.calls}, {"wall_ns", r.wall_ns}};
   }
+  if (command == "loadgen") return resx::run_loadgen(engine, request);
   return {{"error", "unknown command '" + command + "'"}};
 }
 

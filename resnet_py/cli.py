@@ -100,6 +100,25 @@ def _root(
     pass
 
 
+def floats(text: str | None, option: str) -> list[float] | None:
+    """'50,100.5' -> [50.0, 100.5]; anything else is one line naming the option."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v < float("inf") for v in values):
+        raise ResxError(f"{option} '{text}': give positive numbers separated by commas, e.g. 50,100,200")
+    return values
+
+
+def _serve_scenarios(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [] if text.strip() == "none" else [s.strip() for s in text.split(",") if s.strip()]
+
+
 def ints(text: str | None, option: str, count: int | None = None) -> list[int] | None:
     """'1,8,32' -> [1, 8, 32]; anything else is one line naming the option."""
     if text is None:
@@ -733,6 +752,34 @@ def bench(
             f"leak or a growing cache shows as drift. 0: off. {_bench_default('drift_calls')}"
         ),
     ] = None,
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            help="Serving under load with MLPerf's LoadGen, in each runtime's own language: none, or a comma list "
+            "of singlestream, server, offline. [none]"
+        ),
+    ] = None,
+    serve_workers: Annotated[
+        str | None,
+        typer.Option(help=f"Workers answering LoadGen's queries, e.g. 1,2. {_bench_default('serve_workers')}"),
+    ] = None,
+    serve_rates: Annotated[
+        str | None,
+        typer.Option(
+            help="Server: offered queries/s, e.g. 50,100,200. [steps from 1/8x to 4x the fastest path's batch-1 rate]"
+        ),
+    ] = None,
+    serve_bound_ms: Annotated[
+        float | None, typer.Option(help="Server: the p99 latency bound, ms. [4x the baseline's batch-1 p50]")
+    ] = None,
+    serve_seconds: Annotated[
+        float | None,
+        typer.Option(help=f"LoadGen's minimum duration per test (MLPerf's: 600). {_bench_default('serve_seconds')}"),
+    ] = None,
+    serve_rounds: Annotated[
+        int | None,
+        typer.Option(help=f"Serving rounds, a fresh process per path each. {_bench_default('serve_rounds')}"),
+    ] = None,
     train_runtime: Annotated[
         str | None,
         typer.Option(help="Comma list of the paths whose training step is measured. [every measured path that trains]"),
@@ -799,6 +846,12 @@ def bench(
         thread_counts=ints(thread_counts, "--thread-counts"),
         thread_seconds=thread_seconds,
         drift_calls=drift_calls,
+        serve=_serve_scenarios(serve),
+        serve_workers=ints(serve_workers, "--serve-workers"),
+        serve_rates=floats(serve_rates, "--serve-rates"),
+        serve_bound_ms=serve_bound_ms,
+        serve_seconds=serve_seconds,
+        serve_rounds=serve_rounds,
         train_runtimes=[r.strip() for r in train_runtime.split(",")] if train_runtime else None,
         train_steps=train_steps,
         train_batch=train_batch,

@@ -36,6 +36,7 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
         "train-cpp": "ok",
         "bench": "ok",
         "threads": "ok",
+        "serving": "ok",
         "ddp-py": "ok",
         "ddp-cpp": "ok",
         "ddp-bench": "ok",
@@ -47,5 +48,6 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
     assert "DDP at world size 2 on cpu: py and cpp per-step losses bit-identical over 4 steps" in report
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
+    assert any(n.endswith("bench-serving/report.md") for n in names)
     assert any(n.endswith("bench-threads/report.md") for n in names) and not any(n.endswith(".pt") for n in names)
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "results.json", "results.tar.gz"]  # <= 8 come back

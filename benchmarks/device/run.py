@@ -10,7 +10,9 @@ Steps, each given what is left of the time budget and skipped (saying so) when t
                 (one-cycle, at least 10 epochs; --smoke: 1 epoch on a subset), loss, accuracy, time per epoch
   4. bench      `resx bench --preset gpu` (--smoke: ResNet18, fewer rounds and batches)
   5. threads    the many-core concurrency sweep, 1 to 16 callers with one intra-op thread each, on the CPU
-  6. ddp        data-parallel at world size 2, py (DDP) and cpp (DDP's Reducer): equal per-step losses?
+  6. serving    MLPerf LoadGen in each runtime's own process: SingleStream, the Server curve and its
+                peak rate within the p99 bound with 1 to 16 workers, Offline (CUDA: ResNet18 on the GPU)
+  7. ddp        data-parallel at world size 2, py (DDP) and cpp (DDP's Reducer): equal per-step losses?
                 On one GPU both processes share it over gloo (NCCL wants a GPU per process): a
                 correctness run. Then benchmarks/bench_ddp.py, 1 and 2 processes x 1 thread, on the CPU.
 Without CUDA every step runs its CPU form on a narrow ResNet (tests skipped), so that CI keeps this
@@ -292,6 +294,38 @@ def main(argv: list[str] | None = None) -> int:
             *([] if cuda and not run.smoke else ["--width", "8"]),
             "-o",
             str(run.work / "bench-threads"),
+        ),
+    )
+    workers = "1" if not cuda else ("1,4" if run.smoke else "1,4,16")
+    run.step(
+        "serving",
+        40,
+        resx(
+            "bench",
+            *(["--device", "cuda", "--model", "resnet18"] if cuda else ["--width", "8"]),
+            "--runtime",
+            "py-eager,py-script,cpp-script,exe-script" + (",exe-aoti" if cuda else ""),
+            "--no-training",
+            "--rounds",
+            "2",
+            "--latency-calls",
+            "20",
+            "--batch-sizes",
+            "1,32" if cuda else "1,8",
+            "--thread-counts",
+            "1",
+            "--thread-seconds",
+            "0.2",
+            "--serve",
+            "singlestream,server,offline",
+            "--serve-workers",
+            workers,
+            "--serve-seconds",
+            "1" if cuda and not run.smoke else "0.1",
+            "--serve-rounds",
+            "2",
+            "-o",
+            str(run.work / "bench-serving"),
         ),
     )
     run.ddp = ddp(run, data)

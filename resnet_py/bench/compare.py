@@ -15,7 +15,7 @@ from resx import env
 from resx.bench.config import BenchConfig
 from resx.bench.config import Path as BenchPath
 from resx.bench.gate import GateReport, fairness_gate
-from resx.bench.measure import Notify, Rounds, inference_rounds
+from resx.bench.measure import Notify, Rounds, inference_rounds, serve_plan, serving_rounds
 from resx.bench.monitor import TreeMemory
 from resx.bench.registry import RUNTIMES, baseline_of, language_counterpart, runs, script_counterpart, why_not
 from resx.bench.results import ModelResults, Ratio, Results
@@ -43,7 +43,8 @@ def ratios(entry: ModelResults) -> list[Ratio]:
         pairs += [(n, script_counterpart(n)) for n in names if script_counterpart(n) in names]
         for name, base in dict.fromkeys(pairs):  # cpp-eager / py-eager is both the baseline's and the language's
             a, b = entry.measurement(scenario, name), entry.measurement(scenario, base)
-            if a is not None and b is not None:
+            # A Server round with no rate within the bound has no ratio (the report shows it as none).
+            if a is not None and b is not None and min(a.per_round + b.per_round) > 0:
                 out.append(Ratio.of(a, b))
     return out
 
@@ -175,6 +176,11 @@ def _model(
         )
     entry.gate = gate.to_dict()
     _collect(entry, rounds, results, "inference")
+    if cfg.serve:
+        plan = serve_plan(cfg, rounds)
+        entry.serve_plan = plan.to_dict()
+        logs = work / "loadgen" / source.label.replace(":", "_")
+        _collect(entry, serving_rounds(cfg, cfg.paths(source), make, plan, logs, notify), results, "serving")
     if cfg.training and cfg.train_paths(source):
         train_rounds, entry.training = training(source, cfg, work, notify, entry.baseline)
         _collect(entry, train_rounds, results, "training")
@@ -186,6 +192,7 @@ def _collect(entry: ModelResults, rounds: Rounds, results: Results, phase: str) 
     entry.measurements += list(rounds.measurements.values())
     entry.footprint |= rounds.footprints
     entry.drift |= rounds.drift
+    entry.serving |= rounds.serving
     for path, stopped in rounds.stopping.items():
         entry.stopping.setdefault(path, {})[phase] = stopped
     results.load += rounds.loads

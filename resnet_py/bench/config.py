@@ -74,6 +74,19 @@ class BenchConfig:
     thread_counts: list[int] = field(default_factory=lambda: [1, 2])
     thread_seconds: float = 1.0  # per caller count, path and round
     drift_calls: int = 0  # >0: batch-1 calls in one long run per path, its resident memory sampled
+    # Serving under load with MLPerf's LoadGen (resx.bench.serving), in rounds of their own after the
+    # inference rounds: the scenarios (singlestream, server, offline; empty: none), the workers that
+    # answer, the Server curve's offered rates (empty: steps around the fastest path's batch-1 rate), its
+    # p99 bound (None: 4x the baseline's batch-1 p50), each test's duration, its minimum of queries, the
+    # bisection steps after the curve, and the rounds (fresh processes, interleaved).
+    serve: list[str] = field(default_factory=list)
+    serve_workers: list[int] = field(default_factory=lambda: [1, 2])
+    serve_rates: list[float] = field(default_factory=list)
+    serve_bound_ms: float | None = None
+    serve_seconds: float = 2.0
+    serve_min_queries: int = 32
+    serve_refine: int = 2
+    serve_rounds: int = 3
     warmup: WarmupRule = field(default_factory=WarmupRule)
     inference: bool = True
     training: bool = True
@@ -149,7 +162,7 @@ class BenchConfig:
             device=self.device,
             dtype=path.dtype,
             channels_last=self.channels_last,
-            runners=max([1, *self.thread_counts]),
+            runners=max([1, *self.thread_counts, *(self.serve_workers if self.serve else [])]),
             deterministic=self.deterministic,
             cuda_graphs=path.cuda_graphs,
             input_shape=tuple(shape),
@@ -216,6 +229,7 @@ class BenchConfig:
             if not (0 < value < float("inf")):
                 raise BenchError(f"{option} must be a positive number, got {value}")
         cores = os.cpu_count() or 1
+        self._validate_serving(cores)
         if self.threads < 0:
             raise BenchError(f"--threads must be >= 0 (0: torch's default), got {self.threads}")
         if self.threads > cores:
@@ -235,6 +249,45 @@ class BenchConfig:
             raise BenchError(f"--device {self.device}: CUDA is not available here; use --device cpu")
         if self.cuda_graphs and not self.device.startswith("cuda"):
             raise BenchError("--cuda-graphs needs --device cuda")
+
+    def _validate_serving(self, cores: int) -> None:
+        from resx.bench.serving import SCENARIOS
+
+        unknown = [s for s in self.serve if s not in SCENARIOS]
+        if unknown or len(set(self.serve)) != len(self.serve):
+            raise BenchError(f"--serve '{','.join(self.serve)}': give none or a comma list of {', '.join(SCENARIOS)}")
+        if not self.serve:
+            return
+        if not self.serve_workers or any(w < 1 for w in self.serve_workers):
+            raise BenchError(f"--serve-workers '{','.join(map(str, self.serve_workers))}': give counts of at least 1")
+        if max(self.serve_workers) > cores and not self.force:
+            raise BenchError(
+                f"--serve-workers {max(self.serve_workers)}: this machine has {cores} cores; give {cores} or fewer, "
+                "or --force to time the oversubscription"
+            )
+        if any(not (0 < r < float("inf")) for r in self.serve_rates):
+            raise BenchError(
+                f"--serve-rates: every offered rate must be a positive number of queries/s, got "
+                f"{','.join(map(str, self.serve_rates))}"
+            )
+        if self.serve_bound_ms is not None and not (0 < self.serve_bound_ms < float("inf")):
+            raise BenchError(f"--serve-bound-ms must be a positive number of milliseconds, got {self.serve_bound_ms}")
+        for option, value in {"--serve-seconds": self.serve_seconds}.items():
+            if not (0 < value < float("inf")):
+                raise BenchError(f"{option} must be a positive number, got {value}")
+        for option, value in {
+            "--serve-rounds": self.serve_rounds,
+            "--serve-min-queries": self.serve_min_queries,
+        }.items():
+            if value < 1:
+                raise BenchError(f"{option} must be at least 1, got {value}")
+        if self.serve_refine < 0:
+            raise BenchError(f"--serve-refine must be >= 0, got {self.serve_refine}")
+        if not self.inference and not (self.serve_rates and self.serve_bound_ms):
+            raise BenchError(
+                "--serve derives its rates and bound from the batch-1 latency the inference rounds measure: "
+                "give --serve-rates and --serve-bound-ms, or drop --no-inference"
+            )
 
 
 PRESETS: dict[str, dict] = {

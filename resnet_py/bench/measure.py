@@ -8,6 +8,7 @@ or when the next round would overrun the budget."""
 
 from __future__ import annotations
 
+import pathlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from resx import stats
 from resx.bench.config import DRIFT_SAMPLES, BenchConfig, Path
 from resx.bench.monitor import OtherLoad, mapped_libraries, peak_rss_bytes, rss_bytes
 from resx.bench.registry import BASELINE
-from resx.bench.results import Measurement, Ratio, Scenario
+from resx.bench.results import LATENCY, Measurement, Ratio, Scenario
 from resx.bench.runners import Identity, Runner
+from resx.bench.serving import RATE_STEPS, LoadgenRun, ServePlan, ServeResult, peak_rate, peak_search, read_log
 
 Notify = Callable[[str], None]
 NS = 1e-9
@@ -44,6 +46,7 @@ class Rounds:
     identities: dict[str, Identity] = field(default_factory=dict)  # what each path's first process reported
     footprints: dict[str, dict] = field(default_factory=dict)  # each path's model file and mapped libraries
     drift: dict[str, dict] = field(default_factory=dict)  # each path's resident memory over a long run
+    serving: dict[str, list[dict]] = field(default_factory=dict)  # each path's LoadGen tests (ServeResult)
     done: int = 0  # rounds completed
 
     def __post_init__(self) -> None:
@@ -210,3 +213,89 @@ def inference_rounds(
             return rounds
         if not rounds.close_round(meter.stop()):
             return rounds
+
+
+def serve_plan(cfg: BenchConfig, rounds: Rounds) -> ServePlan:
+    """What every path's serving rounds ask, the same for all, from what the inference rounds measured:
+    the Server curve's rates as steps around the fastest path's batch-1 rate (or --serve-rates), the p99
+    bound as 4x the baseline's batch-1 p50 (or --serve-bound-ms), Offline at the largest batch size."""
+    latency = {p: m.value for (s, p), m in rounds.measurements.items() if s == LATENCY}
+    fastest = min(latency.values(), default=cfg.serve_bound_ms * 1e-3 / 4 if cfg.serve_bound_ms else 1e-3)
+    bound = cfg.serve_bound_ms * 1e-3 if cfg.serve_bound_ms else 4 * latency.get(rounds.baseline, fastest)
+    rates = sorted(cfg.serve_rates) or [float(f"{k / fastest:.3g}") for k in RATE_STEPS]
+    batch = max(cfg.batch_sizes)
+    return ServePlan(
+        tuple(cfg.serve),
+        tuple(cfg.serve_workers),
+        tuple(rates),
+        bound,
+        cfg.serve_seconds,
+        cfg.serve_min_queries,
+        fastest / 2,  # under the truth: LoadGen then generates enough queries to fill the duration
+        batch,
+        cfg.serve_refine,
+        cfg.threads,
+        cfg.seed,
+    )
+
+
+def measure_serving(
+    runner: Runner, cfg: BenchConfig, plan: ServePlan, rounds: Rounds, label: str, logs: pathlib.Path
+) -> None:
+    """LoadGen's scenarios in one fresh process, warmed up first: SingleStream (one query at a time), then
+    per worker count (intra-op threads shared out among them, ServePlan.threads) the Server curve and its
+    peak rate within the bound, and Offline."""
+    results: list[ServeResult] = []
+
+    def serve(run: LoadgenRun) -> ServeResult:
+        out = logs / label.replace("@", "_") / f"round{rounds.done + 1}-{run.key}"
+        out.mkdir(parents=True, exist_ok=True)
+        r = read_log(out, run, float(runner.loadgen(run.request(out))["seconds"]))
+        results.append(r)
+        return r
+
+    rule = cfg.warmup
+    if "singlestream" in plan.scenarios:
+        runner.set_threads(plan.threads(1))
+        runner.warm_up(1, cfg.seed, rule.for_batch(1))
+        rounds.add(Scenario("singlestream"), label, [serve(plan.run("singlestream")).p90_s])
+    for workers in plan.workers:
+        runner.set_threads(plan.threads(workers))
+        runner.warm_up(1, cfg.seed, rule.for_batch(1))
+        if "server" in plan.scenarios:
+            curve = peak_search(lambda rate, w=workers: serve(plan.run("server", w, rate)), plan.rates, plan.refine)
+            rounds.add(Scenario("server", callers=workers), label, [peak_rate(curve)])
+        if "offline" in plan.scenarios:
+            runner.warm_up(plan.offline_batch, cfg.seed, rule.for_batch(plan.offline_batch))
+            done = serve(plan.run("offline", workers))
+            rounds.add(Scenario("offline", batch=plan.offline_batch, callers=workers), label, [done.completed_per_s])
+    runner.set_threads(cfg.threads)
+    rounds.serving.setdefault(label, []).extend(r.to_dict() | {"round": rounds.done + 1} for r in results)
+
+
+def serving_rounds(
+    cfg: BenchConfig,
+    paths: list[Path],
+    make: Callable[[Path], Runner],
+    plan: ServePlan,
+    logs: pathlib.Path,
+    notify: Notify,
+) -> Rounds:
+    """cfg.serve_rounds rounds of LoadGen's scenarios, every path in a fresh process per round, in rotating
+    order, as the inference rounds do (a fixed count: LoadGen's runs are long, and their figures are
+    reported with intervals over these rounds)."""
+    rounds = Rounds(cfg, [p.label for p in paths], float("inf"))
+    by_label = {p.label: p for p in paths}
+    for _ in range(cfg.serve_rounds):
+        meter = OtherLoad()
+        meter.start()
+        for label in rounds.order():
+            notify(f"serving round {rounds.done + 1}: {label} under LoadGen (fresh process)")
+            with make(by_label[label]) as runner:
+                measure_serving(runner, cfg, plan, rounds, label, logs)
+        load = meter.stop()
+        rounds.done += 1
+        if load is not None:
+            rounds.loads.append(load)
+    rounds.active.clear()
+    return rounds

@@ -13,6 +13,7 @@ import numpy as np
 
 from resx.bench.registry import language_counterpart, script_counterpart
 from resx.bench.results import LATENCY, ModelResults, Ratio, Results, Scenario
+from resx.bench.serving import ServeResult
 from resx.errors import ResxError
 from resx.files import atomic_write
 
@@ -97,6 +98,10 @@ def figure(m, scenario: Scenario) -> str:
         return f"{m.value / 2**20:,.0f} MB"
     if scenario.kind == "startup":
         return f"{m.value:.2f} s" if m.value >= 1 else f"{m.value * 1e3:.1f} ms"
+    if scenario.kind == "server":
+        return f"{m.value:,.0f} queries/s"
+    if scenario.kind == "singlestream":
+        return f"{m.value * 1e3:.2f} ms (p90)"
     if scenario.rate:
         return f"{m.value:,.0f} img/s"
     if scenario.kind == "throughput":
@@ -182,10 +187,12 @@ def _best(entry: ModelResults, scenario: Scenario) -> str:
 def ship(entry: ModelResults) -> list[list[str]]:
     """What should I ship? Per scenario, the fastest path, its figure and its ratio to py-eager."""
     rows = []
-    for scenario in entry.scenarios() + [s for s in SHIPPING if s in entry.scenarios(steady=False)]:
+    once = entry.scenarios(steady=False)
+    for scenario in entry.scenarios() + [s for s in SHIPPING if s in once] + [s for s in once if s.serving]:
         best = _best(entry, scenario)
         m, r = entry.measurement(scenario, best), entry.ratio(scenario, best, entry.baseline)
-        rows.append([scenario.title, best, figure(m, scenario), ci(r, as_speedup=scenario.kind == "throughput")])
+        shown = ci(r, as_speedup=scenario.kind == "throughput") if r or best == entry.baseline else "—"
+        rows.append([scenario.title, best, figure(m, scenario), shown])
     return rows
 
 
@@ -424,6 +431,89 @@ def _shipping_section(entry: ModelResults) -> str:
     )
 
 
+def _vs(entry: ModelResults, scenario: Scenario, path: str) -> str:
+    r = entry.ratio(scenario, path, entry.baseline)
+    return ci(r) if r or path == entry.baseline else "— (no rate within the bound in some round)"
+
+
+def _serving_curve(entry: ModelResults) -> dict[tuple[str, int, float], list[ServeResult]]:
+    """The Server tests by (path, workers, offered rate), over the rounds."""
+    curve: dict[tuple[str, int, float], list[ServeResult]] = {}
+    for path, tests in entry.serving.items():
+        for t in map(ServeResult.from_dict, tests):
+            if t.run.scenario == "server":
+                curve.setdefault((path, t.run.workers, t.run.rate), []).append(t)
+    return dict(sorted(curve.items(), key=lambda kv: (entry.paths().index(kv[0][0]), kv[0][1], kv[0][2])))
+
+
+def _serving_section(entry: ModelResults) -> str:
+    """Serving under LoadGen's load: the plan, the peak rates within the bound, SingleStream and Offline,
+    and the Server curve (p50 and p99 from arrival, so queueing counts, against the offered rate)."""
+    plan = entry.serve_plan
+    scenarios = [s for s in entry.scenarios(steady=False) if s.serving]
+    if not plan or not scenarios:
+        return ""
+    tests = [ServeResult.from_dict(t) for ts in entry.serving.values() for t in ts]
+    versions = sorted({t.loadgen for t in tests if t.loadgen})
+    valid = sum(t.valid for t in tests)
+    rows = []
+    for s in scenarios:
+        for path in entry.paths(s):
+            m = entry.measurement(s, path)
+            lo, hi = m.spread
+            per_round = m.per_round
+            shown = figure(m, s) if min(per_round) > 0 else "none within the bound in some round"
+            scale = 1e3 if s.kind == "singlestream" else 1.0  # ms, or a rate
+            rows.append(
+                [s.title, path, shown, f"{lo * scale:,.4g}–{hi * scale:,.4g}", _vs(entry, s, path), len(m.rounds)]
+            )
+    curve = []
+    for (path, workers, rate), ts in _serving_curve(entry).items():
+        p50 = float(np.median([t.p50_s for t in ts])) * 1e3
+        p99 = [t.p99_s * 1e3 for t in ts]
+        within = sum(t.within_bound for t in ts)
+        verdict = f"{sum(t.valid for t in ts)}/{len(ts)} VALID"
+        reasons = sorted({why for t in ts for why in t.why.split("; ") if why})
+        curve.append(
+            [
+                path,
+                workers,
+                f"{rate:,.4g}",
+                f"{np.median([t.scheduled_per_s for t in ts]):,.4g}",
+                f"{p50:.2f}",
+                f"{np.median(p99):.2f} ({min(p99):.2f}–{max(p99):.2f})",
+                f"{within}/{len(ts)}",
+                verdict + (f" ({'; '.join(reasons)})" if reasons else ""),
+            ]
+        )
+    bound = plan["bound_s"] * 1e3
+    threads = ", ".join(
+        f"{w} worker{'s' if w > 1 else ''}: {max(1, (plan['cores'] - 1) // w)}" for w in plan["workers"]
+    )
+    rounds = max(len(entry.measurement(s, p).rounds) for s in scenarios for p in entry.paths(s))
+    text = (
+        "\n### Serving under load: MLPerf LoadGen\n\n"
+        f"LoadGen {', '.join(versions) or '(version not logged)'} in each runtime's own process: the Python wheel "
+        "with Python threads answering for the py runtimes, LoadGen's C++ sources compiled into the C++ runtime "
+        "with std::threads for cpp and exe (no Python in the executable's path). Every path ran the same "
+        f"settings and seeds (seed {plan['seed']}, {plan['duration_s']:g} s minimum per test, at least "
+        f"{plan['min_queries']} queries; MLPerf's own minimum is 600 s, so LoadGen's early stopping often cannot "
+        "yet claim the percentile and calls a run INVALID for that alone). Latency runs from each query's "
+        f"scheduled arrival to its completion, so queueing counts. The Server bound: p99 ≤ {bound:.2f} ms; the "
+        "peak is the highest offered rate whose p99 stayed within it (the curve's steps, then "
+        f"{plan['refine']} bisections). Intra-op threads per worker: the cores less one (LoadGen's issuing thread "
+        f"keeps one busy) shared out: {threads}. {valid} of "
+        f"{len(tests)} tests LoadGen called VALID. Ratios with 95% intervals over {rounds} rounds; LoadGen's "
+        "summaries are in loadgen/.\n\n"
+        + md_table(["scenario", "path", "median over rounds", "rounds' range", f"vs {entry.baseline}", "rounds"], rows)
+    )
+    if curve:
+        header = ["path", "workers", "offered queries/s", "scheduled /s", "p50 ms", "p99 ms (rounds' range)"]
+        header += ["p99 within bound", "LoadGen's verdict"]
+        text += "\nThe Server curve (medians over the rounds that ran each rate):\n\n" + md_table(header, curve)
+    return text
+
+
 def _training_split(entry: ModelResults) -> str:
     rows = [
         [
@@ -518,6 +608,7 @@ def markdown(results: Results, plots: list[str]) -> str:
                 + md_table(["path", "p50 (ms)", "floor (ms)", "fraction"], floor_rows(results, entry))
             )
         out.append(_shipping_section(entry))
+        out.append(_serving_section(entry))
         for scenario in entry.scenarios():
             out.append(_scenario_section(entry, scenario))
         if entry.training:
@@ -592,6 +683,26 @@ def plots(results: Results, out: Path) -> list[str]:
             )
             ax.legend(fontsize="small")
             save(fig, f"{model}-concurrency.png")
+        curve = _serving_curve(entry)
+        if curve:
+            workers = sorted({w for _, w, _ in curve})
+            fig, axes = plt.subplots(1, len(workers), figsize=(6 * len(workers), 4), squeeze=False)
+            for ax, w in zip(axes[0], workers, strict=True):
+                for path in dict.fromkeys(p for p, pw, _ in curve if pw == w):
+                    points = [(rate, ts) for (p, pw, rate), ts in curve.items() if p == path and pw == w]
+                    xs = [rate for rate, _ in points]
+                    ys = [float(np.median([t.p99_s for t in ts])) * 1e3 for _, ts in points]
+                    ax.plot(xs, ys, marker="o", label=path)
+                ax.axhline(entry.serve_plan["bound_s"] * 1e3, color="grey", linestyle="--", label="p99 bound")
+                ax.set(
+                    xscale="log",
+                    yscale="log",
+                    xlabel="offered queries/s (Poisson)",
+                    ylabel="p99 latency from arrival, ms",
+                    title=f"{model}: LoadGen Server, {w} worker{'s' if w > 1 else ''}",
+                )
+                ax.legend(fontsize="small")
+            save(fig, f"{model}-server.png")
         if entry.training:
             fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(entry.training) + 2), 4))
             names, bottom = list(entry.training), np.zeros(len(entry.training))
@@ -610,6 +721,7 @@ def write(results: Results, out: Path) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise ResxError(f"{out}: exists and is not a directory; choose another -o")
     images = plots(results, out)
+    summaries = _loadgen_summaries(results, out)
     atomic_write(out / "results.json", json.dumps(results.to_dict(), indent=1, default=str))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
@@ -617,4 +729,24 @@ def write(results: Results, out: Path) -> list[Path]:
     writer.writerows(csv_rows(results))
     atomic_write(out / "results.csv", buf.getvalue())
     atomic_write(out / "report.md", markdown(results, images))
-    return [out / "results.json", out / "results.csv", out / "report.md", *(out / i for i in images)]
+    return [out / "results.json", out / "results.csv", out / "report.md", *(out / i for i in images), *summaries]
+
+
+def _loadgen_summaries(results: Results, out: Path) -> list[Path]:
+    """LoadGen's own summary of every test: loadgen/MODEL/PATH/roundN-SCENARIO-wW[-qRATE].txt."""
+    written = []
+    for model, entry in results.models.items():
+        for path, tests in entry.serving.items():
+            for t in tests:
+                run = ServeResult.from_dict(t).run
+                name = (
+                    out
+                    / "loadgen"
+                    / model.replace(":", "_")
+                    / path.replace("@", "_")
+                    / f"round{t['round']}-{run.key}.txt"
+                )
+                name.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(name, t["summary"].encode())
+                written.append(name)
+    return written

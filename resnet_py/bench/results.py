@@ -14,8 +14,9 @@ from resx import stats
 from resx.errors import BenchError
 
 FORMAT = "resx-bench/2"
-KINDS = ("latency", "throughput", "concurrency", "training", "startup", "memory")
+KINDS = ("latency", "throughput", "concurrency", "training", "startup", "memory", "singlestream", "server", "offline")
 STEADY = ("latency", "throughput", "concurrency", "training")  # per call in a warm process
+SERVING = ("singlestream", "server", "offline")  # LoadGen's scenarios (resx.bench.serving), per round
 STARTUP_PHASES = {  # what a fresh process takes before it answers, in order
     "ready": "spawn to ready (interpreter, libraries, model load)",
     "load": "of which the model's load",
@@ -28,7 +29,9 @@ class Scenario:
     """One thing a path is measured at: batch-1 latency, throughput at a batch size, concurrent callers
     (batch 1, one intra-op thread each), the training step at a batch size; and what shipping costs, once
     per fresh process: a start-up phase (STARTUP_PHASES), or resident memory (batch 0: after the load;
-    batch B: the peak through the batch-B scenario)."""
+    batch B: the peak through the batch-B scenario); and serving under LoadGen's load, per round:
+    SingleStream's p90 latency, Server's peak rate whose p99 stays within the bound with `callers`
+    workers, Offline's samples/s with `callers` workers at batch `batch`."""
 
     kind: str
     batch: int = 1
@@ -45,8 +48,12 @@ class Scenario:
     def key(self) -> str:
         """A short stable name: latency, throughput/b128, concurrency/c2, training/b32, startup/ready,
         memory/b0."""
-        if self.kind == "latency":
-            return "latency"
+        if self.kind in ("latency", "singlestream"):
+            return self.kind
+        if self.kind == "server":
+            return f"server/w{self.callers}"
+        if self.kind == "offline":
+            return f"offline/w{self.callers}/b{self.batch}"
         if self.kind == "startup":
             return f"startup/{self.phase}"
         return f"{self.kind}/c{self.callers}" if self.kind == "concurrency" else f"{self.kind}/b{self.batch}"
@@ -59,14 +66,22 @@ class Scenario:
     @property
     def rate(self) -> bool:
         """Measured as images/s (higher is better) rather than seconds per call."""
-        return self.kind == "concurrency"
+        return self.kind in ("concurrency", "server", "offline")
+
+    @property
+    def serving(self) -> bool:
+        """One of LoadGen's scenarios."""
+        return self.kind in SERVING
 
     @property
     def unit(self) -> str:
-        return {"concurrency": "images/s", "memory": "bytes"}.get(self.kind, "s")
+        return {"concurrency": "images/s", "memory": "bytes", "server": "queries/s", "offline": "images/s"}.get(
+            self.kind, "s"
+        )
 
     @property
     def title(self) -> str:
+        plural = "s" if self.callers > 1 else ""
         if self.kind == "memory":
             return (
                 "resident memory after the load"
@@ -79,6 +94,9 @@ class Scenario:
             "concurrency": f"{self.callers} concurrent caller{'s' if self.callers > 1 else ''}",
             "training": f"training step (batch {self.batch})",
             "startup": f"start-up: {STARTUP_PHASES.get(self.phase, '')}",
+            "singlestream": "LoadGen SingleStream: p90 latency",
+            "server": f"LoadGen Server: peak rate within the p99 bound, {self.callers} worker{plural}",
+            "offline": f"LoadGen Offline: batch {self.batch}, {self.callers} worker{plural}",
         }[self.kind]
 
 
@@ -197,6 +215,9 @@ class ModelResults:
     skipped: dict[str, str] = field(default_factory=dict)  # runtimes that cannot run this model, and why
     footprint: dict[str, dict] = field(default_factory=dict)  # per path: model file, libraries it mapped
     drift: dict[str, dict] = field(default_factory=dict)  # per path: resident memory over a long run
+    # LoadGen's tests: the plan every path ran, and per path every test (resx.bench.serving.ServeResult)
+    serve_plan: dict = field(default_factory=dict)
+    serving: dict[str, list[dict]] = field(default_factory=dict)
 
     def measurement(self, scenario: Scenario, path: str) -> Measurement | None:
         return next((m for m in self.measurements if m.scenario == scenario and m.path == path), None)
@@ -227,6 +248,8 @@ class ModelResults:
             "skipped": self.skipped,
             "footprint": self.footprint,
             "drift": self.drift,
+            "serve_plan": self.serve_plan,
+            "serving": self.serving,
         }
 
     @classmethod
@@ -244,6 +267,8 @@ class ModelResults:
             d.get("skipped", {}),
             d.get("footprint", {}),
             d.get("drift", {}),
+            d.get("serve_plan", {}),
+            d.get("serving", {}),
         )
 
 

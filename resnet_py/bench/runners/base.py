@@ -95,3 +95,8 @@ class Runner(ABC):
     @abstractmethod
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
         """(calls, wall ns) of `threads` callers, each running batch-1 inference for `seconds`."""
+
+    @abstractmethod
+    def loadgen(self, request: dict) -> dict:
+        """One LoadGen test, served in the runtime's own language (resx.bench.serving.LoadgenRun.request):
+        {seconds, sut}; LoadGen's logs are in request["outdir"]."""

@@ -3,6 +3,8 @@ released). Timing loops run in C++ (resnet_cpp/bench.cpp) and hand back raw nano
 
 from __future__ import annotations
 
+import json
+
 from resx.bench.config import WarmupRule
 from resx.bench.runners.base import Identity, Runner
 from resx.cpp import _cpp
@@ -58,3 +60,6 @@ class CppRunner(Runner):
 
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
         return _cpp.time_threads(self.engine, _cpp.make_input(1, seed, self.device, list(self.shape)), threads, seconds)
+
+    def loadgen(self, request: dict) -> dict:
+        return json.loads(_cpp.loadgen(self.engine, json.dumps(request)))

@@ -103,3 +103,6 @@ class ServeRunner(Runner):
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
         r = self.ask("threads_run", threads=threads, seconds=seconds, seed=seed)
         return int(r["calls"]), int(r["wall_ns"])
+
+    def loadgen(self, request: dict) -> dict:
+        return self.ask("loadgen", **request)

@@ -8,6 +8,7 @@ import time
 import torch
 
 from resx import stats
+from resx.bench import serving
 from resx.bench.config import WarmupRule
 from resx.bench.runners.base import Identity, Runner, make_input
 from resx.device import sync
@@ -87,3 +88,11 @@ class PyRunner(Runner):
         for t in pool:
             t.join()
         return sum(counts), time.perf_counter_ns() - t0
+
+    def loadgen(self, request: dict) -> dict:
+        def call(x: torch.Tensor) -> None:
+            self.engine(x)
+            sync(self.device)
+
+        samples = make_input(int(request["samples"]), int(request["seed"]), self.device, self.shape)
+        return serving.serve(call, samples, request)
