@@ -8,6 +8,10 @@
 #include <cmath>
 #include <thread>
 
+#ifdef RESX_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace resx {
 namespace {
 
@@ -84,6 +88,21 @@ ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads,
   go.store(true);
   for (auto& t : pool) t.join();
   return {calls.load(), now_ns() - t0};
+}
+
+Json device_memory(const at::Device& device) {
+  if (!device.is_cuda()) return Json::object();
+#ifdef RESX_WITH_CUDA
+  const auto index = device.has_index() ? device.index() : c10::DeviceIndex{0};
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  return {{"allocated_bytes", stats.allocated_bytes[all].current},
+          {"reserved_bytes", stats.reserved_bytes[all].current},
+          {"peak_allocated_bytes", stats.allocated_bytes[all].peak},
+          {"peak_reserved_bytes", stats.reserved_bytes[all].peak}};
+#else
+  throw Error("this resx-cpp was built without CUDA's runtime headers: no allocator figures");
+#endif
 }
 
 Json compiled_json(const Engine& engine) {

@@ -35,6 +35,11 @@ struct ThreadsResult {
 // `threads` std::threads, each calling forward on its own copy of `input` until `seconds` pass.
 ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads, double seconds);
 
+// The CUDA caching allocator's figures for the device since the process started: {allocated_bytes,
+// reserved_bytes, peak_allocated_bytes, peak_reserved_bytes}; {} off CUDA. Mirrors
+// resx.bench.runners.python.PyRunner.device_memory (torch.cuda.memory_stats).
+Json device_memory(const at::Device& device);
+
 // What the engine was compiled for and what opening it took: {threads (0 dynamic, -1 nothing compiled),
 // load_seconds, compile_seconds, recorded (fingerprint and weights as recorded at export)}; the keys of
 // resx.bench.runners.base.Runner.compiled.

@@ -365,6 +365,9 @@ void bind_timing(nb::module_& m) {
         return std::make_pair(r.calls, r.wall_ns);
       },
       "engine"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
+  m.def(
+      "device_memory", [](const std::string& device) { return resx::device_memory(at::Device(device)).dump(); },
+      "device"_a, "The CUDA caching allocator's figures since the process started (JSON; {} off CUDA).");
   m.def("loadgen_available", &resx::loadgen_available, "Whether this build compiled LoadGen's sources in.");
   m.def(
       "loadgen",

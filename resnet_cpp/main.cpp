@@ -154,6 +154,8 @@ int run_train(int argc, char** argv) {
 //   time {batch, seed, calls}                      -> {ns: [...]}
 //   threads_run {threads, seconds, seed}           -> {calls, wall_ns}
 //   loadgen {settings, workers, batch, samples, seed, outdir} -> {seconds, sut}  (resx.bench.serving)
+//   device_memory                                  -> {allocated_bytes, reserved_bytes, peak_allocated_bytes,
+//                                                      peak_reserved_bytes}, or {} off CUDA
 //   quit
 resx::Json serve(resx::Engine& engine, const resx::Json& request) {
   using resx::get;
@@ -192,6 +194,7 @@ resx::Json serve(resx::Engine& engine, const resx::Json& request) {
     return {{"calls", r.calls}, {"wall_ns", r.wall_ns}};
   }
   if (command == "loadgen") return resx::run_loadgen(engine, request);
+  if (command == "device_memory") return resx::device_memory(engine.device());
   return {{"error", "unknown command '" + command + "'"}};
 }
 

@@ -714,6 +714,13 @@ def bench(
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Deterministic algorithms in every runtime (CUDA).")
     ] = False,
+    compile_cold: Annotated[
+        bool,
+        typer.Option(
+            "--compile-cold",
+            help="Also every torch.compile runtime with Inductor's caches off (NAME+cold): what a first start takes.",
+        ),
+    ] = False,
     threads: Annotated[
         int, typer.Option(help="Intra-op threads in every runtime, at most the cores (0: torch's default).")
     ] = 0,
@@ -835,6 +842,7 @@ def bench(
         channels_last=channels_last,
         cuda_graphs=cuda_graphs or None,
         deterministic=deterministic or None,
+        compile_cold=compile_cold or None,
         threads=threads,
         target=target,
         min_rounds=min_rounds,

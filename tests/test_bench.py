@@ -384,3 +384,15 @@ def test_bench_bad_inputs(tmp_path):
     assert "--threads 999: this machine has" in error("--threads", "999")
     assert time.monotonic() - started < 15  # at once: no GEMM timed, no worker started
     assert not (tmp_path / "r").exists()
+
+
+def test_compile_cold_runs_torch_compile_with_inductors_caches_off(files):
+    cfg = bench.configure(runtimes="py-eager,py-compile", compile_cold=True)
+    paths = {p.label: p for p in cfg.paths()}
+    assert list(paths) == ["py-eager", "py-compile", "py-compile+cold"]
+    assert paths["py-compile+cold"].env == {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"} and not paths["py-compile"].env
+    assert "py-compile+cold" not in {p.label for p in cfg.train_paths()}  # a start-up figure: it does not train
+    # The path's environment reaches its process (a cheap engine stands in for torch.compile here).
+    with bench.make_runner("py-script", files[0]["a"], EngineOptions(), "cold", paths["py-compile+cold"].env) as r:
+        environ = Path(f"/proc/{r.pid}/environ").read_bytes().split(b"\0")
+    assert b"TORCHINDUCTOR_FORCE_DISABLE_CACHES=1" in environ

@@ -10,6 +10,7 @@ from resx import train as T
 from resx.bench import gate as G
 from resx.bench.registry import CLASSIC
 from resx.bench.runners import make_input, make_runner
+from resx.bench.runners.base import DEVICE_MEMORY_KEYS
 from resx.engines import Engine, EngineOptions
 from resx.errors import ResxError
 from resx.export import export
@@ -83,3 +84,13 @@ def test_the_gate_passes_on_cuda_and_compares_cuda_settings(model_file):
     assert gate.failures == [], gate.failures
     row = next(c for c in gate.checks if c["check"].startswith("CUDA settings"))
     assert torch.cuda.get_device_name(0) in row["detail"]["py-eager"]
+
+
+def test_the_allocators_figures_come_from_inside_every_runtime(model_file):
+    """Python's torch.cuda.memory_stats and C++'s CUDACachingAllocator::getDeviceStats, the same keys."""
+    for name in CLASSIC:
+        with make_runner(name, model_file, EngineOptions(device="cuda")) as r:
+            r.time(8, 0, 2)
+            held = r.device_memory()
+        assert set(held) == set(DEVICE_MEMORY_KEYS), name
+        assert 0 < held["allocated_bytes"] <= held["peak_allocated_bytes"] <= held["peak_reserved_bytes"], name

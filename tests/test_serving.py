@@ -56,6 +56,7 @@ def test_loadgen_runs_in_every_language_with_the_same_settings(tiny, tmp_path):
             runner.set_threads(1)
             for run in RUNS:
                 got[name, run.scenario] = served(runner, run, tmp_path / name / run.key)
+            assert runner.device_memory() == {}  # no CUDA allocator on the CPU, in any language
     for run in RUNS:
         results = [got[name, run.scenario] for name in runners]
         assert all(r.queries >= 1 and r.p50_s > 0 and r.p99_s >= r.p50_s for r in results)

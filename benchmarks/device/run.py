@@ -296,34 +296,35 @@ def main(argv: list[str] | None = None) -> int:
             str(run.work / "bench-threads"),
         ),
     )
-    workers = "1" if not cuda else ("1,4" if run.smoke else "1,4,16")
+    # The GPU form: ResNet18 on the device, 1 to 16 workers. The CPU form keeps the step working, briefly.
+    shape = [
+        "--device",
+        "cuda",
+        "--model",
+        "resnet18",
+        "--runtime",
+        "py-eager,py-script,cpp-script,exe-script,exe-aoti",
+    ]
+    shape += ["--batch-sizes", "1,32", "--rounds", "2", "--serve-rounds", "2", "--serve-workers"]
+    shape += ["1,4" if run.smoke else "1,4,16", "--serve-seconds", "0.5" if run.smoke else "1"]
+    if not cuda:
+        shape = ["--width", "8", "--runtime", "py-eager,exe-script", "--batch-sizes", "1,8", "--rounds", "1"]
+        shape += ["--serve-rounds", "1", "--serve-workers", "1", "--serve-seconds", "0.1", "--serve-rates", "300,600"]
     run.step(
         "serving",
         40,
         resx(
             "bench",
-            *(["--device", "cuda", "--model", "resnet18"] if cuda else ["--width", "8"]),
-            "--runtime",
-            "py-eager,py-script,cpp-script,exe-script" + (",exe-aoti" if cuda else ""),
+            *shape,
             "--no-training",
-            "--rounds",
-            "2",
             "--latency-calls",
             "20",
-            "--batch-sizes",
-            "1,32" if cuda else "1,8",
             "--thread-counts",
             "1",
             "--thread-seconds",
             "0.2",
             "--serve",
             "singlestream,server,offline",
-            "--serve-workers",
-            workers,
-            "--serve-seconds",
-            "1" if cuda and not run.smoke else "0.1",
-            "--serve-rounds",
-            "2",
             "-o",
             str(run.work / "bench-serving"),
         ),

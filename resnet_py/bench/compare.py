@@ -163,7 +163,7 @@ def _model(
     def make(p: BenchPath):
         engine = RUNTIMES[p.runtime].engine
         file = files[("aoti", p.dtype)] if engine == "aoti" else files["eager" if engine in EAGER else "script"]
-        return make_runner(p.runtime, file, cfg.engine_options(p, source.shape), p.label)
+        return make_runner(p.runtime, file, cfg.engine_options(p, source.shape), p.label, p.env)
 
     rounds = inference_rounds(cfg, cfg.paths(source), make, notify, check, entry.baseline)
     gate: GateReport = state["gate"]

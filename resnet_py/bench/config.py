@@ -25,6 +25,12 @@ class Path:
     runtime: str
     dtype: str
     cuda_graphs: bool = False
+    cold_cache: bool = False  # torch.compile with Inductor's caches off, in every fresh process (+cold)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the path's process gets in its environment beyond the bench's."""
+        return {COLD_CACHE_ENV: "1"} if self.cold_cache else {}
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class WarmupRule:
         return WarmupRule(max(2, int(self.window / batch**0.5)), self.tolerance, self.max_calls)
 
 
+COLD_CACHE_ENV = "TORCHINDUCTOR_FORCE_DISABLE_CACHES"  # torch.compiler.config.force_disable_caches
 DRIFT_SAMPLES = 20  # resident-memory samples over a --drift-calls run
 
 
@@ -57,6 +64,7 @@ class BenchConfig:
     dtypes: list[str] = field(default_factory=lambda: ["fp32"])
     channels_last: bool = False
     cuda_graphs: bool = False  # also every graph-capturable runtime replayed from a CUDA graph (CUDA only)
+    compile_cold: bool = False  # also every torch.compile path with Inductor's caches off (+cold): a first start
     deterministic: bool = False
     device: str = "cpu"
     threads: int = 0  # intra-op threads for every runtime; 0: torch's current default
@@ -123,7 +131,8 @@ class BenchConfig:
     def paths(self, source: Source | None = None) -> list[Path]:
         """Everything measured (on `source`, the runtimes that can run it): every runtime at every dtype
         (or at its own), and with --cuda-graphs also every runtime whose engine can be captured, replayed
-        from a CUDA graph. Labelled runtime[+graphs][@bf16]; the baseline first."""
+        from a CUDA graph, and with --compile-cold every torch.compile runtime with Inductor's caches off.
+        Labelled runtime[+graphs|+cold][@bf16]; the baseline first."""
         runtimes = [r for r in self.runtimes if source is None or runs(r.partition("@")[0], source)]
         entries = [(r.partition("@")[0], [r.partition("@")[2]] if "@" in r else self.dtypes) for r in runtimes]
         out = []
@@ -134,6 +143,9 @@ class BenchConfig:
                         continue
                     label = runtime + ("+graphs" if graphs else "") + ("" if d == "fp32" else f"@{d}")
                     out.append(Path(label, runtime, d, graphs))
+                    if self.compile_cold and RUNTIMES[runtime].engine == "compile" and not graphs:
+                        cold = runtime + "+cold" + ("" if d == "fp32" else f"@{d}")
+                        out.append(Path(cold, runtime, d, cold_cache=True))
         base = baseline_of(source)
         return sorted(out, key=lambda p: p.label != base)
 
@@ -145,7 +157,10 @@ class BenchConfig:
         return [
             p
             for p in self.paths(source)
-            if RUNTIMES[p.runtime].train and not p.cuda_graphs and (not chosen or p.label in chosen)
+            if RUNTIMES[p.runtime].train
+            and not p.cuda_graphs
+            and not p.cold_cache
+            and (not chosen or p.label in chosen)
         ]
 
     def scenarios(self) -> list[Scenario]:

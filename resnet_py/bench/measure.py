@@ -147,8 +147,13 @@ def measure_drift(runner: Runner, cfg: BenchConfig, rounds: Rounds, label: str) 
 
 
 def _peak(runner: Runner, rounds: Rounds, label: str, batch: int) -> None:
+    """The resident peak after the batch-B scenario, and on CUDA the caching allocator's peaks."""
     if runner.pid is not None:
         rounds.add(Scenario("memory", batch=batch), label, [float(peak_rss_bytes(runner.pid))])
+    if runner.device.startswith("cuda"):
+        held = runner.device_memory()
+        for kind in ("cuda_allocated", "cuda_reserved"):
+            rounds.add(Scenario(kind, batch=batch), label, [float(held[f"peak_{kind.removeprefix('cuda_')}_bytes"])])
 
 
 def measure_in_process(runner: Runner, cfg: BenchConfig, scenarios: list[Scenario], rounds: Rounds, label: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from resx.bench.registry import language_counterpart, script_counterpart
-from resx.bench.results import LATENCY, ModelResults, Ratio, Results, Scenario
+from resx.bench.results import LATENCY, MEMORY, STARTUP_PHASES, ModelResults, Ratio, Results, Scenario
 from resx.bench.serving import ServeResult
 from resx.errors import ResxError
 from resx.files import atomic_write
@@ -45,6 +45,7 @@ SPLIT = ("data", "forward", "backward", "optimizer")
 # The once-per-process figures "what should I ship?" shows: the start (to ready, then the first call) and
 # the memory held once loaded.
 SHIPPING = [Scenario("startup", phase="ready"), Scenario("startup", phase="first"), Scenario("memory", batch=0)]
+PHASE_NAMES = ("interpreter and libraries", "model load", "first batch-1 call")
 SHIP_COLUMNS = ["scenario", "fastest path", "its figure", "vs py-eager (95% CI)"]
 
 
@@ -94,7 +95,7 @@ def ci(r: Ratio | None, as_speedup: bool = False) -> str:
 
 
 def figure(m, scenario: Scenario) -> str:
-    if scenario.kind == "memory":
+    if scenario.kind in MEMORY:
         return f"{m.value / 2**20:,.0f} MB"
     if scenario.kind == "startup":
         return f"{m.value:.2f} s" if m.value >= 1 else f"{m.value * 1e3:.1f} ms"
@@ -381,6 +382,10 @@ def _shipping_section(entry: ModelResults) -> str:
     """What shipping costs, per path: its fresh process's start, its memory, what it maps."""
     startup = {s.phase: s for s in entry.scenarios(steady=False) if s.kind == "startup"}
     memory = sorted((s for s in entry.scenarios(steady=False) if s.kind == "memory"), key=lambda s: s.batch)
+    allocator = sorted(
+        (s for s in entry.scenarios(steady=False) if s.kind in ("cuda_allocated", "cuda_reserved")),
+        key=lambda s: (s.batch, s.kind),
+    )
     if "ready" not in startup:
         return ""
     rows = []
@@ -405,6 +410,7 @@ def _shipping_section(entry: ModelResults) -> str:
                 f"{min(latency.warmup_calls)}–{max(latency.warmup_calls)}" if latency and latency.warmup_calls else "—",
                 max(parts, key=parts.get),
                 *(f"{m.value / 2**20:,.0f}" if m else "—" for m in held),
+                *(f"{m.value / 2**20:,.0f}" if m else "—" for m in (entry.measurement(a, path) for a in allocator)),
                 f"{foot['model_file_bytes'] / 2**20:,.1f}" if foot else "—",
                 f"{foot['libraries']} ({foot['library_bytes'] / 2**20:,.0f} MB)" if foot else "—",
                 ci(entry.ratio(startup["ready"], path, entry.baseline)),
@@ -416,6 +422,7 @@ def _shipping_section(entry: ModelResults) -> str:
     header += [
         "dominated by",
         *(f"RSS {'after load' if s.batch == 0 else f'peak through batch {s.batch}'}, MB" for s in memory),
+        *(f"CUDA peak {s.kind.removeprefix('cuda_')} through batch {s.batch}, MB" for s in allocator),
     ]
     header += ["model file, MB", "shared libraries mapped", f"ready vs {entry.baseline}", f"RSS vs {entry.baseline}"]
     if entry.drift:
@@ -659,11 +666,36 @@ def plots(results: Results, out: Path) -> list[str]:
         ax.set(ylabel=unit, title=f"{model}: {scenario.title} (bars: lowest to highest round)")
         save(fig, f"{model}-{name}.png")
 
+    def timeline(model: str, entry: ModelResults) -> None:
+        """Each path's fresh process from spawn to its first answer, phase by phase (medians over rounds):
+        the interpreter and libraries, the model's load, the first batch-1 call; then its steady call."""
+        phases = {p: Scenario("startup", phase=p) for p in STARTUP_PHASES}
+        paths = entry.paths(phases["ready"])
+        if not paths:
+            return
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(paths) + 1.5))
+        for i, path in enumerate(paths):
+            ready, load, first = (entry.measurement(phases[p], path) for p in ("ready", "load", "first"))
+            parts = [ready.value - load.value, load.value, first.value if first else 0.0]
+            left = 0.0
+            for part, name, color in zip(parts, PHASE_NAMES, ("tab:grey", "tab:blue", "tab:orange"), strict=True):
+                ax.barh(i, part, left=left, color=color, label=name if i == 0 else None)
+                left += part
+            steady = entry.measurement(LATENCY, path)
+            if steady:
+                ax.annotate(f" steady call {steady.value * 1e3:.2f} ms", (left, i), va="center", fontsize="small")
+        ax.set_yticks(range(len(paths)), paths)
+        ax.invert_yaxis()
+        ax.set(xlabel="seconds from spawn", title=f"{model}: a fresh process's start (medians over rounds)")
+        ax.legend(fontsize="small", loc="lower right")
+        save(fig, f"{model}-startup.png")
+
     for model, entry in results.models.items():
         scenarios = entry.scenarios()
         for s in scenarios:
             if s.kind in ("latency", "throughput", "training"):
                 bars(model, entry, s, s.key.replace("/", "-"))
+        timeline(model, entry)
         callers = sorted([s for s in scenarios if s.kind == "concurrency"], key=lambda s: s.callers)
         if callers:
             fig, ax = plt.subplots(figsize=(7, 4))

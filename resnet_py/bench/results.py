@@ -14,7 +14,20 @@ from resx import stats
 from resx.errors import BenchError
 
 FORMAT = "resx-bench/2"
-KINDS = ("latency", "throughput", "concurrency", "training", "startup", "memory", "singlestream", "server", "offline")
+KINDS = (
+    "latency",
+    "throughput",
+    "concurrency",
+    "training",
+    "startup",
+    "memory",
+    "cuda_allocated",
+    "cuda_reserved",
+    "singlestream",
+    "server",
+    "offline",
+)
+MEMORY = ("memory", "cuda_allocated", "cuda_reserved")  # bytes: resident, and CUDA's caching allocator
 STEADY = ("latency", "throughput", "concurrency", "training")  # per call in a warm process
 SERVING = ("singlestream", "server", "offline")  # LoadGen's scenarios (resx.bench.serving), per round
 STARTUP_PHASES = {  # what a fresh process takes before it answers, in order
@@ -29,7 +42,8 @@ class Scenario:
     """One thing a path is measured at: batch-1 latency, throughput at a batch size, concurrent callers
     (batch 1, one intra-op thread each), the training step at a batch size; and what shipping costs, once
     per fresh process: a start-up phase (STARTUP_PHASES), or resident memory (batch 0: after the load;
-    batch B: the peak through the batch-B scenario); and serving under LoadGen's load, per round:
+    batch B: the peak through the batch-B scenario), and on CUDA the caching allocator's peak allocated and
+    reserved bytes through batch B (cuda_allocated, cuda_reserved); and serving under LoadGen's load, per round:
     SingleStream's p90 latency, Server's peak rate whose p99 stays within the bound with `callers`
     workers, Offline's samples/s with `callers` workers at batch `batch`."""
 
@@ -75,13 +89,15 @@ class Scenario:
 
     @property
     def unit(self) -> str:
-        return {"concurrency": "images/s", "memory": "bytes", "server": "queries/s", "offline": "images/s"}.get(
-            self.kind, "s"
-        )
+        if self.kind in MEMORY:
+            return "bytes"
+        return {"concurrency": "images/s", "server": "queries/s", "offline": "images/s"}.get(self.kind, "s")
 
     @property
     def title(self) -> str:
         plural = "s" if self.callers > 1 else ""
+        if self.kind in ("cuda_allocated", "cuda_reserved"):
+            return f"CUDA allocator: peak {self.kind.removeprefix('cuda_')} through batch {self.batch}"
         if self.kind == "memory":
             return (
                 "resident memory after the load"

@@ -30,9 +30,11 @@ def make_local_runner(name: str, model_file: Path, options: EngineOptions) -> Ru
     return cls(runtime.name, model_file, replace(options, engine=runtime.engine))
 
 
-def make_runner(name: str, model_file: Path, options: EngineOptions, label: str | None = None) -> Runner:
+def make_runner(
+    name: str, model_file: Path, options: EngineOptions, label: str | None = None, env: dict[str, str] | None = None
+) -> Runner:
     """A runtime in a process of its own, new at every start(). `label` names it in reports
-    (py-aoti@bf16, say)."""
+    (py-aoti@bf16, say); `env` is added to its process's environment."""
     from resx.bench.runners.process import ServeRunner
     from resx.cpp import executable
 
@@ -47,7 +49,7 @@ def make_runner(name: str, model_file: Path, options: EngineOptions, label: str 
         command = [str(executable()), "bench-serve", str(model_file), *flags]
     else:
         command = [sys.executable, "-m", "resx.bench.runners.serve", runtime.name, str(model_file), *flags]
-    return ServeRunner(label or runtime.name, model_file, o, command)
+    return ServeRunner(label or runtime.name, model_file, o, command, env or {})
 
 
 __all__ = [

@@ -49,6 +49,9 @@ class Identity:
         )
 
 
+DEVICE_MEMORY_KEYS = ("allocated_bytes", "reserved_bytes", "peak_allocated_bytes", "peak_reserved_bytes")
+
+
 class Runner(ABC):
     """One runtime holding one model. start() gives it a fresh state; the measurements call the rest
     between start() and stop(). Every method answers from inside the runtime."""
@@ -95,6 +98,10 @@ class Runner(ABC):
     @abstractmethod
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
         """(calls, wall ns) of `threads` callers, each running batch-1 inference for `seconds`."""
+
+    @abstractmethod
+    def device_memory(self) -> dict[str, int]:
+        """The CUDA caching allocator's figures since the process started (DEVICE_MEMORY_KEYS); {} off CUDA."""
 
     @abstractmethod
     def loadgen(self, request: dict) -> dict:

@@ -61,5 +61,8 @@ class CppRunner(Runner):
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
         return _cpp.time_threads(self.engine, _cpp.make_input(1, seed, self.device, list(self.shape)), threads, seconds)
 
+    def device_memory(self) -> dict[str, int]:
+        return json.loads(_cpp.device_memory(self.device))
+
     def loadgen(self, request: dict) -> dict:
         return json.loads(_cpp.loadgen(self.engine, json.dumps(request)))

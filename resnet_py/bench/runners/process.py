@@ -20,13 +20,13 @@ from resx.errors import BenchError
 class ServeRunner(Runner):
     proc: subprocess.Popen | None = None
 
-    def __init__(self, name: str, model_file, options, command: list[str]):
+    def __init__(self, name: str, model_file, options, command: list[str], env: dict[str, str] | None = None):
         super().__init__(name, model_file, options)
-        self.command = command
+        self.command, self.env = command, env or {}
 
     def start(self) -> None:
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop())
-        env = os.environ | {"RESX_PARENT_PID": str(os.getpid()), "RESX_QUIET_JIT": "1"}  # it dies with us
+        env = os.environ | self.env | {"RESX_PARENT_PID": str(os.getpid()), "RESX_QUIET_JIT": "1"}  # it dies with us
         spawned = time.perf_counter()
         self.proc = subprocess.Popen(
             self.command,
@@ -37,7 +37,7 @@ class ServeRunner(Runner):
             bufsize=1,
             env=env,
         )
-        ready = self._read()
+        ready = self._read() or {}
         if not ready.get("ready"):
             raise BenchError(f"{self.name} did not start: {self._last_error()}")
         self.pid, self.startup = self.proc.pid, (time.perf_counter() - spawned, float(ready.get("load_s", 0.0)))
@@ -62,12 +62,13 @@ class ServeRunner(Runner):
         lines = [line.strip() for line in self.stderr.read().splitlines() if line.strip()]
         return lines[-1] if lines else f"no answer (exit status {self.proc.poll()})"
 
-    def _read(self) -> dict:
+    def _read(self) -> dict | None:
+        """The next answer; None when the process gave none (an empty object is an answer)."""
         try:
             line = self.proc.stdout.readline()
-            return json.loads(line) if line.strip() else {}
+            return json.loads(line) if line.strip() else None
         except (OSError, ValueError):
-            return {}
+            return None
 
     def ask(self, cmd: str, **args) -> dict:
         """One request, its answer; an error answer or a process that stopped is a BenchError naming the
@@ -78,7 +79,7 @@ class ServeRunner(Runner):
         except OSError:
             pass
         answer = self._read()
-        if not answer:
+        if answer is None:
             raise BenchError(f"{self.name} stopped at '{cmd}': {self._last_error()}")
         if "error" in answer:
             raise BenchError(f"{self.name}: '{cmd}' failed: {answer['error']}")
@@ -103,6 +104,9 @@ class ServeRunner(Runner):
     def threads_run(self, threads: int, seconds: float, seed: int) -> tuple[int, int]:
         r = self.ask("threads_run", threads=threads, seconds=seconds, seed=seed)
         return int(r["calls"]), int(r["wall_ns"])
+
+    def device_memory(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.ask("device_memory").items()}
 
     def loadgen(self, request: dict) -> dict:
         return self.ask("loadgen", **request)

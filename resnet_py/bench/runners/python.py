@@ -89,6 +89,17 @@ class PyRunner(Runner):
             t.join()
         return sum(counts), time.perf_counter_ns() - t0
 
+    def device_memory(self) -> dict[str, int]:
+        if not self.device.startswith("cuda"):
+            return {}
+        s = torch.cuda.memory_stats(self.device)  # the keys resx::device_memory reads in C++
+        return {
+            "allocated_bytes": s.get("allocated_bytes.all.current", 0),
+            "reserved_bytes": s.get("reserved_bytes.all.current", 0),
+            "peak_allocated_bytes": s.get("allocated_bytes.all.peak", 0),
+            "peak_reserved_bytes": s.get("reserved_bytes.all.peak", 0),
+        }
+
     def loadgen(self, request: dict) -> dict:
         def call(x: torch.Tensor) -> None:
             self.engine(x)
