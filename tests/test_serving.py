@@ -107,7 +107,7 @@ def test_peak_search_climbs_then_bisects():
     assert asked[:3] == [100, 200, 400] and 800 not in asked  # the curve stops at the first rate above
     assert len(runs) == 6 and 200 < S.peak_rate(runs) <= 300 < min(r for r in asked if r > 300)
     assert S.peak_rate(S.peak_search(serve_at, (400, 800), refine=2)) == 0.0  # none within: no bisection
-    plan = S.ServePlan(("server",), (1, 2), (1.0,), 0.01, 1.0, 1, 1e-3, 8, 0, cores=16)
+    plan = S.ServePlan(("server",), (1, 2), (1.0,), 0.01, 1.0, 1, 1e-3, 8, 1e-4, 0, cores=16)
     assert (plan.threads(1), plan.threads(2), plan.threads(16)) == (15, 7, 1)  # LoadGen keeps a core
 
 
@@ -151,6 +151,8 @@ def test_bench_serve_writes_the_section_and_loadgen_summaries(tmp_path):
     keys = {s.key for s in entry.scenarios(steady=False) if s.serving}
     assert keys == {"singlestream", "server/w1", "offline/w1/b4"}
     assert entry.serve_plan["rates"] == [50, 100, 200, 400] and entry.serve_plan["bound_s"] > 0
+    at4 = bench.Scenario("throughput", batch=4)  # Offline expects the fastest rate measured at its batch
+    assert entry.serve_plan["offline_sample_s"] == min(entry.measurement(at4, p).value / 4 for p in entry.paths(at4))
     for path in ("py-eager", "exe-script"):
         tests = [S.ServeResult.from_dict(t) for t in entry.serving[path]]
         assert {t.round for t in tests} == {1, 2} and {t.run.scenario for t in tests} == set(S.SCENARIOS)

@@ -223,12 +223,16 @@ def inference_rounds(
 def serve_plan(cfg: BenchConfig, rounds: Rounds) -> ServePlan:
     """What every path's serving rounds ask, the same for all, from what the inference rounds measured:
     the Server curve's rates as steps around the fastest path's batch-1 rate (or --serve-rates), the p99
-    bound as 4x the baseline's batch-1 p50 (or --serve-bound-ms), Offline at the largest batch size."""
+    bound as 4x the baseline's batch-1 p50 (or --serve-bound-ms), Offline at the largest batch size and
+    the fastest path's measured rate there."""
     latency = {p: m.value for (s, p), m in rounds.measurements.items() if s == LATENCY}
     fastest = min(latency.values(), default=cfg.serve_bound_ms * 1e-3 / 4 if cfg.serve_bound_ms else 1e-3)
     bound = cfg.serve_bound_ms * 1e-3 if cfg.serve_bound_ms else 4 * latency.get(rounds.baseline, fastest)
     rates = sorted(cfg.serve_rates) or [float(f"{k / fastest:.3g}") for k in RATE_STEPS]
     batch = max(cfg.batch_sizes)
+    per_image = [
+        m.value / batch for (s, _), m in rounds.measurements.items() if s == Scenario("throughput", batch=batch)
+    ]
     return ServePlan(
         tuple(cfg.serve),
         tuple(cfg.serve_workers),
@@ -238,6 +242,7 @@ def serve_plan(cfg: BenchConfig, rounds: Rounds) -> ServePlan:
         cfg.serve_min_queries,
         fastest / 2,  # under the truth: LoadGen then generates enough queries to fill the duration
         batch,
+        min(per_image, default=fastest),
         cfg.serve_refine,
         cfg.threads,
         cfg.seed,

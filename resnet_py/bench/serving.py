@@ -215,8 +215,12 @@ class ServePlan:
     bound_s: float
     duration_s: float
     min_queries: int
-    expected_s: float  # the fastest path's batch-1 latency: LoadGen's SingleStream expectation
+    expected_s: float  # LoadGen's SingleStream expectation: under the fastest path's batch-1 latency
     offline_batch: int
+    # LoadGen's Offline expectation: the fastest path's measured seconds per image at offline_batch. LoadGen
+    # issues 1.1x expected-rate x duration samples at once, so a rate set too high makes the test that
+    # much longer (a first form, at 1/2 of batch-1 latency per batch, ran 30-60x the duration).
+    offline_sample_s: float
     refine: int  # bisection steps between the last rate within the bound and the first above it
     cores: int  # the intra-op threads of the other scenarios, shared out by threads()
     seed: int = 0
@@ -228,7 +232,7 @@ class ServePlan:
         return max(1, (self.cores - 1) // workers)
 
     def run(self, scenario: str, workers: int = 1, rate: float = 0.0) -> LoadgenRun:
-        expected = self.expected_s / self.offline_batch if scenario == "offline" else self.expected_s
+        expected = self.offline_sample_s if scenario == "offline" else self.expected_s
         return LoadgenRun(
             scenario,
             workers,
