@@ -777,7 +777,7 @@ def bench(
         ),
     ] = None,
     serve_bound_ms: Annotated[
-        float | None, typer.Option(help="Server: the p99 latency bound, ms. [4x the baseline's batch-1 p50]")
+        float | None, typer.Option(help="Server: the p99 latency bound, ms. [8x the baseline's batch-1 p50]")
     ] = None,
     serve_seconds: Annotated[
         float | None,

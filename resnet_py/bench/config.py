@@ -85,7 +85,7 @@ class BenchConfig:
     # Serving under load with MLPerf's LoadGen (resx.bench.serving), in rounds of their own after the
     # inference rounds: the scenarios (singlestream, server, offline; empty: none), the workers that
     # answer, the Server curve's offered rates (empty: steps around the fastest path's batch-1 rate), its
-    # p99 bound (None: 4x the baseline's batch-1 p50), each test's duration, its minimum of queries, the
+    # p99 bound (None: BOUND_FACTOR x the baseline's batch-1 p50), each test's duration, its minimum of queries, the
     # bisection steps after the curve, and the rounds (fresh processes, interleaved).
     serve: list[str] = field(default_factory=list)
     serve_workers: list[int] = field(default_factory=lambda: [1, 2])

@@ -19,7 +19,16 @@ from resx.bench.monitor import OtherLoad, mapped_libraries, peak_rss_bytes, rss_
 from resx.bench.registry import BASELINE
 from resx.bench.results import LATENCY, Measurement, Ratio, Scenario
 from resx.bench.runners import Identity, Runner
-from resx.bench.serving import RATE_STEPS, LoadgenRun, ServePlan, ServeResult, peak_rate, peak_search, read_log
+from resx.bench.serving import (
+    BOUND_FACTOR,
+    RATE_STEPS,
+    LoadgenRun,
+    ServePlan,
+    ServeResult,
+    peak_rate,
+    peak_search,
+    read_log,
+)
 
 Notify = Callable[[str], None]
 NS = 1e-9
@@ -223,11 +232,11 @@ def inference_rounds(
 def serve_plan(cfg: BenchConfig, rounds: Rounds) -> ServePlan:
     """What every path's serving rounds ask, the same for all, from what the inference rounds measured:
     the Server curve's rates as steps around the fastest path's batch-1 rate (or --serve-rates), the p99
-    bound as 4x the baseline's batch-1 p50 (or --serve-bound-ms), Offline at the largest batch size and
+    bound as BOUND_FACTOR x the baseline's batch-1 p50 (or --serve-bound-ms), Offline at the largest batch size and
     the fastest path's measured rate there."""
     latency = {p: m.value for (s, p), m in rounds.measurements.items() if s == LATENCY}
     fastest = min(latency.values(), default=cfg.serve_bound_ms * 1e-3 / 4 if cfg.serve_bound_ms else 1e-3)
-    bound = cfg.serve_bound_ms * 1e-3 if cfg.serve_bound_ms else 4 * latency.get(rounds.baseline, fastest)
+    bound = cfg.serve_bound_ms * 1e-3 if cfg.serve_bound_ms else BOUND_FACTOR * latency.get(rounds.baseline, fastest)
     rates = sorted(cfg.serve_rates) or [float(f"{k / fastest:.3g}") for k in RATE_STEPS]
     batch = max(cfg.batch_sizes)
     per_image = [
