@@ -238,9 +238,9 @@ def test_run_refuses_then_force_records(files, monkeypatch):
 
     real, made = R.make_runner, []
 
-    def swapped(name, file, options, label):  # cpp-script runs another architecture
+    def swapped(name, file, options, label, env=None):  # cpp-script runs another architecture
         made.append(name)
-        return real(name, paths["imagenet"] if name == "cpp-script" else file, options, label)
+        return real(name, paths["imagenet"] if name == "cpp-script" else file, options, label, env)
 
     monkeypatch.setattr(R, "make_runner", swapped)
     cfg = bench.configure(
