@@ -85,8 +85,8 @@ class BenchConfig:
     # Serving under load with MLPerf's LoadGen (resx.bench.serving), in rounds of their own after the
     # inference rounds: the scenarios (singlestream, server, offline; empty: none), the workers that
     # answer, the Server curve's offered rates (empty: steps around the fastest path's batch-1 rate), its
-    # p99 bound (None: BOUND_FACTOR x the baseline's batch-1 p50), each test's duration, its minimum of queries, the
-    # bisection steps after the curve, and the rounds (fresh processes, interleaved).
+    # p99 bound (None: BOUND_FACTOR x the baseline's batch-1 p50), each test's duration, its minimum of
+    # queries, the bisection steps after the curve, and the rounds (fresh processes, interleaved).
     serve: list[str] = field(default_factory=list)
     serve_workers: list[int] = field(default_factory=lambda: [1, 2])
     serve_rates: list[float] = field(default_factory=list)
@@ -287,9 +287,8 @@ class BenchConfig:
             )
         if self.serve_bound_ms is not None and not (0 < self.serve_bound_ms < float("inf")):
             raise BenchError(f"--serve-bound-ms must be a positive number of milliseconds, got {self.serve_bound_ms}")
-        for option, value in {"--serve-seconds": self.serve_seconds}.items():
-            if not (0 < value < float("inf")):
-                raise BenchError(f"{option} must be a positive number, got {value}")
+        if not (0 < self.serve_seconds < float("inf")):
+            raise BenchError(f"--serve-seconds must be a positive number, got {self.serve_seconds}")
         for option, value in {
             "--serve-rounds": self.serve_rounds,
             "--serve-min-queries": self.serve_min_queries,

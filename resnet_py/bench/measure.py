@@ -232,10 +232,10 @@ def inference_rounds(
 def serve_plan(cfg: BenchConfig, rounds: Rounds) -> ServePlan:
     """What every path's serving rounds ask, the same for all, from what the inference rounds measured:
     the Server curve's rates as steps around the fastest path's batch-1 rate (or --serve-rates), the p99
-    bound as BOUND_FACTOR x the baseline's batch-1 p50 (or --serve-bound-ms), Offline at the largest batch size and
-    the fastest path's measured rate there."""
+    bound as BOUND_FACTOR x the baseline's batch-1 p50 (or --serve-bound-ms), Offline at the largest batch
+    size and the fastest path's measured rate there."""
     latency = {p: m.value for (s, p), m in rounds.measurements.items() if s == LATENCY}
-    fastest = min(latency.values(), default=cfg.serve_bound_ms * 1e-3 / 4 if cfg.serve_bound_ms else 1e-3)
+    fastest = min(latency.values(), default=cfg.serve_bound_ms * 1e-3 / BOUND_FACTOR if cfg.serve_bound_ms else 1e-3)
     bound = cfg.serve_bound_ms * 1e-3 if cfg.serve_bound_ms else BOUND_FACTOR * latency.get(rounds.baseline, fastest)
     rates = sorted(cfg.serve_rates) or [float(f"{k / fastest:.3g}") for k in RATE_STEPS]
     batch = max(cfg.batch_sizes)
@@ -270,6 +270,7 @@ def measure_serving(
         out = logs / label.replace("@", "_") / f"round{rounds.done + 1}-{run.key}"
         out.mkdir(parents=True, exist_ok=True)
         r = read_log(out, run, float(runner.loadgen(run.request(out))["seconds"]))
+        r.round = rounds.done + 1
         results.append(r)
         return r
 
@@ -289,7 +290,7 @@ def measure_serving(
             done = serve(plan.run("offline", workers))
             rounds.add(Scenario("offline", batch=plan.offline_batch, callers=workers), label, [done.completed_per_s])
     runner.set_threads(cfg.threads)
-    rounds.serving.setdefault(label, []).extend(r.to_dict() | {"round": rounds.done + 1} for r in results)
+    rounds.serving.setdefault(label, []).extend(r.to_dict() for r in results)
 
 
 def serving_rounds(

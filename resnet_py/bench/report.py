@@ -13,7 +13,7 @@ import numpy as np
 
 from resx.bench.registry import language_counterpart, script_counterpart
 from resx.bench.results import LATENCY, MEMORY, STARTUP_PHASES, ModelResults, Ratio, Results, Scenario
-from resx.bench.serving import ServeResult
+from resx.bench.serving import ServePlan, ServeResult
 from resx.errors import ResxError
 from resx.files import atomic_write
 
@@ -494,9 +494,8 @@ def _serving_section(entry: ModelResults) -> str:
             ]
         )
     bound = plan["bound_s"] * 1e3
-    threads = ", ".join(
-        f"{w} worker{'s' if w > 1 else ''}: {max(1, (plan['cores'] - 1) // w)}" for w in plan["workers"]
-    )
+    shared = ServePlan(**plan)  # its threads() rule, as the rounds applied it
+    threads = ", ".join(f"{w} worker{'s' if w > 1 else ''}: {shared.threads(w)}" for w in shared.workers)
     rounds = max(len(entry.measurement(s, p).rounds) for s in scenarios for p in entry.paths(s))
     text = (
         "\n### Serving under load: MLPerf LoadGen\n\n"

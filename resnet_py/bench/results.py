@@ -244,7 +244,7 @@ class ModelResults:
         )
 
     def scenarios(self, steady: bool = True) -> list[Scenario]:
-        """The per-call scenarios measured (steady=False: the once-per-process ones, start-up and memory)."""
+        """The per-call scenarios measured (steady=False: the others: start-up, memory and LoadGen's)."""
         return list(dict.fromkeys(m.scenario for m in self.measurements if m.scenario.steady == steady))
 
     def paths(self, scenario: Scenario | None = None) -> list[str]:

@@ -7,7 +7,8 @@ This module owns the LoadGen side of resx in both languages:
                request every runtime receives (LoadGen's TestSettings by their own names)
   serve        the Python system under test (the mirror of resx::run_loadgen)
   read_log     LoadGen's detail log -> a ServeResult (the same reader for every runtime)
-  measure      per fresh process: SingleStream, the Server curve and its peak rate under the bound, Offline
+  ServePlan    what every path's serving rounds ask; peak_search, the Server curve and its peak rate
+(resx.bench.measure.measure_serving runs them in each fresh process).
 """
 
 from __future__ import annotations
@@ -251,9 +252,6 @@ class ServePlan:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-Serve = Callable[[LoadgenRun], ServeResult]
 
 
 def peak_search(serve_at: Callable[[float], ServeResult], rates: tuple[float, ...], refine: int) -> list[ServeResult]:

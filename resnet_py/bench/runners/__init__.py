@@ -49,7 +49,7 @@ def make_runner(
         command = [str(executable()), "bench-serve", str(model_file), *flags]
     else:
         command = [sys.executable, "-m", "resx.bench.runners.serve", runtime.name, str(model_file), *flags]
-    return ServeRunner(label or runtime.name, model_file, o, command, env or {})
+    return ServeRunner(label or runtime.name, model_file, o, command, env)
 
 
 __all__ = [
