@@ -2,6 +2,8 @@
 
 #include "model.h"
 
+#include <ATen/record_function.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -32,6 +34,38 @@ int64_t one_call(Engine& engine, const at::Tensor& input) {
   auto out = engine.forward(input);
   sync_device(engine.device());
   return now_ns() - t0;
+}
+
+// The operators seen on the profiling thread, and those open now (the innermost last).
+struct OpRecord {
+  Json ops = Json::array();
+  std::vector<size_t> open;
+};
+thread_local OpRecord* recording = nullptr;
+
+struct OpIndex : at::ObserverContext {
+  explicit OpIndex(size_t i) : index(i) {}
+  size_t index;
+};
+
+std::unique_ptr<at::ObserverContext> op_started(const at::RecordFunction& fn) {
+  if (recording == nullptr) return nullptr;  // another thread (an intra-op worker)
+  auto& r = *recording;
+  const int64_t parent = r.open.empty() ? -1 : static_cast<int64_t>(r.open.back());
+  r.ops.push_back(Json::array({fn.name(), now_ns(), int64_t{0}, parent}));
+  r.open.push_back(r.ops.size() - 1);
+  return std::make_unique<OpIndex>(r.ops.size() - 1);
+}
+
+void op_ended(const at::RecordFunction&, at::ObserverContext* context) {
+  if (recording == nullptr || context == nullptr) return;
+  const auto index = static_cast<OpIndex*>(context)->index;
+  recording->ops[index][2] = now_ns();
+  while (!recording->open.empty()) {
+    const auto top = recording->open.back();
+    recording->open.pop_back();
+    if (top == index) break;
+  }
 }
 
 }  // namespace
@@ -88,6 +122,29 @@ ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads,
   go.store(true);
   for (auto& t : pool) t.join();
   return {calls.load(), now_ns() - t0};
+}
+
+Json profile_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
+  c10::InferenceMode guard;
+  OpRecord record;
+  recording = &record;
+  const auto handle =
+      at::addThreadLocalCallback(at::RecordFunctionCallback(op_started, op_ended).scopes({at::RecordScope::FUNCTION}));
+  const auto t0 = now_ns();
+  try {
+    for (int64_t i = 0; i < calls; ++i) {
+      auto out = engine.forward(input);
+      sync_device(engine.device());
+    }
+  } catch (...) {
+    at::removeCallback(handle);
+    recording = nullptr;
+    throw;
+  }
+  const auto wall = now_ns() - t0;
+  at::removeCallback(handle);
+  recording = nullptr;
+  return {{"calls", calls}, {"wall_ns", wall}, {"ops", std::move(record.ops)}};
 }
 
 Json device_memory(const at::Device& device) {

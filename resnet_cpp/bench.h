@@ -35,6 +35,13 @@ struct ThreadsResult {
 // `threads` std::threads, each calling forward on its own copy of `input` until `seconds` pass.
 ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads, double seconds);
 
+// Every operator that `calls` forward calls dispatch on this thread, seen through a RecordFunction
+// callback (the hook torch.profiler's events come from), c10::InferenceMode as timed:
+// {calls, wall_ns, ops: [[name, start_ns, end_ns, parent], ...]}, parent the index of the operator it
+// ran inside (-1: none). resx.bench.language.OpProfile reads it, and the same list made from
+// torch.profiler's events for the runtimes that live in Python.
+Json profile_forward(Engine& engine, const at::Tensor& input, int64_t calls);
+
 // The CUDA caching allocator's figures for the device since the process started: {allocated_bytes,
 // reserved_bytes, peak_allocated_bytes, peak_reserved_bytes}; {} off CUDA. Mirrors
 // resx.bench.runners.python.PyRunner.device_memory (torch.cuda.memory_stats).

@@ -366,6 +366,15 @@ void bind_timing(nb::module_& m) {
       },
       "engine"_a, "input"_a, "threads"_a, "seconds"_a, "(calls, wall ns) of `threads` C++ threads.");
   m.def(
+      "profile_forward",
+      [](EngineHandle& engine, const at::Tensor& input, int64_t calls) {
+        nb::gil_scoped_release release;
+        return resx::profile_forward(*engine.engine, input, calls).dump();
+      },
+      "engine"_a, "input"_a, "calls"_a,
+      "Every operator `calls` forward calls dispatch, through a RecordFunction callback (JSON: "
+      "resx::profile_forward).");
+  m.def(
       "device_memory", [](const std::string& device) { return resx::device_memory(at::Device(device)).dump(); },
       "device"_a, "The CUDA caching allocator's figures since the process started (JSON; {} off CUDA).");
   m.def("loadgen_available", &resx::loadgen_available, "Whether this build compiled LoadGen's sources in.");

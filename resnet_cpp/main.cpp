@@ -154,6 +154,7 @@ int run_train(int argc, char** argv) {
 //   time {batch, seed, calls}                      -> {ns: [...]}
 //   threads_run {threads, seconds, seed}           -> {calls, wall_ns}
 //   loadgen {settings, workers, batch, samples, seed, outdir} -> {seconds, sut}  (resx.bench.serving)
+//   profile {batch, seed, calls}                   -> {calls, wall_ns, ops: [[name, start_ns, end_ns, parent]]}
 //   device_memory                                  -> {allocated_bytes, reserved_bytes, peak_allocated_bytes,
 //                                                      peak_reserved_bytes}, or {} off CUDA
 //   quit
@@ -192,6 +193,10 @@ resx::Json serve(resx::Engine& engine, const resx::Json& request) {
     const auto r = resx::time_threads(engine, resx::make_input(1, seed, engine.device(), shape),
                                       get<int>(request, "threads", source), get<double>(request, "seconds", source));
     return {{"calls", r.calls}, {"wall_ns", r.wall_ns}};
+  }
+  if (command == "profile") {
+    return resx::profile_forward(engine, resx::make_input(batch, seed, engine.device(), shape),
+                                 get<int64_t>(request, "calls", source));
   }
   if (command == "loadgen") return resx::run_loadgen(engine, request);
   if (command == "device_memory") return resx::device_memory(engine.device());

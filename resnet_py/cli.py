@@ -672,7 +672,11 @@ def bench(
     ] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="The short preset (what make demo runs).")] = False,
     preset: Annotated[
-        str, typer.Option(help="quick, gpu (for a GPU), seed (ResNet18/34, 50 epochs, batch 128; a GPU job) or custom.")
+        str,
+        typer.Option(
+            help="quick, gpu (for a GPU), seed (ResNet18/34, 50 epochs, batch 128; a GPU job), language (where the "
+            "language matters: --language-map at 1 thread) or custom."
+        ),
     ] = "custom",
     model: Annotated[
         str | None, typer.Option(help=f"Comma list of models, kinds mixed: {MODEL_HELP} {_bench_default('models')}")
@@ -711,6 +715,13 @@ def bench(
     cuda_graphs: Annotated[
         bool, typer.Option("--cuda-graphs", help="CUDA: also every runtime replayed from a CUDA graph.")
     ] = False,
+    aoti_freezing: Annotated[
+        str | None,
+        typer.Option(
+            help="AOTInductor packages with Inductor's freezing: on, off, or auto (both compiled once, the faster "
+            "at batch 1 kept; freezing's prepacked convolutions cost a fixed time per call). [auto]"
+        ),
+    ] = None,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Deterministic algorithms in every runtime (CUDA).")
     ] = False,
@@ -722,8 +733,11 @@ def bench(
         ),
     ] = False,
     threads: Annotated[
-        int, typer.Option(help="Intra-op threads in every runtime, at most the cores (0: torch's default).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            help="Intra-op threads in every runtime, at most the cores (0: torch's default). [0; 1 for the language preset]"
+        ),
+    ] = None,
     target: Annotated[
         float | None,
         typer.Option(help=f"Stop a path once each ratio's 95% interval is within +-this. {_bench_default('target')}"),
@@ -787,6 +801,35 @@ def bench(
         int | None,
         typer.Option(help=f"Serving rounds, a fresh process per path each. {_bench_default('serve_rounds')}"),
     ] = None,
+    language_map: Annotated[
+        bool,
+        typer.Option(
+            "--language-map",
+            help="Where the language matters: sweep a ResNet over depth and width at batch 1, take each runtime's "
+            "call apart (fixed, per operator, operator time), the crossover, the GIL under contention, and "
+            "predict each --model's ratios from its profile.",
+        ),
+    ] = False,
+    map_layers: Annotated[
+        str | None,
+        typer.Option(help="The map's depths: blocks per stage, '/'-separated, e.g. 1,1,1,1/2,2,2,2/3,4,6,3."),
+    ] = None,
+    map_widths: Annotated[
+        str | None, typer.Option(help=f"The map's fitted widths. {_bench_default('map_widths')}")
+    ] = None,
+    map_held_out: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Widths at the middle depth the fit does not use (its check). {_bench_default('map_held_out')}"
+        ),
+    ] = None,
+    map_rounds: Annotated[
+        int | None, typer.Option(help=f"Rounds per graph of the map. {_bench_default('map_rounds')}")
+    ] = None,
+    profile_calls: Annotated[
+        int | None,
+        typer.Option(help="Calls whose operators are recorded once per path (0: none; 10 with --language-map)."),
+    ] = None,
     train_runtime: Annotated[
         str | None,
         typer.Option(help="Comma list of the paths whose training step is measured. [every measured path that trains]"),
@@ -807,8 +850,13 @@ def bench(
         float | None, typer.Option(help=f"Seconds for the training rounds. {_bench_default('train_budget')}")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Train full epochs (needs --data) and report accuracy.")] = None,
-    inference: Annotated[bool, typer.Option("--inference/--no-inference", help="Measure inference.")] = True,
-    training: Annotated[bool, typer.Option("--training/--no-training", help="Measure training.")] = True,
+    inference: Annotated[
+        bool | None, typer.Option("--inference/--no-inference", help="Measure inference. [yes]")
+    ] = None,
+    training: Annotated[
+        bool | None,
+        typer.Option("--training/--no-training", help="Measure training. [yes]"),
+    ] = None,
     max_load: Annotated[
         float | None,
         typer.Option(
@@ -841,6 +889,7 @@ def bench(
         dtypes=[d.strip() for d in dtype.split(",")] if dtype else None,
         channels_last=channels_last,
         cuda_graphs=cuda_graphs or None,
+        aoti_freezing=aoti_freezing,
         deterministic=deterministic or None,
         compile_cold=compile_cold or None,
         threads=threads,
@@ -860,6 +909,12 @@ def bench(
         serve_bound_ms=serve_bound_ms,
         serve_seconds=serve_seconds,
         serve_rounds=serve_rounds,
+        language_map=language_map or None,
+        map_layers=[ints(x, "--map-layers", 4) for x in map_layers.split("/")] if map_layers else None,
+        map_widths=ints(map_widths, "--map-widths"),
+        map_held_out=ints(map_held_out, "--map-held-out") if map_held_out != "" else [],
+        map_rounds=map_rounds,
+        profile_calls=profile_calls,
         train_runtimes=[r.strip() for r in train_runtime.split(",")] if train_runtime else None,
         train_steps=train_steps,
         train_batch=train_batch,

@@ -10,14 +10,14 @@ import torch
 from conftest import make_cifar
 from typer.testing import CliRunner
 
-from resx import _cpp, cpp
+from resx import _cpp, bench, cpp
 from resx import train as T
 from resx.bench import gate as G
 from resx.bench.registry import RUNTIMES
 from resx.bench.runners import make_input, make_local_runner, make_runner
 from resx.cli import app
 from resx.engines import Engine, EngineOptions
-from resx.errors import ResxError
+from resx.errors import BenchError, ResxError
 from resx.export import CompileSettings, export, export_aoti, export_weights, inspect, read_manifest
 from resx.export.aoti import MANIFEST_NAME
 from resx.models import ModelConfig, build
@@ -221,3 +221,27 @@ def test_cli_exports_a_package_and_refuses_a_bad_format(tmp_path):
     assert "a .pt file holds torchscript, not aoti" in one_error(
         runner.invoke(app, ["export", "resnet18", "-o", str(tmp_path / "x.pt"), "--format", "aoti"])
     )
+
+
+def test_bench_keeps_the_aoti_package_faster_at_batch_1(tmp_path, monkeypatch):
+    """--aoti-freezing auto compiles the package with and without freezing and keeps the faster at batch 1
+    in a fresh exe-aoti process, recording both times; on or off compiles that one alone."""
+    from resx.bench import compare
+    from resx.export.torchscript import prepared
+
+    monkeypatch.setenv("RESX_CACHE", str(tmp_path / "cache"))  # compiled here, then cached
+    cfg = bench.configure(runtimes="exe-aoti", width=2, layers=[1, 1, 1, 1], threads=1)
+    source = cfg.source("resnet18")
+    manifest = prepared(source, 0)[2]
+    path, package = compare.aoti_package(source, cfg, "fp32", manifest, lambda _: None)
+    times = package["freezing_batch1_s"]
+    assert set(times) == {"on", "off"} and min(times.values()) > 0
+    assert (
+        package["freezing"] == (times["on"] <= times["off"]) and package["compile"]["freezing"] == package["freezing"]
+    )
+    assert read_manifest(path)["compile"]["freezing"] == package["freezing"]
+    cfg.aoti_freezing = "off"
+    _, alone = compare.aoti_package(source, cfg, "fp32", manifest, lambda _: None)
+    assert alone["freezing"] is False and alone["freezing_batch1_s"] == {} and alone["cached"]
+    with pytest.raises(BenchError, match="--aoti-freezing 'sometimes': give auto, on or off"):
+        bench.configure(runtimes="exe-aoti", aoti_freezing="sometimes")

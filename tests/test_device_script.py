@@ -37,6 +37,7 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
         "bench": "ok",
         "threads": "ok",
         "serving": "ok",
+        "language": "ok",
         "ddp-py": "ok",
         "ddp-cpp": "ok",
         "ddp-bench": "ok",
@@ -49,5 +50,6 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
     assert any(n.endswith("bench-serving/report.md") for n in names)
+    assert any(n.endswith("bench-language/language-map.png") for n in names) and "bench-language" in report
     assert any(n.endswith("bench-threads/report.md") for n in names) and not any(n.endswith(".pt") for n in names)
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "results.json", "results.tar.gz"]  # <= 8 come back

@@ -12,7 +12,10 @@ Steps, each given what is left of the time budget and skipped (saying so) when t
   5. threads    the many-core concurrency sweep, 1 to 16 callers with one intra-op thread each, on the CPU
   6. serving    MLPerf LoadGen in each runtime's own process: SingleStream, the Server curve and its
                 peak rate within the p99 bound with 1 to 16 workers, Offline (CUDA: ResNet18 on the GPU)
-  7. ddp        data-parallel at world size 2, py (DDP) and cpp (DDP's Reducer): equal per-step losses?
+  7. language   where the language matters (`resx bench --language-map`): the ResNet sweep over depth and
+                width at batch 1, each runtime's call taken apart, the GIL with 1 to 16 callers (CUDA: on
+                the GPU, where a kernel takes microseconds and the language's share is largest)
+  8. ddp        data-parallel at world size 2, py (DDP) and cpp (DDP's Reducer): equal per-step losses?
                 On one GPU both processes share it over gloo (NCCL wants a GPU per process): a
                 correctness run. Then benchmarks/bench_ddp.py, 1 and 2 processes x 1 thread, on the CPU.
 Without CUDA every step runs its CPU form on a narrow ResNet (tests skipped), so that CI keeps this
@@ -210,6 +213,37 @@ def ddp(run: Run, data: Path | None) -> dict:
     return {"device": device, "steps": len(losses.get("py", [])), "bit_identical": same, "max_loss_difference": diff}
 
 
+def language(run: Run) -> None:
+    """The language map: on CUDA the GPU sweep (3 depths x widths 4, 16, 64, held out 32; callers 1 to 16
+    on the sweep's smallest graph), on the CPU a tiny one that keeps the step working."""
+    if run.cuda:
+        shape = ["--device", "cuda", "--runtime", "py-eager,cpp-eager,py-script,exe-script,exe-aoti"]
+        shape += ["--map-widths", "4,64", "--map-held-out", "16", "--map-rounds", "2"] if run.smoke else []
+        shape += ["--thread-seconds", "0.5", "--map-rounds", "3"] if not run.smoke else ["--thread-seconds", "0.2"]
+    else:
+        shape = ["--runtime", "py-eager,exe-script", "--width", "2", "--layers", "1,1,1,1"]
+        shape += ["--map-layers", "1,1,1,1/2,2,2,2", "--map-widths", "2,4", "--map-held-out", ""]
+        shape += ["--map-rounds", "2", "--latency-calls", "5", "--thread-seconds", "0.1"]
+    run.step(
+        "language",
+        60,
+        resx(
+            "bench",
+            "--language-map",
+            "--threads",
+            "1",
+            "--batch-sizes",
+            "1",
+            "--rounds",
+            "2",
+            "--no-training",
+            *shape,
+            "-o",
+            str(run.work / "bench-language"),
+        ),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="the short form (<= 3 minutes on a GPU)")
@@ -329,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             str(run.work / "bench-serving"),
         ),
     )
+    language(run)
     run.ddp = ddp(run, data)
     write(run, table, torch)
     return 0 if all(s["status"] == "ok" or s["status"].startswith("skipped") for s in run.steps.values()) else 1
@@ -376,7 +411,7 @@ def write(run: Run, table: dict, torch) -> None:
             f"{'bit-identical' if run.ddp['bit_identical'] else 'differ'} over {run.ddp['steps']} steps "
             f"(max difference {run.ddp['max_loss_difference']})",
         ]
-    for name in ("bench-gpu", "bench-threads", "bench-cpu"):
+    for name in ("bench-gpu", "bench-threads", "bench-language", "bench-cpu"):
         report = run.work / name / "report.md"
         if report.exists():
             lines += ["", f"## {name}", "", report.read_text()]

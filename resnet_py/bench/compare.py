@@ -9,9 +9,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from resx import env
+from resx.bench import language
 from resx.bench.config import BenchConfig
 from resx.bench.config import Path as BenchPath
 from resx.bench.gate import GateReport, fairness_gate
@@ -92,16 +94,40 @@ def prepare_files(source: Source, cfg: BenchConfig, work: Path, notify: Notify) 
     files, packages = {"script": model_file, "eager": weights_file}, {}
     for dtype in dict.fromkeys(p.dtype for p in paths if RUNTIMES[p.runtime].engine == "aoti"):
         notify(f"AOTInductor package for {source.spec} {dtype} (compiled once, then cached)")
-        settings = CompileSettings(cfg.device, dtype, 0, True, cfg.channels_last)
-        path, m, was_cached = aoti.cached(source, cfg.seed, settings, manifest)
-        files[("aoti", dtype)] = path
-        packages[dtype] = {
-            "path": str(path),
-            "cached": was_cached,
-            "compile_seconds": m["compile_seconds"],
-            "compile": m["compile"],
-        }
+        files[("aoti", dtype)], packages[dtype] = aoti_package(source, cfg, dtype, manifest, notify)
     return manifest, files, packages
+
+
+def aoti_package(source: Source, cfg: BenchConfig, dtype: str, manifest: dict, notify: Notify) -> tuple[Path, dict]:
+    """The AOTInductor package of a dtype (compiled once, then cached) and what the report says of it. With
+    --aoti-freezing auto (the default) it is compiled with and without Inductor's freezing, and the one
+    faster at batch 1 in a fresh exe-aoti process is kept: freezing prepacks the weights for oneDNN, which
+    pays on wide layers, but each prepacked convolution has a fixed cost per call that dominates narrow
+    ones (ResNet18 at width 4, 1 thread: 650 us a call frozen, 373 us not)."""
+    tried = {}
+    for freezing in (True, False) if cfg.aoti_freezing == "auto" else (cfg.aoti_freezing == "on",):
+        settings = CompileSettings(cfg.device, dtype, 0, freezing, cfg.channels_last)
+        tried[freezing] = aoti.cached(source, cfg.seed, settings, manifest)
+    batch1 = {}
+    if len(tried) > 1:
+        notify(f"AOTInductor package for {source.spec} {dtype}: with or without freezing, timed at batch 1")
+        label = "exe-aoti" + ("" if dtype == "fp32" else f"@{dtype}")
+        options = cfg.engine_options(BenchPath(label, "exe-aoti", dtype), source.shape)
+        for freezing, (path, _, _) in tried.items():
+            with make_runner("exe-aoti", path, options, label) as runner:
+                runner.set_threads(cfg.threads)
+                runner.warm_up(1, cfg.seed, cfg.warmup.for_batch(1))
+                batch1["on" if freezing else "off"] = float(np.median(runner.time(1, cfg.seed, 30))) * 1e-9
+    freezing = min(tried, key=lambda f: batch1["on" if f else "off"]) if batch1 else next(iter(tried))
+    path, m, was_cached = tried[freezing]
+    return path, {
+        "path": str(path),
+        "cached": was_cached,
+        "compile_seconds": m["compile_seconds"],
+        "compile": m["compile"],
+        "freezing": freezing,
+        "freezing_batch1_s": batch1,  # the choice's evidence with --aoti-freezing auto
+    }
 
 
 def _gate(cfg: BenchConfig, source: Source, manifest: dict, before: float | None):
@@ -132,6 +158,12 @@ def run(cfg: BenchConfig, notify: Notify = lambda _: None, warn: Notify = lambda
     cfg.threads = torch.get_num_threads()
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     results = Results(created, asdict(cfg), env.collect(cfg.threads))
+    cores = os.cpu_count() or 1
+    if cfg.inference and max(cfg.thread_counts, default=0) > cores:
+        warn(
+            f"--thread-counts {max(cfg.thread_counts)}: more callers than this machine's {cores} cores; "
+            "beyond them the figures time the oversubscription"
+        )
     with TreeMemory() as memory, tempfile.TemporaryDirectory(prefix="resx-bench-") as tmp:
         notify("the machine's floor: a GEMM at fp32 and bf16")
         results.floor_gflops = gemm_floor(cfg.threads)
@@ -139,6 +171,8 @@ def run(cfg: BenchConfig, notify: Notify = lambda _: None, warn: Notify = lambda
         for spec in cfg.models:
             source = cfg.source(spec)
             results.models[source.label] = _model(source, cfg, work, notify, warn, results)
+        if cfg.language_map:
+            _language_map(cfg, work, notify, warn, results)
     results.memory = memory.report()
     results.loaded = any(m.gate.get("loaded") for m in results.models.values())
     results.forced = cfg.force
@@ -188,11 +222,27 @@ def _model(
     return entry
 
 
+def _language_map(cfg: BenchConfig, work: Path, notify: Notify, warn: Notify, results: Results) -> None:
+    """The sweep's graphs, each measured as a model is (fresh processes, interleaved rounds, the gate),
+    then the map fitted on them and checked on the rest (resx.bench.language)."""
+    fitted = []
+    for i, (label, point, fit) in enumerate(cfg.sweep()):
+        notify(f"language map: {label}")
+        files = work / f"map-{i}"  # each graph's own exports and training runs (their names are the model's)
+        files.mkdir()
+        entry = _model(point.source(point.models[0]), point, files, notify, warn, results)
+        entry.name = label
+        results.sweep[label] = entry
+        fitted += [label] if fit else []
+    results.language = language.analyse(results.sweep, fitted, results.models, os.cpu_count() or 1).to_dict()
+
+
 def _collect(entry: ModelResults, rounds: Rounds, results: Results, phase: str) -> None:
     entry.measurements += list(rounds.measurements.values())
     entry.footprint |= rounds.footprints
     entry.drift |= rounds.drift
     entry.serving |= rounds.serving
+    entry.profiles |= rounds.profiles
     for path, stopped in rounds.stopping.items():
         entry.stopping.setdefault(path, {})[phase] = stopped
     results.load += rounds.loads

@@ -63,6 +63,8 @@ class BenchConfig:
     runtimes: list[str] = field(default_factory=list)
     dtypes: list[str] = field(default_factory=lambda: ["fp32"])
     channels_last: bool = False
+    # AOTInductor packages with Inductor's freezing: on, off, or auto (both compiled, the faster at batch 1 kept)
+    aoti_freezing: str = "auto"
     cuda_graphs: bool = False  # also every graph-capturable runtime replayed from a CUDA graph (CUDA only)
     compile_cold: bool = False  # also every torch.compile path with Inductor's caches off (+cold): a first start
     deterministic: bool = False
@@ -95,6 +97,19 @@ class BenchConfig:
     serve_min_queries: int = 32
     serve_refine: int = 2
     serve_rounds: int = 3
+    # Where the language matters (resx.bench.language): before the models, a sweep of one resx ResNet over
+    # blocks per stage (operators per call) and widths (time inside them) at batch 1 with 1 up to the cores'
+    # callers, every path in map_rounds fresh processes; the fit uses map_layers x map_widths, and
+    # map_held_out widths (at the middle depth) and the run's models test its predictions. With training
+    # on, the graphs of the smallest width also time the training step of the paths that train (what
+    # autograd's and the optimizer's dispatch add per step). Every path's operators are recorded once
+    # (profile_calls calls; 0: not at all, unless the map is on).
+    language_map: bool = False
+    map_layers: list[list[int]] = field(default_factory=lambda: [[1, 1, 1, 1], [2, 2, 2, 2], [3, 4, 6, 3]])
+    map_widths: list[int] = field(default_factory=lambda: [4, 16, 64])
+    map_held_out: list[int] = field(default_factory=lambda: [8, 32])
+    map_rounds: int = 5
+    profile_calls: int = 0
     warmup: WarmupRule = field(default_factory=WarmupRule)
     inference: bool = True
     training: bool = True
@@ -243,8 +258,11 @@ class BenchConfig:
         }.items():
             if not (0 < value < float("inf")):
                 raise BenchError(f"{option} must be a positive number, got {value}")
+        if self.aoti_freezing not in ("auto", "on", "off"):
+            raise BenchError(f"--aoti-freezing '{self.aoti_freezing}': give auto, on or off")
         cores = os.cpu_count() or 1
         self._validate_serving(cores)
+        self._validate_map()
         if self.threads < 0:
             raise BenchError(f"--threads must be >= 0 (0: torch's default), got {self.threads}")
         if self.threads > cores:
@@ -264,6 +282,63 @@ class BenchConfig:
             raise BenchError(f"--device {self.device}: CUDA is not available here; use --device cpu")
         if self.cuda_graphs and not self.device.startswith("cuda"):
             raise BenchError("--cuda-graphs needs --device cuda")
+
+    def _validate_map(self) -> None:
+        if self.profile_calls < 0:
+            raise BenchError(f"--profile-calls must be >= 0 (0: no profile), got {self.profile_calls}")
+        if not self.language_map:
+            return
+        self.profile_calls = self.profile_calls or 10
+        if not self.inference:
+            raise BenchError("--language-map measures batch-1 latency: drop --no-inference")
+        if len(self.map_layers) < 2 or any(len(ls) != 4 or min(ls) < 1 for ls in self.map_layers):
+            raise BenchError("--map-layers: give at least 2 depths as 4 blocks per stage each, e.g. 1,1,1,1/2,2,2,2")
+        widths = [*self.map_widths, *self.map_held_out]
+        if not self.map_widths or any(w < 1 for w in widths) or len(set(widths)) != len(widths):
+            raise BenchError(
+                "--map-widths/--map-held-out: give positive widths, each once across both, e.g. 4,16,64 and 8,32"
+            )
+        if len(self.map_layers) * len(self.map_widths) < 3:
+            raise BenchError("--map-layers x --map-widths: the fit needs at least 3 graphs")
+        if self.map_rounds < 2:
+            raise BenchError(f"--map-rounds must be at least 2 (an interval needs two), got {self.map_rounds}")
+
+    def sweep(self) -> list[tuple[str, BenchConfig, bool]]:
+        """The language map's graphs: (label, the bench configuration that measures it, used by the fit).
+        Batch 1 and 1, 2, 4, ... up to the cores' concurrent callers, no serving, map_rounds rounds."""
+        from dataclasses import replace
+
+        from resx.models import architecture_of
+
+        cores = os.cpu_count() or 1
+        middle = self.map_layers[len(self.map_layers) // 2]
+        graphs = [(ls, w, True) for ls in self.map_layers for w in self.map_widths]
+        graphs += [(middle, w, False) for w in self.map_held_out]
+        out = []
+        for layers, width, fitted in graphs:
+            arch = architecture_of("BasicBlock", layers)
+            trains = self.training and fitted and width == min(self.map_widths)
+            point = replace(
+                self,
+                models=[arch or "resnet18"],
+                layers=None if arch else list(layers),
+                width=width,
+                batch_sizes=[1],
+                thread_counts=sorted({*(2**k for k in range(cores.bit_length()) if 2**k <= cores), cores}),
+                serve=[],
+                training=trains,
+                train_rounds=self.map_rounds,
+                train_budget=1e9,  # map_rounds runs, whatever they take
+                epochs=0,
+                drift_calls=0,
+                compile_cold=False,
+                min_rounds=self.map_rounds,
+                max_rounds=self.map_rounds,
+                budget=1e9,  # map_rounds rounds, whatever they take
+                language_map=False,
+            )
+            out.append((f"{'-'.join(map(str, layers))}/w{width}", point, fitted))
+        return out
 
     def _validate_serving(self, cores: int) -> None:
         from resx.bench.serving import SCENARIOS
@@ -364,6 +439,22 @@ PRESETS: dict[str, dict] = {
         train_steps=8,
         train_batch=128,
         train_rounds=2,
+    ),
+    # Where the language matters: the map (resx.bench.language) at 1 intra-op thread, batch 1 and up to the
+    # cores' callers, for the runtimes that compare the languages and the engines that ship; the training
+    # step of the same module in each language at batch 8.
+    "language": dict(
+        language_map=True,
+        threads=1,
+        runtimes=["py-eager", "cpp-eager", "py-script", "cpp-script", "exe-script", "py-compile", "exe-aoti"],
+        batch_sizes=[1],
+        latency_calls=40,
+        min_rounds=5,
+        max_rounds=5,
+        train_runtimes=["py-eager", "cpp-eager"],
+        train_steps=6,
+        train_batch=8,
+        train_rounds=5,
     ),
     "custom": {},
 }

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from resx import stats
 from resx.bench.config import DRIFT_SAMPLES, BenchConfig, Path
+from resx.bench.language import OpProfile
 from resx.bench.monitor import OtherLoad, mapped_libraries, peak_rss_bytes, rss_bytes
 from resx.bench.registry import BASELINE
 from resx.bench.results import LATENCY, Measurement, Ratio, Scenario
@@ -56,6 +57,7 @@ class Rounds:
     footprints: dict[str, dict] = field(default_factory=dict)  # each path's model file and mapped libraries
     drift: dict[str, dict] = field(default_factory=dict)  # each path's resident memory over a long run
     serving: dict[str, list[dict]] = field(default_factory=dict)  # each path's LoadGen tests (ServeResult)
+    profiles: dict[str, dict] = field(default_factory=dict)  # each path's operators (language.OpProfile)
     done: int = 0  # rounds completed
 
     def __post_init__(self) -> None:
@@ -155,6 +157,15 @@ def measure_drift(runner: Runner, cfg: BenchConfig, rounds: Rounds, label: str) 
     rounds.drift[label] = stats.drift(calls, values) | {"samples": [list(p) for p in zip(calls, values, strict=True)]}
 
 
+def measure_profile(runner: Runner, cfg: BenchConfig, rounds: Rounds, label: str) -> None:
+    """Once per path, warm, at the run's threads: the operators of cfg.profile_calls batch-1 calls, recorded
+    inside the runtime (torch.profiler in Python, a RecordFunction callback in C++)."""
+    if not cfg.profile_calls or label in rounds.profiles:
+        return
+    raw = runner.profile(1, cfg.seed, cfg.profile_calls)
+    rounds.profiles[label] = OpProfile.of(raw).to_dict()
+
+
 def _peak(runner: Runner, rounds: Rounds, label: str, batch: int) -> None:
     """The resident peak after the batch-B scenario, and on CUDA the caching allocator's peaks."""
     if runner.pid is not None:
@@ -221,6 +232,7 @@ def inference_rounds(
                 measure_in_process(runner, cfg, scenarios, rounds, label)
                 if scenarios:
                     measure_drift(runner, cfg, rounds, label)
+                    measure_profile(runner, cfg, rounds, label)
             rounds.last_seconds[label] = time.monotonic() - started
         if not scenarios:  # the gate alone
             rounds.active.clear()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resx.bench.language import SHARES, Estimate, LanguageMap, same_kernels
 from resx.bench.registry import language_counterpart, script_counterpart
 from resx.bench.results import LATENCY, MEMORY, STARTUP_PHASES, ModelResults, Ratio, Results, Scenario
 from resx.bench.serving import ServePlan, ServeResult
@@ -268,8 +269,18 @@ def costs(entry: ModelResults) -> list[list]:
     ]
     for dtype, p in entry.packages.items():
         cached = "cached" if p["cached"] else "compiled now"
+        tried = p.get("freezing_batch1_s") or {}
+        frozen = "" if "freezing" not in p else (", frozen" if p["freezing"] else ", not frozen")
+        chose = (
+            f": the faster at batch 1 ({', '.join(f'{k} {v * 1e3:.3f} ms' for k, v in tried.items())})" if tried else ""
+        )
         rows.append(
-            [f"AOTInductor package {dtype}", p["compile"]["threads"], "—", f"{p['compile_seconds']:.1f} ({cached})"]
+            [
+                f"AOTInductor package {dtype}{frozen}{chose}",
+                p["compile"]["threads"],
+                "—",
+                f"{p['compile_seconds']:.1f} ({cached})",
+            ]
         )
     for name, t in entry.training.items():
         if t.get("compile_seconds"):
@@ -619,8 +630,194 @@ def markdown(results: Results, plots: list[str]) -> str:
             out.append(_scenario_section(entry, scenario))
         if entry.training:
             out.append(_training_split(entry))
+    if results.language:
+        out.append(_language_section(results))
     out += [f"\n![{plot}]({plot})\n" for plot in plots]
     return "".join(out)
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f}"
+
+
+def _estimate(e: Estimate, scale: float, digits: int = 1) -> str:
+    lo, hi = ("–", "–") if not math.isfinite(e.low) else (f"{e.low * scale:.{digits}f}", f"{e.high * scale:.{digits}f}")
+    width = f" (±{e.half_width:.0%})" if math.isfinite(e.half_width) else ""
+    return f"{e.value * scale:.{digits}f} [{lo}, {hi}]{width}"
+
+
+def _language_section(results: Results) -> str:
+    """Where the language matters (resx.bench.language): the call taken apart, the crossover, the GIL under
+    contention, the predictions."""
+    lm = LanguageMap.from_dict(results.language)
+    cfg, ref, base = results.config, lm.reference, lm.baseline
+    out = [
+        "\n## Where the language matters for this model\n\n",
+        f"A sweep of one ResNet over depth (operators per call) and width (the kernels' time), batch 1, "
+        f"{cfg['threads']} intra-op thread(s), {cfg['map_rounds']} rounds of fresh processes per graph; fitted on "
+        f"{', '.join(lm.fit_points)}, held out {', '.join(lm.held_out) or 'none'} and the run's models. Each "
+        f"runtime's call is taken apart against {ref} (C++): what it adds per call and per operator it calls "
+        "(latency − reference = fixed + per operator × the top-level operators of the baseline's profile; one fit "
+        "per round, Student's t over rounds).\n\n",
+    ]
+    bound = lm.profiles.get(lm.contention_graph, {})
+    rows = []
+    for path in [ref, *lm.costs]:
+        c, prof = lm.costs.get(path), bound.get(path)
+        rows.append(
+            [
+                path,
+                "reference" if c is None else _estimate(c.fixed_s, 1e6),
+                "reference" if c is None else _estimate(c.per_op_s, 1e9, 0),
+                "" if c is None else f"{c.residual:.1%}",
+                "" if prof is None else f"{prof.ops:.0f} ({prof.top_ops:.0f})",
+                "" if prof is None else _us(prof.outside_s),
+                "" if prof is None else _us(prof.op_s),
+            ]
+        )
+    out.append(
+        md_table(
+            [
+                "path",
+                f"fixed beyond {ref}, µs",
+                "per operator called, ns",
+                "fit's error",
+                f"operators per call (top) at {lm.contention_graph}",
+                "outside operators, µs (profiled)",
+                "inside, µs (profiled)",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        f"\nThe profile (torch.profiler in Python, a RecordFunction callback in C++) costs "
+        f"{_estimate(lm.profiler, 1e9, 0)} ns per operator it records (the baseline's, over the fitted graphs); "
+        "the time outside operators is each runtime's own (the interpreter, its arguments, its result; a "
+        "compiled engine's own kernels too). "
+        + (
+            f"{', '.join(compiled)} run other kernels than the profiled ones (Inductor's, fused): their extra is "
+            "also the difference of kernels, so their row describes rather than decomposes (see the fit's error), "
+            "and the map does not predict them. "
+            if (compiled := [p for p in lm.costs if not same_kernels(p)])
+            else ""
+        )
+        + ("Not fitted: " + "; ".join(f"{p} ({why})" for p, why in lm.skipped.items()) + "." if lm.skipped else "")
+        + "\n"
+    )
+    graphs = list(results.sweep)
+    paths = [p for p in results.sweep[graphs[0]].paths(LATENCY)]
+    grid = []
+    for g in graphs:
+        entry = results.sweep[g]
+        prof = lm.profiles.get(g, {}).get(base)
+        flops = entry.manifest.get("flops_per_image", {}).get("forward", 0) / 1e9
+        cells = [g + ("" if g in lm.fit_points else " (held out)"), f"{flops:.3f}"]
+        cells.append(f"{prof.ops:.0f} ({prof.top_ops:.0f})" if prof else "")
+        for p in paths:
+            m = entry.measurement(LATENCY, p)
+            cells.append(f"{m.value * 1e3:.3f}" if m else "")
+        r = entry.ratio(LATENCY, ref, base)
+        cells.append(ci(r))
+        grid.append(cells)
+    out.append(
+        "\n### The sweep: batch-1 p50 (ms)\n\n"
+        + md_table(["graph", "GFLOP", "operators (top)", *paths, f"{ref} / {base}"], grid)
+    )
+    rows = []
+    for path, by in lm.crossovers.items():
+        saved = language_extra(lm, base, lm.reference_ops) - language_extra(lm, path, lm.reference_ops)
+        cells = [path, _us(saved)]
+        cells += ["never" if by.get(f"{f:g}") is None else f"{by[f'{f:g}'] * 1e3:.3f}" for f in SHARES]
+        rows.append(cells)
+    out.append(
+        f"\n### The crossover\n\nAt this model's {lm.reference_ops:.0f} top-level operators per call, what each "
+        f"path saves per call against {base}, and its own batch-1 latency below which that is ≥10% and ≥2× "
+        f"({base} / path ≥ 1.1 and ≥ 2); above it the kernels' time dominates.\n\n"
+        + md_table(["path", "saves per call, µs", "≥10% below (ms)", "≥2× below (ms)"], rows)
+    )
+    if lm.contention:
+        ks = sorted({k for c in lm.contention.values() for k in c})
+        rows = [
+            [
+                p,
+                *(f"{c.get(k, math.nan):.2f}" for k in ks),
+                _estimate(lm.handoffs[p], 1e9, 0) if p in lm.handoffs else "",
+            ]
+            for p, c in lm.contention.items()
+        ]
+        out.append(
+            f"\n### The GIL under contention\n\nAt {lm.contention_graph} (the least time per operator): the images/s "
+            "of k concurrent callers (one intra-op thread each) over min(k, cores) × one caller's. 1: they scale "
+            "with the cores; below 1: they wait for each other (Python threads hold the GIL outside the "
+            "operators; C++ threads and TorchScript's graph do not). The last column is what each operator adds "
+            "to a call per extra caller, over the fitted graphs (k / rate_k − 1 / rate_1, per operator and extra "
+            "caller).\n\n"
+            + md_table(
+                ["path", *(f"{k} caller{'s' if k > 1 else ''}" for k in ks), "per operator per extra caller, ns"], rows
+            )
+        )
+    if lm.train_split:
+        rows = []
+        for path, split in lm.train_split.items():
+            c = lm.train_costs.get(path)
+            rows.append(
+                [
+                    path,
+                    *(f"{split.get(k, math.nan):.2f}" for k in SPLIT),
+                    "reference" if path == lm.train_reference else (_estimate(c.fixed_s, 1e6) if c else "not fitted"),
+                    "reference" if path == lm.train_reference else (_estimate(c.per_op_s, 1e9, 0) if c else ""),
+                ]
+            )
+        out.append(
+            f"\n### Training: what a step adds\n\nThe training step (batch {cfg['train_batch']}) of the sweep's "
+            f"graphs at its smallest width: the split at {lm.train_graph} (medians, ms), and each path's step "
+            f"beyond {lm.train_reference + chr(39) + 's' if lm.train_reference else 'a C++ path (none trained here)'}, "
+            "fixed + per forward operator (autograd records and replays every "
+            "operator, and the optimizer dispatches per parameter).\n\n"
+            + md_table(
+                ["path", *(f"{k}, ms" for k in SPLIT), "fixed beyond, µs", "per forward operator, ns"],
+                rows,
+            )
+        )
+    if lm.predictions:
+        rows = [
+            [
+                p.model,
+                p.path,
+                p.scenario,
+                f"{p.predicted:.3f}",
+                f"{p.measured:.3f} [{p.low:.3f}, {p.high:.3f}]",
+                "yes" if p.within else f"no, by {p.miss:+.0%}",
+            ]
+            for p in lm.predictions
+        ]
+        held = sum(p.within for p in lm.predictions)
+        out.append(
+            f"\n### Predictions for what the fit did not use\n\nFrom each model's {base} profile at batch 1 (its "
+            "operators and its profiled call, less the profiler's cost per operator): the ratio to "
+            f"{base} of every path that runs the same operators, and with as many callers as cores (each call "
+            f"longer by its path's cost per operator per extra caller). {held} of {len(lm.predictions)} within the "
+            "measured 95% interval.\n\n"
+            + md_table(["model", "path", "scenario", "predicted", "measured [95% CI]", "within"], rows)
+        )
+    fastest = min(
+        ((p, results.sweep[lm.contention_graph].measurement(LATENCY, p)) for p in paths),
+        key=lambda pm: pm[1].value if pm[1] else math.inf,
+    )
+    prof = bound.get(fastest[0])
+    if fastest[1] is not None and prof is not None and prof.leaf_s > 0:
+        out.append(
+            f"\nAt {lm.contention_graph} the fastest path, {fastest[0]}, takes {fastest[1].value * 1e6:.0f} µs "
+            "per call; "
+            f"its profile spends {_us(prof.leaf_s)} µs in the innermost operators and {_us(prof.op_s)} µs inside "
+            f"operators altogether ({fastest[1].value / prof.leaf_s:.1f}× and {fastest[1].value / prof.op_s:.2f}× "
+            "of them; the profiled figures include the recorder's own cost).\n"
+        )
+    return "".join(out)
+
+
+def language_extra(lm: LanguageMap, path: str, ops: float) -> float:
+    return lm.costs[path].extra_s(ops) if path in lm.costs else 0.0
 
 
 # ------------------------------------------------------------------------------------------- plots
@@ -689,6 +886,38 @@ def plots(results: Results, out: Path) -> list[str]:
         ax.legend(fontsize="small", loc="lower right")
         save(fig, f"{model}-startup.png")
 
+    def language_map() -> None:
+        """Each path's batch-1 latency against the reference's (the C++ call: the kernels' time as C++ sees
+        it), log-log: the sweep's graphs as points, the fit at this model's operators as lines; the
+        language's share shaded between the reference and the baseline."""
+        lm = LanguageMap.from_dict(results.language)
+        ref, n = lm.reference, lm.reference_ops
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        xs = [e.measurement(LATENCY, ref).value for e in results.sweep.values() if e.measurement(LATENCY, ref)]
+        line = np.geomspace(min(xs) * 0.8, max(xs) * 1.25, 100)
+        for i, path in enumerate([ref, *lm.costs]):
+            color = f"C{i}"
+            pts = [
+                (e.measurement(LATENCY, ref).value, e.measurement(LATENCY, path).value)
+                for e in results.sweep.values()
+                if e.measurement(LATENCY, ref) and e.measurement(LATENCY, path)
+            ]
+            ax.scatter([x * 1e3 for x, _ in pts], [y * 1e3 for _, y in pts], color=color, s=18)
+            ax.plot(line * 1e3, (line + language_extra(lm, path, n)) * 1e3, color=color, label=path)
+        base = (line + language_extra(lm, lm.baseline, n)) * 1e3
+        ax.fill_between(line * 1e3, line * 1e3, base, color="grey", alpha=0.2, label=f"{lm.baseline} beyond {ref}")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=f"{ref} batch-1 latency, ms (the kernels' time as C++ sees it)",
+            ylabel="batch-1 latency, ms (p50)",
+            title=f"Where the language matters (lines: the fit at {n:.0f} operators per call)",
+        )
+        ax.legend(fontsize="small")
+        save(fig, "language-map.png")
+
+    if results.language:
+        language_map()
     for model, entry in results.models.items():
         scenarios = entry.scenarios()
         for s in scenarios:

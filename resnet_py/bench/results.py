@@ -234,6 +234,7 @@ class ModelResults:
     # LoadGen's tests: the plan every path ran, and per path every test (resx.bench.serving.ServeResult)
     serve_plan: dict = field(default_factory=dict)
     serving: dict[str, list[dict]] = field(default_factory=dict)
+    profiles: dict[str, dict] = field(default_factory=dict)  # per path: its operators (resx.bench.language.OpProfile)
 
     def measurement(self, scenario: Scenario, path: str) -> Measurement | None:
         return next((m for m in self.measurements if m.scenario == scenario and m.path == path), None)
@@ -266,6 +267,7 @@ class ModelResults:
             "drift": self.drift,
             "serve_plan": self.serve_plan,
             "serving": self.serving,
+            "profiles": self.profiles,
         }
 
     @classmethod
@@ -285,6 +287,7 @@ class ModelResults:
             d.get("drift", {}),
             d.get("serve_plan", {}),
             d.get("serving", {}),
+            d.get("profiles", {}),
         )
 
 
@@ -302,17 +305,22 @@ class Results:
     seconds: float = 0.0  # the run's wall time
     memory: dict[str, Any] = field(default_factory=dict)  # peak RSS of the whole process tree
     load: list[float] = field(default_factory=list)  # other processes' busy cores during each round
+    # --language-map: the sweep's graphs (measured as models are) and the map (resx.bench.language.LanguageMap)
+    sweep: dict[str, ModelResults] = field(default_factory=dict)
+    language: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = {"format": FORMAT} | {k: v for k, v in self.__dict__.items() if k != "models"}
+        out = {"format": FORMAT} | {k: v for k, v in self.__dict__.items() if k not in ("models", "sweep")}
+        out["sweep"] = {name: m.to_dict() for name, m in self.sweep.items()}
         return out | {"models": {name: m.to_dict() for name, m in self.models.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> Results:
         if d.get("format") != FORMAT:
             raise BenchError(f"results of format {d.get('format', 'resx-bench/1')!r}; this resx reads {FORMAT}")
-        values = {k: v for k, v in d.items() if k not in ("format", "models")}
-        return cls(**values, models={n: ModelResults.from_dict(m) for n, m in d["models"].items()})
+        values = {k: v for k, v in d.items() if k not in ("format", "models", "sweep")}
+        sweep = {n: ModelResults.from_dict(m) for n, m in d.get("sweep", {}).items()}
+        return cls(**values, models={n: ModelResults.from_dict(m) for n, m in d["models"].items()}, sweep=sweep)
 
 
 def finite(x: float) -> bool:

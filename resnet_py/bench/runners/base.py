@@ -104,6 +104,11 @@ class Runner(ABC):
         """The CUDA caching allocator's figures since the process started (DEVICE_MEMORY_KEYS); {} off CUDA."""
 
     @abstractmethod
+    def profile(self, batch: int, seed: int, calls: int) -> dict:
+        """Every operator that `calls` forward calls dispatch, recorded inside the runtime: {calls, wall_ns,
+        ops: [[name, start_ns, end_ns, parent index or -1], ...]} (resx.bench.language.OpProfile reads it)."""
+
+    @abstractmethod
     def loadgen(self, request: dict) -> dict:
         """One LoadGen test, served in the runtime's own language (resx.bench.serving.LoadgenRun.request):
         {seconds, sut}; LoadGen's logs are in request["outdir"]."""

@@ -64,5 +64,9 @@ class CppRunner(Runner):
     def device_memory(self) -> dict[str, int]:
         return json.loads(_cpp.device_memory(self.device))
 
+    def profile(self, batch: int, seed: int, calls: int) -> dict:
+        x = _cpp.make_input(batch, seed, self.device, list(self.shape))
+        return json.loads(_cpp.profile_forward(self.engine, x, calls))
+
     def loadgen(self, request: dict) -> dict:
         return json.loads(_cpp.loadgen(self.engine, json.dumps(request)))

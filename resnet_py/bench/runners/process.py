@@ -108,5 +108,8 @@ class ServeRunner(Runner):
     def device_memory(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.ask("device_memory").items()}
 
+    def profile(self, batch: int, seed: int, calls: int) -> dict:
+        return self.ask("profile", batch=batch, seed=seed, calls=calls)
+
     def loadgen(self, request: dict) -> dict:
         return self.ask("loadgen", **request)

@@ -100,6 +100,24 @@ class PyRunner(Runner):
             "peak_reserved_bytes": s.get("reserved_bytes.all.peak", 0),
         }
 
+    def profile(self, batch: int, seed: int, calls: int) -> dict:
+        """torch.profiler's CPU events, as resx::profile_forward lists its RecordFunction callback's."""
+        x = make_input(batch, seed, self.device, self.shape)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        with torch.inference_mode(), torch.profiler.profile(activities=activities) as prof:
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                self.engine(x)
+                sync(self.device)
+            wall = time.perf_counter_ns() - t0
+        events = list(prof.events())
+        index = {id(e): i for i, e in enumerate(events)}
+        ops = [
+            [e.name, round(e.time_range.start * 1e3), round(e.time_range.end * 1e3), index.get(id(e.cpu_parent), -1)]
+            for e in events
+        ]
+        return {"calls": calls, "wall_ns": wall, "ops": ops}
+
     def loadgen(self, request: dict) -> dict:
         def call(x: torch.Tensor) -> None:
             self.engine(x)

@@ -33,6 +33,8 @@ def answer(runner: Runner, request: dict) -> dict:
     if cmd == "threads_run":
         calls, wall = runner.threads_run(int(request["threads"]), float(request["seconds"]), seed)
         return {"calls": calls, "wall_ns": wall}
+    if cmd == "profile":
+        return runner.profile(batch, seed, int(request["calls"]))
     if cmd == "device_memory":
         return runner.device_memory()
     if cmd == "loadgen":

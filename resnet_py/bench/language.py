@@ -1,0 +1,532 @@
+"""Where the language matters: each runtime's batch-1 call taken apart, the crossover, the GIL under
+contention, and a prediction for any model. Pure analysis of what `resx bench --language-map` measured
+(resx.bench.compare runs the sweep); nothing here times anything.
+
+Runtimes that run the same ATen kernels differ by what they add around them. Against a reference (the
+C++ runtime of the sweep: exe-script, else another C++ path), a runtime's batch-1 call on graph g costs
+
+    latency_r(g) - latency_ref(g) = fixed_r + per_op_r x ops(g)
+
+ops(g) the operators the runtime itself calls per call (the top-level ones of the baseline's profile:
+Python pays around each of those; what ATen dispatches inside them costs every runtime alike). fixed_r
+is what a call adds whatever the graph (entering the runtime, its arguments, its result); per_op_r what
+it adds around each operator (Python's
+interpreter and nn.Module calls, TorchScript's interpreter); a compiled engine, which replaces and fuses
+operators, shows its fixed cost and what it saves (or costs) per operator it replaced. The sweep varies
+the depth (ops) and the width (the kernels' time) of one ResNet; each round is fitted on its own (a
+round ran every path on a graph back to back, so the difference is paired) and the interval is
+Student's t over the rounds, as resx.stats does for ratios.
+
+The profile (torch.profiler in Python, a RecordFunction callback in C++) gives each runtime's operators
+and its own time outside them; the profiler's cost per operator, calibrated on the sweep, turns a
+model's profile into its latency, and so into every path's predicted ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from resx import stats
+from resx.bench.results import LATENCY, ModelResults, Scenario
+from resx.errors import BenchError
+
+SHARES = (1.1, 2.0)  # the crossovers reported: C++ at least 10% faster, and at least 2x
+
+
+def is_operator(name: str) -> bool:
+    """An operator's schema name (aten::conv2d, prim::..., mkldnn::...), not a user scope or a function."""
+    return "::" in name and " " not in name
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    """What the operators of one forward call cost, from a profile of `calls` calls inside the runtime
+    (resx.bench.runners.base.Runner.profile): per call, the operators dispatched (nested ones included),
+    those the runtime called itself (top), the seconds inside operators (the top ones' spans), the
+    profiled call's wall time and the innermost operators' time; the top operators by name. The
+    profiler's own cost per operator is in op_s and wall_s alike."""
+
+    calls: int
+    ops: float
+    top_ops: float
+    op_s: float
+    wall_s: float
+    leaf_s: float = 0.0  # the innermost operators' time: a floor of the kernels' own
+    names: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def outside_s(self) -> float:
+        """Seconds per call outside every operator: the runtime's own (interpreter, arguments, result)."""
+        return max(0.0, self.wall_s - self.op_s)
+
+    @classmethod
+    def of(cls, raw: dict) -> OpProfile:
+        """From a runner's answer: {calls, wall_ns, ops: [[name, start_ns, end_ns, parent], ...]}."""
+        calls, events = int(raw["calls"]), raw["ops"]
+        if calls < 1:
+            raise BenchError("a profile needs at least 1 call")
+        operator = [is_operator(e[0]) for e in events]
+
+        def op_parent(i: int) -> int:  # the nearest enclosing operator (-1: none)
+            p = int(events[i][3])
+            while p >= 0 and not operator[p]:
+                p = int(events[p][3])
+            return p
+
+        top = [i for i, e in enumerate(events) if operator[i] and op_parent(i) < 0]
+        inside = sum(max(0, int(events[i][2]) - int(events[i][1])) for i in top)
+        parents = {op_parent(i) for i, e in enumerate(events) if operator[i]}
+        leaf = sum(max(0, int(e[2]) - int(e[1])) for i, e in enumerate(events) if operator[i] and i not in parents)
+        names = Counter(events[i][0] for i in top)
+        return cls(
+            calls,
+            sum(operator) / calls,
+            len(top) / calls,
+            inside * 1e-9 / calls,
+            int(raw["wall_ns"]) * 1e-9 / calls,
+            leaf * 1e-9 / calls,
+            {k: v / calls for k, v in names.most_common()},
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> OpProfile:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A fitted value, the mean of its per-round fits, with Student's t 95% interval over the rounds."""
+
+    value: float
+    low: float
+    high: float
+    rounds: int
+
+    @property
+    def half_width(self) -> float:
+        """The interval's half-width relative to the value (inf for one round or a value of 0)."""
+        if self.rounds < 2 or self.value == 0:
+            return math.inf
+        return (self.high - self.low) / 2 / abs(self.value)
+
+    @classmethod
+    def of(cls, values: list[float]) -> Estimate:
+        x = np.asarray(values, dtype=np.float64)
+        mean = float(x.mean())
+        if x.size < 2:
+            return cls(mean, math.nan, math.nan, int(x.size))
+        h = stats.t_quantile(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
+        return cls(mean, mean - h, mean + h, int(x.size))
+
+
+@dataclass(frozen=True)
+class FitPoint:
+    """One graph of the sweep for one runtime: its operators (the baseline's profile) and, per round, the
+    runtime's and the reference's batch-1 latency (each round's median call, seconds)."""
+
+    label: str
+    ops: float
+    rounds: list[float]
+    reference: list[float]
+
+
+@dataclass(frozen=True)
+class CallCost:
+    """What one runtime's batch-1 call adds beyond the reference's (the module docstring's model), fitted
+    on `points` graphs; `residual`: the fit's root-mean-square error relative to the reference's latency."""
+
+    runtime: str
+    reference: str
+    fixed_s: Estimate
+    per_op_s: Estimate
+    points: list[str]
+    residual: float
+
+    def extra_s(self, ops: float) -> float:
+        return self.fixed_s.value + self.per_op_s.value * ops
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CallCost:
+        est = {k: Estimate(**d[k]) for k in ("fixed_s", "per_op_s")}
+        return cls(d["runtime"], d["reference"], **est, points=list(d["points"]), residual=float(d["residual"]))
+
+
+def _solve(ops: np.ndarray, extra: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """[fixed, per_op] by least squares, each graph's error relative to its reference latency (timings
+    move in proportion)."""
+    design = np.column_stack([np.ones_like(ops), ops]) / scale[:, None]
+    beta, *_ = np.linalg.lstsq(design, extra / scale, rcond=None)
+    return beta
+
+
+def fit(runtime: str, reference: str, points: list[FitPoint]) -> CallCost:
+    """The runtime's fixed and per-operator cost beyond the reference's, from graphs of different operator
+    counts: one fit per round (the rounds every point ran for both), t over the rounds."""
+    if len(points) < 3:
+        raise BenchError(f"{runtime}: the call's decomposition needs at least 3 graphs, got {len(points)}")
+    ops = np.array([p.ops for p in points], dtype=np.float64)
+    if np.ptp(ops) == 0:
+        raise BenchError(f"{runtime}: the graphs must differ in operator count (give --map-layers of other depths)")
+    rounds = min(min(len(p.rounds), len(p.reference)) for p in points)
+    scale = np.array([float(np.median(p.reference)) for p in points])
+    per_round = np.array(
+        [_solve(ops, np.array([p.rounds[i] - p.reference[i] for p in points]), scale) for i in range(rounds)]
+    )
+    extra = np.array([float(np.median(p.rounds)) for p in points]) - scale
+    beta = _solve(ops, extra, scale)
+    residual = float(np.sqrt(np.mean(((beta[0] + beta[1] * ops - extra) / scale) ** 2)))
+    fixed, per_op = (Estimate.of(list(per_round[:, k])) for k in range(2))
+    return CallCost(runtime, reference, fixed, per_op, [p.label for p in points], residual)
+
+
+def profiler_cost(points: list[tuple[OpProfile, float]]) -> Estimate:
+    """What the profiler adds per operator it records, from (profile, unprofiled latency) pairs of one
+    runtime: (profiled wall - latency) / operators, t over the graphs."""
+    values = [(p.wall_s - latency) / p.ops for p, latency in points if p.ops > 0]
+    if not values:
+        raise BenchError("the profiler's cost needs profiles with operators")
+    return Estimate.of(values)
+
+
+def crossover(costs: dict[str, CallCost], path: str, baseline: str, ops: float, factor: float) -> float | None:
+    """The path's own latency below which it is at least `factor` x faster than the baseline, for a graph
+    of `ops` operators: it saves the difference of their extras per call, D, so baseline / path =
+    (path + D) / path >= factor while path <= D / (factor - 1) (seconds); None when it saves nothing."""
+    saved = extra(costs, baseline, ops) - extra(costs, path, ops)
+    return saved / (factor - 1) if saved > 0 else None
+
+
+def extra(costs: dict[str, CallCost], path: str, ops: float) -> float:
+    """What the path adds beyond the reference (0 for the reference itself)."""
+    return costs[path].extra_s(ops) if path in costs else 0.0
+
+
+def contention(entry: ModelResults, path: str, cores: int) -> dict[int, float]:
+    """Per caller count k: the images/s of k concurrent callers over min(k, cores) x one caller's (1:
+    they scale with the cores; below 1: they get in each other's way, as Python threads under the GIL)."""
+    one = entry.measurement(Scenario("concurrency", callers=1), path)
+    if one is None or one.value <= 0:
+        return {}
+    out = {}
+    for s in entry.scenarios():
+        m = entry.measurement(s, path) if s.kind == "concurrency" else None
+        if m is not None:
+            out[s.callers] = m.value / (min(s.callers, cores) * one.value)
+    return dict(sorted(out.items()))
+
+
+def handoff_cost(
+    sweep: dict[str, ModelResults], graphs: list[str], ops: dict[str, float], path: str, cores: int
+) -> Estimate | None:
+    """What each operator adds to a call per extra concurrent caller (Python threads hand the GIL over at
+    every operator): from each graph's one- and k-caller rates (k: the most callers up to the cores),
+    (k / rate_k - 1 / rate_1) / ((k - 1) x operators), t over the graphs; about 0 when callers do not
+    wait for each other. None without concurrency measured."""
+    values = []
+    for g in graphs:
+        e = sweep[g]
+        ks = [s.callers for s in e.scenarios() if s.kind == "concurrency" and 1 < s.callers <= cores]
+        if not ks or g not in ops:
+            continue
+        k = max(ks)
+        one = e.measurement(Scenario("concurrency", callers=1), path)
+        many = e.measurement(Scenario("concurrency", callers=k), path)
+        if one is not None and many is not None and min(one.value, many.value) > 0:
+            values.append((k / many.value - 1 / one.value) / ((k - 1) * ops[g]))
+    return Estimate.of(values) if values else None
+
+
+SAME_KERNELS = ("eager", "script", "frozen")  # the engines that run the profiled ATen operators themselves
+
+
+def same_kernels(path: str) -> bool:
+    """Whether a path runs the baseline's operators (its engine is eager, script or frozen), which the map
+    can predict from the baseline's profile; a compiled engine replaces and fuses them."""
+    return path.partition("@")[0].partition("+")[0].partition("-")[2] in SAME_KERNELS
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A graph or model the fit did not use: the ratio (path / baseline) predicted from its baseline's
+    profile beside the one measured, with its 95% interval; `miss`: predicted / measured - 1 when outside."""
+
+    model: str
+    path: str
+    baseline: str
+    scenario: str
+    predicted: float
+    measured: float
+    low: float
+    high: float
+
+    @property
+    def within(self) -> bool:
+        return self.low <= self.predicted <= self.high
+
+    @property
+    def miss(self) -> float:
+        return 0.0 if self.within else self.predicted / self.measured - 1
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"within": self.within, "miss": self.miss}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Prediction:
+        return cls(**{k: v for k, v in d.items() if k not in ("within", "miss")})
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What the map predicts for a model from its baseline's profile: every path's batch-1 latency
+    (seconds), and its images/s with `callers` callers, one intra-op thread each: each call on its own
+    core, longer by the path's cost per operator per extra caller (handoff_cost)."""
+
+    latency: dict[str, float]
+    rates: dict[str, float]
+    callers: int
+
+
+def forecast(
+    costs: dict[str, CallCost],
+    profile: OpProfile | None,
+    profiler: Estimate,
+    baseline: str,
+    cores: int,
+    label: str,
+    handoffs: dict[str, Estimate] | None = None,
+) -> Forecast:
+    """A model's place on the map, from one profile of its baseline at batch 1: its latency is the
+    profiled call less the profiler's cost per operator; every path that runs the same operators adds
+    its own extra instead of the baseline's; with `cores` callers each call is longer by the path's
+    handoff cost per operator per extra caller. A profile without operators says nothing of them:
+    refused."""
+    if profile is None or profile.ops <= 0:
+        raise BenchError(
+            f"{label}: its profile recorded no operators, so its place on the language map is unknown "
+            "(profile the baseline: a CUDA graph replay or a fused engine dispatches none)"
+        )
+    if baseline not in costs and not costs:
+        raise BenchError(f"{label}: no runtime of the map was fitted")
+    n = profile.top_ops
+    base = max(profile.wall_s - profiler.value * profile.ops, 1e-9)
+    reference = base - extra(costs, baseline, n)
+    paths = [p for p in dict.fromkeys([baseline, *costs, *(c.reference for c in costs.values())]) if same_kernels(p)]
+    latency = {p: reference + extra(costs, p, n) for p in paths}
+    handoffs = handoffs or {}
+    rates = {}
+    for p, t in latency.items():
+        wait = handoffs[p].value * n * (cores - 1) if p in handoffs else 0.0
+        rates[p] = cores / max(t + wait, 1e-9)
+    return Forecast(latency, rates, cores)
+
+
+def check(label: str, entry: ModelResults, f: Forecast) -> list[Prediction]:
+    """The forecast's ratios to the baseline beside the ones measured on the model (batch-1 latency, and
+    as many concurrent callers as cores)."""
+    base, out = entry.baseline, []
+    many = Scenario("concurrency", callers=f.callers)
+    for path in f.latency:
+        if path == base:
+            continue
+        for scenario, predicted in (
+            (LATENCY, f.latency[path] / f.latency[base]),
+            (many, f.rates[path] / f.rates[base]),
+        ):
+            r = entry.ratio(scenario, path, base)
+            if r is not None and math.isfinite(r.low):
+                out.append(Prediction(label, path, base, scenario.key, predicted, r.value, r.low, r.high))
+    return out
+
+
+REFERENCES = ("exe-script", "cpp-script", "exe-eager", "cpp-eager", "exe-frozen", "cpp-frozen")
+
+
+@dataclass
+class LanguageMap:
+    """The map of one run: each runtime's call cost beyond the reference (fitted on the sweep's `fit_points`
+    graphs), the profiler's cost per operator (the baseline's, calibrated on those graphs), the crossovers
+    against the baseline at the model's operator count, the contention per runtime at the sweep's most
+    overhead-bound graph, every graph's and model's profile per path, and the predictions for the graphs
+    and models the fit did not use."""
+
+    reference: str
+    baseline: str
+    fit_points: list[str]
+    held_out: list[str]
+    costs: dict[str, CallCost]
+    profiler: Estimate
+    profiles: dict[str, dict[str, OpProfile]]
+    reference_ops: float
+    crossovers: dict[str, dict[str, float | None]]  # per path: per factor ("1.1", "2"), its latency below which
+    contention: dict[str, dict[int, float]]
+    contention_graph: str
+    predictions: list[Prediction]
+    skipped: dict[str, str] = field(default_factory=dict)  # paths without a fit, and why
+    handoffs: dict[str, Estimate] = field(default_factory=dict)  # per path: handoff_cost over the fitted graphs
+    # The training step, where the sweep timed it: each path's step beyond the reference's (per forward
+    # operator of the graph), and at the most overhead-bound graph trained each path's step split (ms).
+    train_reference: str = ""
+    train_costs: dict[str, CallCost] = field(default_factory=dict)
+    train_graph: str = ""
+    train_split: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "reference": self.reference,
+            "baseline": self.baseline,
+            "fit_points": self.fit_points,
+            "held_out": self.held_out,
+            "costs": {k: c.to_dict() for k, c in self.costs.items()},
+            "profiler": asdict(self.profiler),
+            "profiles": {g: {p: v.to_dict() for p, v in ps.items()} for g, ps in self.profiles.items()},
+            "reference_ops": self.reference_ops,
+            "crossovers": self.crossovers,
+            "contention": {p: {str(k): v for k, v in c.items()} for p, c in self.contention.items()},
+            "contention_graph": self.contention_graph,
+            "predictions": [p.to_dict() for p in self.predictions],
+            "skipped": self.skipped,
+            "handoffs": {p: asdict(e) for p, e in self.handoffs.items()},
+            "train_reference": self.train_reference,
+            "train_costs": {k: c.to_dict() for k, c in self.train_costs.items()},
+            "train_graph": self.train_graph,
+            "train_split": self.train_split,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LanguageMap:
+        return cls(
+            d["reference"],
+            d["baseline"],
+            d["fit_points"],
+            d["held_out"],
+            {k: CallCost.from_dict(c) for k, c in d["costs"].items()},
+            Estimate(**d["profiler"]),
+            {g: {p: OpProfile.from_dict(v) for p, v in ps.items()} for g, ps in d["profiles"].items()},
+            d["reference_ops"],
+            d["crossovers"],
+            {p: {int(k): v for k, v in c.items()} for p, c in d["contention"].items()},
+            d["contention_graph"],
+            [Prediction.from_dict(p) for p in d["predictions"]],
+            d.get("skipped", {}),
+            {p: Estimate(**e) for p, e in d.get("handoffs", {}).items()},
+            d.get("train_reference", ""),
+            {k: CallCost.from_dict(c) for k, c in d.get("train_costs", {}).items()},
+            d.get("train_graph", ""),
+            d.get("train_split", {}),
+        )
+
+
+def profiles_of(entry: ModelResults) -> dict[str, OpProfile]:
+    return {path: OpProfile.from_dict(p) for path, p in entry.profiles.items()}
+
+
+def analyse(
+    sweep: dict[str, ModelResults], fit_points: list[str], models: dict[str, ModelResults], cores: int
+) -> LanguageMap:
+    """The map from the sweep's graphs (those of `fit_points` fitted; the rest held out) and the run's
+    own models (held out, each predicted from its baseline's profile)."""
+    profiles = {g: profiles_of(e) for g, e in sweep.items()} | {m: profiles_of(e) for m, e in models.items()}
+    first = sweep[fit_points[0]]
+    base, paths = first.baseline, first.paths(LATENCY)
+    reference = next((r for r in REFERENCES if r in paths), None)
+    if reference is None:
+        raise BenchError(f"--language-map needs a C++ runtime to compare with: add one of {', '.join(REFERENCES)}")
+    costs, skipped = {}, {}
+    for path in paths:
+        if path == reference:
+            continue
+        points = []
+        for g in fit_points:
+            m, ref = sweep[g].measurement(LATENCY, path), sweep[g].measurement(LATENCY, reference)
+            prof = profiles[g].get(base)
+            if m is not None and ref is not None and prof is not None and prof.top_ops > 0:
+                points.append(FitPoint(g, prof.top_ops, m.per_round, ref.per_round))
+        try:
+            costs[path] = fit(path, reference, points)
+        except BenchError as e:
+            skipped[path] = str(e)
+    calibration = [
+        (profiles[g][base], sweep[g].measurement(LATENCY, base).value)
+        for g in fit_points
+        if base in profiles[g] and sweep[g].measurement(LATENCY, base) is not None
+    ]
+    profiler = profiler_cost(calibration)
+    ops = {g: profiles[g][base].top_ops for g in fit_points if base in profiles[g]}
+    handoffs = {p: e for p in paths if (e := handoff_cost(sweep, fit_points, ops, p, cores)) is not None}
+    held = [g for g in sweep if g not in fit_points]
+    predictions = []
+    for label, entry in [*((g, sweep[g]) for g in held), *models.items()]:
+        prof = profiles[label].get(entry.baseline)
+        if prof is not None and prof.ops > 0 and entry.baseline == base:
+            f = forecast(costs, prof, profiler, base, cores, label, handoffs)
+            predictions += check(label, entry, f)
+    own = next((profiles[m].get(base) for m in models if profiles[m].get(base)), None) or profiles[fit_points[0]][base]
+    crossovers = {
+        p: {f"{f:g}": crossover(costs, p, base, own.top_ops, f) for f in SHARES}
+        for p in [*costs, reference]
+        if p != base
+    }
+    train = _training(sweep, profiles, base)
+    # The most overhead-bound graph: the least time inside operators per operator.
+    bound = min((g for g in sweep if base in profiles[g]), key=lambda g: profiles[g][base].op_s / profiles[g][base].ops)
+    return LanguageMap(
+        reference,
+        base,
+        list(fit_points),
+        held,
+        costs,
+        profiler,
+        profiles,
+        own.top_ops,
+        crossovers,
+        {p: c for p in sweep[bound].paths(LATENCY) if (c := contention(sweep[bound], p, cores))},
+        bound,
+        predictions,
+        skipped,
+        handoffs,
+        *train,
+    )
+
+
+TRAIN_REFERENCES = ("cpp-eager", "exe-eager", "cpp-script", "exe-script")
+
+
+def _training(
+    sweep: dict[str, ModelResults], profiles: dict[str, dict[str, OpProfile]], base: str
+) -> tuple[str, dict[str, CallCost], str, dict[str, dict[str, float]]]:
+    """The training step's decomposition on the sweep's graphs that trained: each path's step beyond the
+    C++ reference's, fixed + per forward operator (the graph's size; backward and the optimizer scale
+    with it), and the step split at the graph with the least operator time per operator."""
+    trained = {g: e for g, e in sweep.items() if e.training and base in profiles[g]}
+    if not trained:
+        return "", {}, "", {}
+    first = next(iter(trained.values()))
+    steps = [s for s in first.scenarios() if s.kind == "training"]
+    paths = list(first.training)
+    reference = next((r for r in TRAIN_REFERENCES if r in paths), "")
+    costs = {}
+    for path in paths:
+        if not reference or path == reference or not steps:
+            continue
+        points = []
+        for g, e in trained.items():
+            m, ref = e.measurement(steps[0], path), e.measurement(steps[0], reference)
+            if m is not None and ref is not None:
+                points.append(FitPoint(g, profiles[g][base].top_ops, m.per_round, ref.per_round))
+        try:
+            costs[path] = fit(path, reference, points)
+        except BenchError:
+            continue  # fewer than 3 graphs trained: the split below still shows the step
+    graph = min(trained, key=lambda g: profiles[g][base].op_s / profiles[g][base].ops)
+    split = {p: dict(t["split_ms"]) for p, t in trained[graph].training.items() if "split_ms" in t}
+    return reference, costs, graph, split
