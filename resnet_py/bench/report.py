@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resx.bench.language import SHARES, Estimate, LanguageMap, same_kernels
+from resx.bench.language import SHARES, Estimate, LanguageMap, extra, same_kernels
 from resx.bench.registry import language_counterpart, script_counterpart
 from resx.bench.results import LATENCY, MEMORY, STARTUP_PHASES, ModelResults, Ratio, Results, Scenario
 from resx.bench.serving import ServePlan, ServeResult
@@ -725,7 +725,7 @@ def _language_section(results: Results) -> str:
     )
     rows = []
     for path, by in lm.crossovers.items():
-        saved = language_extra(lm, base, lm.reference_ops) - language_extra(lm, path, lm.reference_ops)
+        saved = extra(lm.costs, base, lm.reference_ops) - extra(lm.costs, path, lm.reference_ops)
         cells = [path, _us(saved)]
         cells += ["never" if by.get(f"{f:g}") is None else f"{by[f'{f:g}'] * 1e3:.3f}" for f in SHARES]
         rows.append(cells)
@@ -816,10 +816,6 @@ def _language_section(results: Results) -> str:
     return "".join(out)
 
 
-def language_extra(lm: LanguageMap, path: str, ops: float) -> float:
-    return lm.costs[path].extra_s(ops) if path in lm.costs else 0.0
-
-
 # ------------------------------------------------------------------------------------------- plots
 
 
@@ -904,7 +900,7 @@ def plots(results: Results, out: Path) -> list[str]:
             ]
             if same_kernels(path):  # a compiled engine's kernels differ: its points alone
                 ax.scatter([x * 1e3 for x, _ in pts], [y * 1e3 for _, y in pts], color=color, s=18)
-                ax.plot(line * 1e3, (line + language_extra(lm, path, n)) * 1e3, color=color, label=path)
+                ax.plot(line * 1e3, (line + extra(lm.costs, path, n)) * 1e3, color=color, label=path)
             else:
                 ax.scatter(
                     [x * 1e3 for x, _ in pts],
@@ -914,7 +910,7 @@ def plots(results: Results, out: Path) -> list[str]:
                     marker="x",
                     label=f"{path} (other kernels: points only)",
                 )
-        base = (line + language_extra(lm, lm.baseline, n)) * 1e3
+        base = (line + extra(lm.costs, lm.baseline, n)) * 1e3
         ax.fill_between(line * 1e3, line * 1e3, base, color="grey", alpha=0.2, label=f"{lm.baseline} beyond {ref}")
         ax.set(
             xscale="log",
