@@ -5,6 +5,7 @@ same operators on the same graph, a profile without operators is refused, the op
 
 import json
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -237,7 +238,7 @@ def test_a_language_map_run_writes_its_section_and_plot(tmp_path):
 def synthetic_entry(label: str, ops: float, kernels: float, extras: dict[str, float], rounds: int = 4) -> ModelResults:
     """A graph measured as the sweep measures one: batch-1 latency per path (kernels + extra), a training
     step (10x), one and two callers, and the baseline's profile (the profiler adds 1 us per operator)."""
-    rng = np.random.default_rng(abs(hash(label)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(label.encode()))  # the same noise in every process
     entry = ModelResults(label, {"flops_per_image": {"forward": 1e6}})
     for path, extra in extras.items():
         t = kernels + extra
@@ -275,12 +276,14 @@ def test_the_map_from_synthetic_graphs_recovers_costs_and_predicts_held_out_ones
     lm = L.analyse(sweep, fitted, models, 2)
     assert lm.reference == "exe-script" and set(lm.costs) == {"py-eager", "cpp-eager"}
     py = lm.costs["py-eager"]
-    assert py.per_op_s.low <= 1e-6 <= py.per_op_s.high and abs(py.fixed_s.value / 50e-6 - 1) < 0.2
+    assert abs(py.per_op_s.value / 1e-6 - 1) < 0.1 and py.per_op_s.half_width < 0.2  # a 95% interval misses 1 in 20
+    assert abs(py.fixed_s.value / 50e-6 - 1) < 0.2
     assert abs(lm.profiler.value / 1e-6 - 1) < 0.05  # the profiler's 1 us per operator, calibrated
     assert lm.train_reference == "cpp-eager" and set(lm.train_costs) == {"py-eager", "exe-script"}
     assert lm.train_graph == "820/w4" and lm.train_split["py-eager"]["backward"] > 0
     assert lm.contention_graph == "820/w4" and lm.contention["py-eager"][2] < lm.contention["exe-script"][2]
     latency = [p for p in lm.predictions if p.scenario == "latency"]
-    assert {p.model for p in latency} == {"460/w8", "resnet18"} and all(p.within for p in latency), latency
+    assert {p.model for p in latency} == {"460/w8", "resnet18"}
+    assert all(abs(p.predicted / p.measured - 1) < 0.02 for p in latency), latency  # intervals of 0.2% noise: tiny
     assert lm.crossovers["exe-script"]["2"] == pytest.approx(50e-6 + 460e-6, rel=0.05)
     assert L.LanguageMap.from_dict(json.loads(json.dumps(lm.to_dict()))).to_dict() == lm.to_dict()
