@@ -127,23 +127,29 @@ ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads,
 Json profile_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
   c10::InferenceMode guard;
   OpRecord record;
-  recording = &record;
-  const auto handle =
-      at::addThreadLocalCallback(at::RecordFunctionCallback(op_started, op_ended).scopes({at::RecordScope::FUNCTION}));
-  const auto t0 = now_ns();
-  try {
+  // Recording on this thread while alive, however the calls end.
+  struct Recording {
+    explicit Recording(OpRecord& r)
+        : handle(at::addThreadLocalCallback(
+              at::RecordFunctionCallback(op_started, op_ended).scopes({at::RecordScope::FUNCTION}))) {
+      recording = &r;
+    }
+    ~Recording() {
+      at::removeCallback(handle);
+      recording = nullptr;
+    }
+    at::CallbackHandle handle;
+  };
+  int64_t wall = 0;
+  {
+    Recording on(record);
+    const auto t0 = now_ns();
     for (int64_t i = 0; i < calls; ++i) {
       auto out = engine.forward(input);
       sync_device(engine.device());
     }
-  } catch (...) {
-    at::removeCallback(handle);
-    recording = nullptr;
-    throw;
+    wall = now_ns() - t0;
   }
-  const auto wall = now_ns() - t0;
-  at::removeCallback(handle);
-  recording = nullptr;
   return {{"calls", calls}, {"wall_ns", wall}, {"ops", std::move(record.ops)}};
 }
 

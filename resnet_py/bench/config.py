@@ -97,7 +97,7 @@ class BenchConfig:
     serve_min_queries: int = 32
     serve_refine: int = 2
     serve_rounds: int = 3
-    # Where the language matters (resx.bench.language): before the models, a sweep of one resx ResNet over
+    # Where the language matters (resx.bench.language): after the models, a sweep of one resx ResNet over
     # blocks per stage (operators per call) and widths (time inside them) at batch 1 with 1 up to the cores'
     # callers, every path in map_rounds fresh processes; the fit uses map_layers x map_widths, and
     # map_held_out widths (at the middle depth) and the run's models test its predictions. With training

@@ -430,6 +430,32 @@ def profiles_of(entry: ModelResults) -> dict[str, OpProfile]:
     return {path: OpProfile.from_dict(p) for path, p in entry.profiles.items()}
 
 
+def fit_paths(
+    entries: dict[str, ModelResults], ops: dict[str, float], scenario: Scenario, paths: list[str], reference: str
+) -> tuple[dict[str, CallCost], dict[str, str]]:
+    """Every path's cost beyond the reference in one scenario, over the graphs `entries` whose operator
+    count `ops` has: (costs, and for the paths that could not be fitted, why)."""
+    costs, skipped = {}, {}
+    for path in paths:
+        if path == reference:
+            continue
+        points = []
+        for g, e in entries.items():
+            m, ref = e.measurement(scenario, path), e.measurement(scenario, reference)
+            if m is not None and ref is not None and ops.get(g, 0) > 0:
+                points.append(FitPoint(g, ops[g], m.per_round, ref.per_round))
+        try:
+            costs[path] = fit(path, reference, points)
+        except BenchError as e:
+            skipped[path] = str(e)
+    return costs, skipped
+
+
+def time_per_op(profile: OpProfile) -> float:
+    """Seconds inside operators per operator: the least is the most overhead-bound graph."""
+    return profile.op_s / profile.ops
+
+
 def analyse(
     sweep: dict[str, ModelResults], fit_points: list[str], models: dict[str, ModelResults], cores: int
 ) -> LanguageMap:
@@ -441,27 +467,14 @@ def analyse(
     reference = next((r for r in REFERENCES if r in paths), None)
     if reference is None:
         raise BenchError(f"--language-map needs a C++ runtime to compare with: add one of {', '.join(REFERENCES)}")
-    costs, skipped = {}, {}
-    for path in paths:
-        if path == reference:
-            continue
-        points = []
-        for g in fit_points:
-            m, ref = sweep[g].measurement(LATENCY, path), sweep[g].measurement(LATENCY, reference)
-            prof = profiles[g].get(base)
-            if m is not None and ref is not None and prof is not None and prof.top_ops > 0:
-                points.append(FitPoint(g, prof.top_ops, m.per_round, ref.per_round))
-        try:
-            costs[path] = fit(path, reference, points)
-        except BenchError as e:
-            skipped[path] = str(e)
+    ops = {g: profiles[g][base].top_ops for g in fit_points if base in profiles[g]}
+    costs, skipped = fit_paths({g: sweep[g] for g in fit_points}, ops, LATENCY, paths, reference)
     calibration = [
         (profiles[g][base], sweep[g].measurement(LATENCY, base).value)
         for g in fit_points
         if base in profiles[g] and sweep[g].measurement(LATENCY, base) is not None
     ]
     profiler = profiler_cost(calibration)
-    ops = {g: profiles[g][base].top_ops for g in fit_points if base in profiles[g]}
     handoffs = {p: e for p in paths if (e := handoff_cost(sweep, fit_points, ops, p, cores)) is not None}
     held = [g for g in sweep if g not in fit_points]
     predictions = []
@@ -478,7 +491,7 @@ def analyse(
     }
     train = _training(sweep, profiles, base)
     # The most overhead-bound graph: the least time inside operators per operator.
-    bound = min((g for g in sweep if base in profiles[g]), key=lambda g: profiles[g][base].op_s / profiles[g][base].ops)
+    bound = min((g for g in sweep if base in profiles[g]), key=lambda g: time_per_op(profiles[g][base]))
     return LanguageMap(
         reference,
         base,
@@ -515,18 +528,9 @@ def _training(
     paths = list(first.training)
     reference = next((r for r in TRAIN_REFERENCES if r in paths), "")
     costs = {}
-    for path in paths:
-        if not reference or path == reference or not steps:
-            continue
-        points = []
-        for g, e in trained.items():
-            m, ref = e.measurement(steps[0], path), e.measurement(steps[0], reference)
-            if m is not None and ref is not None:
-                points.append(FitPoint(g, profiles[g][base].top_ops, m.per_round, ref.per_round))
-        try:
-            costs[path] = fit(path, reference, points)
-        except BenchError:
-            continue  # fewer than 3 graphs trained: the split below still shows the step
-    graph = min(trained, key=lambda g: profiles[g][base].op_s / profiles[g][base].ops)
+    if reference and steps:  # fewer than 3 graphs trained leaves a path unfitted: the split still shows it
+        ops = {g: profiles[g][base].top_ops for g in trained}
+        costs, _ = fit_paths(trained, ops, steps[0], paths, reference)
+    graph = min(trained, key=lambda g: time_per_op(profiles[g][base]))
     split = {p: dict(t["split_ms"]) for p, t in trained[graph].training.items() if "split_ms" in t}
     return reference, costs, graph, split
