@@ -1,5 +1,5 @@
 // CIFAR-10 in the C++ runtime: reader, epoch randomness, augmentation, and a prefetching loader.
-// Mirrors resx.data (resnet_py/data.py) name for name; tests prove the batches bit-identical.
+// Mirrors resx.data (resnet_py/resx/data.py) name for name; tests prove the batches bit-identical.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,7 +1,7 @@
 // The engines that run a resx model for inference in the C++ runtime, behind one interface: the network
 // written in the C++ frontend, filled from a weights export (eager), the TorchScript file as loaded
 // (script) or frozen and optimized for inference (frozen), and an AOTInductor package (aoti). Mirrors
-// resx.engines (resnet_py/engines.py).
+// resx.engines (resnet_py/resx/engines.py).
 #pragma once
 
 #include <torch/script.h>

@@ -1,5 +1,5 @@
 // File helpers of the C++ runtime: the user-facing error, atomic writes, and the text parsers the CSV
-// files need. Mirrors resx.files (resnet_py/files.py).
+// files need. Mirrors resx.files (resnet_py/resx/files.py).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-"""Writes architectures.h from resx.models.ARCHITECTURES (resnet_py/models.py), so that the C++ runtime
+"""Writes architectures.h from resx.models.ARCHITECTURES (resnet_py/resx/models.py), so that the C++ runtime
 checks model names against the same table without retyping it. Reads the literal with `ast`: the build
 cannot import resx (nor needs torch for this)."""
 
@@ -19,7 +19,7 @@ def table(source: str) -> list[tuple[str, str, list[int]]]:
 def main() -> None:
     with open(sys.argv[1]) as f:
         rows = table(f.read())
-    print("// Generated from resnet_py/models.py by gen_architectures.py at build time: do not edit.")
+    print("// Generated from resnet_py/resx/models.py by gen_architectures.py at build time: do not edit.")
     print("#pragma once\n\n#include <array>\n#include <cstdint>\n\nnamespace resx {\n")
     print("struct Architecture {\n  const char* name;\n  const char* block;\n  std::array<int64_t, 4> layers;\n};\n")
     print(f"inline constexpr std::array<Architecture, {len(rows)}> kArchitectures{{{{")

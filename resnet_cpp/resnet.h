@@ -1,5 +1,5 @@
 // The CIFAR ResNets written in LibTorch's C++ frontend (torch::nn), as C++ users write them: the mirror
-// of resnet_py/models.py, module for module. Parameter and buffer names, shapes and order are those of
+// of resnet_py/resx/models.py, module for module. Parameter and buffer names, shapes and order are those of
 // the Python module's state_dict, so that the same weights load into both; the architecture (block and
 // blocks per stage of each name) comes from the table in models.py (architectures.h), never retyped.
 #pragma once

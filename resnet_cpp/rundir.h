@@ -1,5 +1,5 @@
 // The run directory in the C++ runtime: its files, their columns, its lock and its checkpoints.
-// Mirrors resx.rundir (resnet_py/rundir.py), which owns the names, formats and columns and hands them
+// Mirrors resx.rundir (resnet_py/resx/rundir.py), which owns the names, formats and columns and hands them
 // over in the run's config.json (RunFiles below), so none of them is retyped here.
 #pragma once
 

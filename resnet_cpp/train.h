@@ -1,4 +1,4 @@
-// Training and evaluation in the C++ runtime. resx::Trainer and resx.train.Trainer (resnet_py/train.py)
+// Training and evaluation in the C++ runtime. resx::Trainer and resx.train.Trainer (resnet_py/resx/train/)
 // are one design in two languages, method for method: restore, step, evaluate, save_checkpoint,
 // write_outputs, run. It trains the C++ frontend module (resx::ResNet) or the scripted file with
 // torch::optim::SGD and the C++ data pipeline.

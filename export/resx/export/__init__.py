@@ -1,6 +1,6 @@
 """resx.export: the files both runtimes load, each carrying a JSON manifest: TorchScript (.pt,
-export/torchscript.py), AOTInductor packages (.pt2, export/aoti.py) and weights exports (.pth,
-export/weights.py: the state dict, for the eager module in Python and the C++ frontend in C++)."""
+resx.export.torchscript), AOTInductor packages (.pt2, resx.export.aoti) and weights exports (.pth,
+resx.export.weights: the state dict, for the eager module in Python and the C++ frontend in C++)."""
 
 from pathlib import Path
 
