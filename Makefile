@@ -17,8 +17,10 @@ demo: $(BUILT)
 	$(VENV)/bin/resx env
 	$(VENV)/bin/resx bench --quick -o resx-bench
 
+# Two workers (pytest-xdist), the tests that share an expensive run on one of them (tests/conftest.py);
+# the slowest tests named: the suite must stay within 10 minutes.
 test: lint
-	$(PY) -m pytest -q --durations=15  # the slowest tests named: the suite must stay near 10 minutes
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 # ruff (lint and format) for Python, clang-format for C++: the code as committed, unchanged.
 lint: $(BUILT)
@@ -32,8 +34,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch is a ~5.5 GB CUDA wheel: this step takes about 2 minutes here, once.
-$(DEPS): requirements.txt | $(PY)
+# ExecuTorch without its Requires-Dist (pandas, scikit-learn, coremltools, ... that resx does not use):
+# requirements-nodeps.txt, whose own needs are in requirements.txt.
+$(DEPS): requirements.txt requirements-nodeps.txt | $(PY)
 	$(PIP) install --disable-pip-version-check -q -r requirements.txt -c requirements.txt
+	$(PIP) install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 # Editable and without build isolation: the extension must build against the torch it runs with.

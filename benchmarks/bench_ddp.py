@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from resx.bench.measure import rotations
+from resx.bench.rounds import rotations
 from resx.bench.training import synthetic_cifar
 from resx.rundir import RunDir
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resx.bench.compare import gemm_floor
+from resx.bench.run import gemm_floor
 from resx.export.aoti import Inference
 from resx.models import ModelConfig, build
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 from pathlib import Path
 
 from resx.bench.registry import BASELINE
-from resx.bench.results import Results
+from resx.bench.results import read_json
 
 
 def main() -> None:
@@ -22,7 +21,7 @@ def main() -> None:
     ap.add_argument("reports", nargs="+", type=Path)
     ap.add_argument("--markdown", action="store_true", help="print markdown tables")
     args = ap.parse_args()
-    runs = [Results.from_dict(json.loads((d / "results.json").read_text())) for d in args.reports]
+    runs = [read_json(d / "results.json") for d in args.reports]
     model = next(iter(runs[0].models))
     rows, all_overlap = [], True
     keys = [(r.scenario, r.path) for r in runs[0].models[model].ratios if r.baseline == BASELINE]
@@ -46,9 +45,9 @@ def main() -> None:
     print(f"\nevery pair of intervals overlaps: {all_overlap}")
     for i, run in enumerate(runs, 1):
         e = run.models[model]
-        rounds = sorted({s["inference"]["rounds"] for s in e.stopping.values() if "inference" in s})
+        rounds = sorted({s["inference"].rounds for s in e.stopping.values() if "inference" in s})
         print(
-            f"run {i}: {run.seconds:.0f} s, peak {run.memory.get('peak_rss_bytes', 0) / 2**30:.2f} GB resident, "
+            f"run {i}: {run.seconds:.0f} s, peak {run.memory.peak_rss_bytes / 2**30:.2f} GB resident, "
             f"inference rounds {rounds}, other load {min(run.load):.2f}-{max(run.load):.2f} cores"
         )
 

@@ -8,11 +8,23 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <map>
 #include <thread>
 
 #ifdef RESX_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
+
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define RESX_WITH_CALLGRIND 1
+#endif
+
+#include <ATen/Parallel.h>
+
+#include "env.h"
+#include "serving.h"
 
 namespace resx {
 namespace {
@@ -168,11 +180,172 @@ Json device_memory(const at::Device& device) {
 #endif
 }
 
-Json compiled_json(const Engine& engine) {
-  return {{"threads", engine.compiled_threads()},
-          {"load_seconds", engine.load_seconds()},
-          {"compile_seconds", 0.0},
-          {"recorded", engine.recorded()}};
+bool callgrind_available() {
+#ifdef RESX_WITH_CALLGRIND
+  return true;
+#else
+  return false;
+#endif
 }
+
+bool under_valgrind() {
+#ifdef RESX_WITH_CALLGRIND
+  return RUNNING_ON_VALGRIND != 0;
+#else
+  return false;
+#endif
+}
+
+void count_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
+  c10::InferenceMode guard;
+#ifdef RESX_WITH_CALLGRIND
+  CALLGRIND_START_INSTRUMENTATION;
+  CALLGRIND_TOGGLE_COLLECT;
+#endif
+  for (int64_t i = 0; i < calls; ++i) {
+    auto out = engine.forward(input);
+    sync_device(engine.device());
+  }
+#ifdef RESX_WITH_CALLGRIND
+  CALLGRIND_TOGGLE_COLLECT;
+  CALLGRIND_STOP_INSTRUMENTATION;
+#endif
+}
+
+namespace {
+
+using Handler = std::function<Json(Worker&, const Json&)>;
+
+template <typename Request>
+Request read(const Json& request, const std::string& name) {
+  Json fields = request;
+  fields.erase("cmd");
+  try {
+    return fields.get<Request>();
+  } catch (const nlohmann::json::exception& e) {
+    const std::string what = e.what();
+    throw Error("request '" + name + "': " + what.substr(what.find(']') + 2));
+  }
+}
+
+// Each request by its name on the wire, and what answers it.
+template <typename Request>
+std::pair<std::string, Handler> on(const std::string& name, std::function<Json(Worker&, const Request&)> answer) {
+  return {name, [name, answer](Worker& w, const Json& request) { return answer(w, read<Request>(request, name)); }};
+}
+
+at::Tensor input_of(Worker& w, int64_t batch, uint64_t seed) {
+  return make_input(batch, seed, w.engine().device(), w.engine().options().input_shape);
+}
+
+const std::map<std::string, Handler>& handlers() {
+  namespace p = protocol;
+  static const std::map<std::string, Handler> table{
+      on<p::Identify>("identify",
+                      [](Worker& w, const p::Identify& r) {
+                        auto& e = w.engine();
+                        at::Tensor y;
+                        {
+                          c10::InferenceMode guard;
+                          y = e.forward(input_of(w, 1, r.seed)).to(at::kCPU).contiguous();
+                        }
+                        const p::Compiled compiled{e.compiled_threads(), e.load_seconds(), 0.0, e.recorded()};
+                        return Json(
+                            p::Identity{e.fingerprint(), e.weights_hash(), e.state_fingerprint(),
+                                        tensor_sha1(make_input(1, r.seed, at::kCPU, e.options().input_shape)),
+                                        std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel()),
+                                        env_report(), compiled});
+                      }),
+      on<p::Threads>("threads",
+                     [](Worker&, const p::Threads& r) {
+                       set_num_threads(r.n, 0);
+                       return Json(p::ThreadsSet{at::get_num_threads()});
+                     }),
+      on<p::Warmup>("warmup",
+                    [](Worker& w, const p::Warmup& r) {
+                      const WarmupRule rule{r.window, r.tolerance, r.max_calls};
+                      return Json(p::Warmed{warm_up(w.engine(), input_of(w, r.batch, r.seed), rule)});
+                    }),
+      on<p::Time>("time",
+                  [](Worker& w, const p::Time& r) {
+                    return Json(p::Times{time_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls)});
+                  }),
+      on<p::ThreadsRun>("threads_run",
+                        [](Worker& w, const p::ThreadsRun& r) {
+                          const auto done = time_threads(w.engine(), input_of(w, 1, r.seed), r.threads, r.seconds);
+                          return Json(p::ThreadsDone{done.calls, done.wall_ns});
+                        }),
+      on<p::Profile>("profile",
+                     [](Worker& w, const p::Profile& r) {
+                       return profile_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls);
+                     }),
+      on<p::DeviceMemory>("device_memory",
+                          [](Worker& w, const p::DeviceMemory&) {
+                            const auto held = device_memory(w.engine().device());
+                            return held.empty() ? Json(p::Held{}) : held;
+                          }),
+      {"loadgen", [](Worker& w, const Json& request) { return run_loadgen(w.engine(), request); }},
+      on<p::Count>("count",
+                   [](Worker& w, const p::Count& r) {
+                     count_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls);
+                     return Json(p::Counted{r.calls, under_valgrind()});
+                   }),
+  };
+  return table;
+}
+
+// A default instance's keys, in the order the macros list the fields.
+template <typename Message>
+Json fields_of() {
+  const Json message = Message{};  // kept alive: items() refers to it
+  Json names = Json::array();
+  for (const auto& item : message.items()) names.push_back(item.key());
+  return names;
+}
+
+}  // namespace
+
+Worker::Worker(const protocol::Open& open) {
+  const auto began = std::chrono::steady_clock::now();
+  engine_ = Engine::open(open.file, open.options);
+  load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+}
+
+Json Worker::handle(const Json& request) {
+  const auto name = get<std::string>(request, "cmd", "request");
+  const auto it = handlers().find(name);
+  if (it == handlers().end()) throw Error("unknown request '" + name + "'");
+  return it->second(*this, request);
+}
+
+namespace protocol {
+
+Json schema() {
+  return {{"EngineOptions", fields_of<EngineOptions>()},
+          {"Compiled", fields_of<Compiled>()},
+          {"Open", fields_of<Open>()},
+          {"Identify", fields_of<Identify>()},
+          {"Threads", fields_of<Threads>()},
+          {"Warmup", fields_of<Warmup>()},
+          {"Time", fields_of<Time>()},
+          {"ThreadsRun", fields_of<ThreadsRun>()},
+          {"Profile", fields_of<Profile>()},
+          {"DeviceMemory", Json::array()},
+          {"Loadgen", fields_of<Loadgen>()},
+          {"Count", fields_of<Count>()},
+          {"Quit", Json::array()},
+          {"Ready", fields_of<Ready>()},
+          {"Identity", fields_of<Identity>()},
+          {"ThreadsSet", fields_of<ThreadsSet>()},
+          {"Warmed", fields_of<Warmed>()},
+          {"Times", fields_of<Times>()},
+          {"ThreadsDone", fields_of<ThreadsDone>()},
+          {"Profiled", fields_of<Profiled>()},
+          {"Held", fields_of<Held>()},
+          {"Served", fields_of<Served>()},
+          {"Counted", fields_of<Counted>()}};
+}
+
+}  // namespace protocol
 
 }  // namespace resx

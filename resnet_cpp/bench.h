@@ -7,6 +7,7 @@
 
 #include "engines.h"
 #include "json.h"
+#include "protocol.h"
 
 namespace resx {
 
@@ -47,9 +48,28 @@ Json profile_forward(Engine& engine, const at::Tensor& input, int64_t calls);
 // resx.bench.runners.python.PyRunner.device_memory (torch.cuda.memory_stats).
 Json device_memory(const at::Device& device);
 
-// What the engine was compiled for and what opening it took: {threads (0 dynamic, -1 nothing compiled),
-// load_seconds, compile_seconds, recorded (fingerprint and weights as recorded at export)}; the keys of
-// resx.bench.runners.base.Runner.compiled.
-Json compiled_json(const Engine& engine);
+// Whether this build has valgrind's callgrind client requests (callgrind.h was found), and whether this
+// process runs under valgrind now.
+bool callgrind_available();
+bool under_valgrind();
+
+// `calls` forward calls with callgrind's instrumentation and collection switched on around them alone
+// (valgrind's client requests; a no-op outside valgrind). c10::InferenceMode, device synchronised.
+void count_forward(Engine& engine, const at::Tensor& input, int64_t calls);
+
+// A bench worker: the engine a protocol::Open names, answering the protocol's requests (resx.bench.protocol)
+// for `resx-cpp worker` and, through the extension, for the cpp runtimes' Python worker.
+class Worker {
+ public:
+  explicit Worker(const protocol::Open& open);
+  // One request {"cmd": NAME, ...} -> its answer; a resx::Error or a malformed request throws.
+  Json handle(const Json& request);
+  Engine& engine() { return *engine_; }
+  double load_seconds() const { return load_seconds_; }
+
+ private:
+  std::unique_ptr<Engine> engine_;
+  double load_seconds_ = 0;
+};
 
 }  // namespace resx

@@ -91,7 +91,7 @@ std::vector<std::pair<std::string, at::Tensor>> detached(std::vector<std::pair<s
   return items;
 }
 
-// ---- environment and model (mirrors resx.envinfo and resx.export)
+// ---- environment and model (mirrors resx.env and resx.export)
 void bind_model(nb::module_& m) {
   m.def("env", &resx::env_report, nb::call_guard<nb::gil_scoped_release>(),
         "What LibTorch reports from C++: version, build config, threads, CUDA, CPU, load.");
@@ -315,6 +315,31 @@ void bind_timing(nb::module_& m) {
       .def("recorded", [](const EngineHandle& self) { return self.engine->recorded(); })
       .def_prop_ro("load_seconds", [](const EngineHandle& self) { return self.engine->load_seconds(); });
 
+  nb::class_<resx::Worker>(m, "Worker",
+                           "A bench worker (resx.bench.protocol): the engine an Open request names, answering the "
+                           "protocol's requests in C++ with the GIL released (the cpp runtimes' worker).")
+      .def(
+          "__init__",
+          [](resx::Worker* self, const std::string& open) {
+            const auto parsed = resx::parse_json(open, "open").get<resx::protocol::Open>();
+            nb::gil_scoped_release release;
+            new (self) resx::Worker(parsed);
+          },
+          "open"_a, "An Open request (JSON).")
+      .def(
+          "handle",
+          [](resx::Worker& self, const std::string& request) {
+            const auto parsed = resx::parse_json(request, "request");
+            nb::gil_scoped_release release;
+            return self.handle(parsed).dump();
+          },
+          "request"_a, "One request (JSON) -> its answer (JSON).")
+      .def_prop_ro("load_seconds", &resx::Worker::load_seconds);
+  m.def(
+      "protocol_schema", [] { return resx::protocol::schema().dump(); },
+      "Every protocol message and its fields, as C++ defines them (JSON).");
+  m.def("callgrind_available", &resx::callgrind_available,
+        "Whether this build has valgrind's callgrind client requests (callgrind.h was found).");
   m.def("cuda_graphs_available", &resx::cuda_graphs_available,
         "Whether this build can capture CUDA graphs (CUDA's runtime headers were found).");
   m.def("set_deterministic", &resx::set_deterministic, "on"_a);

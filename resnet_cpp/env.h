@@ -6,7 +6,7 @@
 
 namespace resx {
 
-// Keys mirror resx.envinfo.python_env(); values are strings so both sides compare as text.
+// Keys mirror resx.env.python_env(); values are strings so both sides compare as text.
 using EnvReport = std::map<std::string, std::string>;
 
 EnvReport env_report();
@@ -14,7 +14,7 @@ EnvReport env_report();
 void set_num_threads(int intra_op, int inter_op);
 
 // Deterministic algorithms, cuDNN deterministic and not benchmarking, and the cuBLAS workspace that
-// deterministic cuBLAS needs; mirrors resx.envinfo.set_deterministic.
+// deterministic cuBLAS needs; mirrors resx.env.set_deterministic.
 void set_deterministic(bool on);
 
 }  // namespace resx

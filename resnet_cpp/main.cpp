@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -29,11 +30,8 @@ namespace {
 int usage(std::ostream& out, int code) {
   out << "usage: resx-cpp env [--json] [--threads N]\n"
          "       resx-cpp inspect FILE.pt|FILE.pt2|FILE.pth\n"
-         "       resx-cpp train CONFIG.txt   (written by `resx train --runtime cpp-exe`)\n"
-         "       resx-cpp bench-serve FILE [--device D] [--engine eager|script|frozen|aoti] [--dtype fp32|bf16]\n"
-         "                            [--channels-last] [--runners N] [--deterministic] [--cuda-graphs]\n"
-         "                            [--input-shape C,H,W]\n"
-         "                            (timing commands on stdin, for `resx bench`)\n";
+         "       resx-cpp train RUN/config.json   (written by `resx train --runtime cpp-exe`)\n"
+         "       resx-cpp worker      (a bench worker: resx bench starts it, speaking on $RESX_WORKER_FDS)\n";
   return code;
 }
 
@@ -114,7 +112,7 @@ int inherited_lock_fd() {
 // current step: exit 128 + the signal, like a process the signal ended.
 int run_train(int argc, char** argv) {
   if (argc != 1) {
-    std::cerr << "resx-cpp train: give exactly one CONFIG.txt\n";
+    std::cerr << "resx-cpp train: give exactly one RUN/config.json\n";
     return 2;
   }
   if (!die_with_parent()) return 128 + SIGTERM;
@@ -141,119 +139,74 @@ int run_train(int argc, char** argv) {
   return 128 + trainer.stop_signal();
 }
 
-// A timing server: `resx bench` starts one per runtime and round (a fresh process each round) and
-// interleaves the runtimes round by round. resx.bench.runners.serve speaks the same protocol for the
-// runtimes that live in Python: JSON lines. {"ready": true, "load_s"} once loaded (load_s: the model's
-// load, which the parent's spawn-to-ready time includes), then one request per line on
-// stdin, {"cmd": NAME, ...arguments}, and one answer per line on stdout, a JSON object or
-// {"error": "..."}:
-//   identity {seed}                                -> {fingerprint, weights_hash, state, input_hash, output, env,
-//                                                      compiled}
-//   threads {n}                                    -> {threads}   (intra-op threads, as now set)
-//   warmup {batch, seed, window, tolerance, max_calls} -> {calls}
-//   time {batch, seed, calls}                      -> {ns: [...]}
-//   threads_run {threads, seconds, seed}           -> {calls, wall_ns}
-//   loadgen {settings, workers, batch, samples, seed, outdir} -> {seconds, sut}  (resx.bench.serving)
-//   profile {batch, seed, calls}                   -> {calls, wall_ns, ops: [[name, start_ns, end_ns, parent]]}
-//   device_memory                                  -> {allocated_bytes, reserved_bytes, peak_allocated_bytes,
-//                                                      peak_reserved_bytes}, or {} off CUDA
-//   quit
-resx::Json serve(resx::Engine& engine, const resx::Json& request) {
-  using resx::get;
-  const std::string source = "request";
-  const auto command = get<std::string>(request, "cmd", source);
-  const auto seed = request.value("seed", uint64_t{0});
-  const auto batch = request.value("batch", int64_t{1});
-  const auto& shape = engine.options().input_shape;
-  if (command == "threads") {
-    resx::set_num_threads(get<int>(request, "n", source), 0);
-    return {{"threads", at::get_num_threads()}};
+// Reads one line from a file descriptor (without the newline); false at the end of the input.
+bool read_line(int fd, std::string& buffer, std::string& line) {
+  for (;;) {
+    const auto nl = buffer.find('\n');
+    if (nl != std::string::npos) {
+      line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      return true;
+    }
+    char chunk[65536];
+    const auto n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    buffer.append(chunk, static_cast<size_t>(n));
   }
-  if (command == "identity") {
-    c10::InferenceMode guard;
-    const auto y = engine.forward(resx::make_input(1, seed, engine.device(), shape)).to(at::kCPU).contiguous();
-    return {{"fingerprint", engine.fingerprint()},
-            {"weights_hash", engine.weights_hash()},
-            {"state", engine.state_fingerprint()},
-            {"input_hash", resx::tensor_sha1(resx::make_input(1, seed, at::kCPU, shape))},
-            {"output", std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel())},
-            {"env", resx::env_report()},
-            {"compiled", resx::compiled_json(engine)}};
-  }
-  if (command == "warmup") {
-    const resx::WarmupRule rule{get<int64_t>(request, "window", source), get<double>(request, "tolerance", source),
-                                get<int64_t>(request, "max_calls", source)};
-    return {{"calls", resx::warm_up(engine, resx::make_input(batch, seed, engine.device(), shape), rule)}};
-  }
-  if (command == "time") {
-    const auto calls = get<int64_t>(request, "calls", source);
-    return {{"ns", resx::time_forward(engine, resx::make_input(batch, seed, engine.device(), shape), calls)}};
-  }
-  if (command == "threads_run") {
-    const auto r = resx::time_threads(engine, resx::make_input(1, seed, engine.device(), shape),
-                                      get<int>(request, "threads", source), get<double>(request, "seconds", source));
-    return {{"calls", r.calls}, {"wall_ns", r.wall_ns}};
-  }
-  if (command == "profile") {
-    return resx::profile_forward(engine, resx::make_input(batch, seed, engine.device(), shape),
-                                 get<int64_t>(request, "calls", source));
-  }
-  if (command == "loadgen") return resx::run_loadgen(engine, request);
-  if (command == "device_memory") return resx::device_memory(engine.device());
-  return {{"error", "unknown command '" + command + "'"}};
 }
 
-int run_bench_serve(int argc, char** argv) {
-  if (argc < 1) {
-    std::cerr
-        << "resx-cpp bench-serve: give FILE [--device D] [--engine E] [--dtype T] [--channels-last] [--runners N]\n";
+void write_line(int fd, const std::string& text) {
+  const std::string line = text + "\n";
+  for (size_t done = 0; done < line.size();) {
+    const auto n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw resx::Error("the bench's end of the protocol is closed");
+    done += static_cast<size_t>(n);
+  }
+}
+
+std::string one_line(const std::exception& e) {
+  const std::string what = e.what();
+  return what.substr(0, what.find('\n'));
+}
+
+// A bench worker (resx.bench.protocol describes the protocol): `resx bench` starts one per runtime and
+// round, and speaks to it on the two pipes $RESX_WORKER_FDS names, so that nothing printed to stdout or
+// stderr (LibTorch's warnings) can enter the protocol.
+int run_worker(int argc, char**) {
+  if (argc != 0) {
+    std::cerr << "resx-cpp worker: takes no arguments (resx bench starts it, with $RESX_WORKER_FDS)\n";
     return 2;
   }
-  resx::EngineOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (flag == "--channels-last") {
-      options.channels_last = true;
-    } else if (flag == "--deterministic") {
-      options.deterministic = true;
-    } else if (flag == "--cuda-graphs") {
-      options.cuda_graphs = true;
-    } else if (flag == "--device" && has_value) {
-      options.device = argv[++i];
-    } else if (flag == "--engine" && has_value) {
-      options.engine = argv[++i];
-    } else if (flag == "--dtype" && has_value) {
-      options.dtype = argv[++i];
-    } else if (flag == "--runners" && has_value) {
-      options.runners = resx::parse_int(argv[++i], "--runners");
-    } else if (flag == "--input-shape" && has_value) {
-      options.input_shape.clear();
-      for (const auto& v : resx::split(argv[++i], ','))
-        options.input_shape.push_back(resx::parse_int(v, "--input-shape"));
-      if (options.input_shape.size() != 3) throw resx::Error("--input-shape: give C,H,W");
-    } else {
-      std::cerr << "resx-cpp bench-serve: unknown argument '" << flag << "'\n";
-      return 2;
-    }
-  }
+  const char* fds = std::getenv(resx::protocol::kWorkerFds);
+  if (fds == nullptr) throw resx::Error("resx-cpp worker: $RESX_WORKER_FDS is not set (resx bench starts workers)");
+  const auto ends = resx::split(fds, ',');
+  if (ends.size() != 2) throw resx::Error("$RESX_WORKER_FDS: give REQUESTS,ANSWERS");
+  const int in = static_cast<int>(resx::parse_int(ends[0], "$RESX_WORKER_FDS"));
+  const int out = static_cast<int>(resx::parse_int(ends[1], "$RESX_WORKER_FDS"));
   if (!die_with_parent()) return 128 + SIGTERM;
-  const auto began = std::chrono::steady_clock::now();
-  const auto engine = resx::Engine::open(argv[0], options);
-  const std::chrono::duration<double> load = std::chrono::steady_clock::now() - began;
-  std::cout << resx::Json{{"ready", true}, {"load_s", load.count()}}.dump() << std::endl;
-  for (std::string line; std::getline(std::cin, line);) {
+  std::string buffer, line;
+  if (!read_line(in, buffer, line)) return 0;
+  std::unique_ptr<resx::Worker> worker;
+  try {
+    worker = std::make_unique<resx::Worker>(resx::parse_json(line, "open").get<resx::protocol::Open>());
+  } catch (const std::exception& e) {
+    write_line(out, resx::Json{{"error", one_line(e)}}.dump());
+    return 1;
+  }
+  write_line(out, resx::Json(resx::protocol::Ready{worker->load_seconds()}).dump());
+  while (read_line(in, buffer, line)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     resx::Json answer;
     try {
       const auto request = resx::parse_json(line, "request");
       if (request.value("cmd", "") == "quit") break;
-      answer = serve(*engine, request);
+      answer = worker->handle(request);
     } catch (const std::exception& e) {
-      const std::string what = e.what();
-      answer = {{"error", what.substr(0, what.find('\n'))}};
+      answer = {{"error", one_line(e)}};
     }
-    std::cout << answer.dump() << std::endl;
+    write_line(out, answer.dump());
   }
   return 0;
 }
@@ -268,7 +221,7 @@ int main(int argc, char** argv) {
     if (command == "env") return run_env(argc - 2, argv + 2);
     if (command == "inspect") return run_inspect(argc - 2, argv + 2);
     if (command == "train") return run_train(argc - 2, argv + 2);
-    if (command == "bench-serve") return run_bench_serve(argc - 2, argv + 2);
+    if (command == "worker") return run_worker(argc - 2, argv + 2);
     if (command == "--help" || command == "-h") return usage(std::cout, 0);
   } catch (const resx::Error& e) {  // an input the user can fix: one line
     std::cerr << "resx-cpp " << command << ": " << e.what() << '\n';

@@ -78,3 +78,83 @@ def real_cifar(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("real-cifar")
     subprocess.run([sys.executable, str(tool), str(dest)], check=True, capture_output=True)
     return dest
+
+
+def bench_config(preset: str = "custom", **sections):
+    """A bench config as the command line makes it: the preset, then these options by section
+    (bench_config(paths={"runtimes": ["py-eager"]}, map={"enabled": True}))."""
+    from resx.bench.config import configure
+
+    return configure(preset, None, sections)
+
+
+def bench_plan(preset: str = "custom", cores: int | None = None, **sections):
+    """The plan of that config on this machine."""
+    from resx.bench import plan
+
+    cfg = bench_config(preset, **sections)
+    return plan.make(cfg, cores or os.cpu_count() or 1, torch.get_num_threads(), torch.cuda.is_available())
+
+
+FACTORIES = Path(__file__).resolve().parent / "factories.py"
+
+
+@pytest.fixture(scope="session")
+def foreign(tmp_path_factory) -> Path:
+    """A TorchScript file saved with torch.jit.save, with no resx manifest (a model resx did not write)."""
+    sys.path.insert(0, str(FACTORIES.parent))
+    from factories import tiny_cnn
+
+    path = tmp_path_factory.mktemp("foreign") / "theirs.pt"
+    torch.jit.save(torch.jit.script(tiny_cnn(num_classes=7).eval()), str(path))
+    return path
+
+
+E2E_RUNTIMES = ["py-eager", "py-script", "cpp", "cpp-exe", "cpp-eager"]
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory, foreign):
+    """One `resx bench`, as a user runs it (a process of its own, its output piped), that many tests read:
+    three kinds of model at once (a resx ResNet, a factory that prints a thousand lines to stdout and to
+    stderr while it builds, a TorchScript file resx did not write), the runtimes of both languages, every
+    inference scenario, start-up and memory, drift, profiles, training, the noise floor, and a machine
+    counted as loaded (--max-load -1). Returns (report directory, the finished process)."""
+    out = tmp_path_factory.mktemp("e2e") / "report"
+    models = f"resnet18,{FACTORIES}:prints,{foreign}"
+    args = ["--model", models, "--width", "8", "--input-shape", "3,32,32", "--runtime", ",".join(E2E_RUNTIMES)]
+    args += ["--rounds", "2", "--latency-calls", "4", "--batch-sizes", "1,2", "--throughput-calls", "1"]
+    args += ["--thread-counts", "1,2", "--thread-seconds", "0.1", "--drift-calls", "40", "--profile-calls", "2"]
+    args += ["--train-steps", "2", "--train-batch", "4", "--train-rounds", "2", "--train-runtime", "py-eager,cpp-eager"]
+    proc = run_resx("bench", *args, "--max-load", "-1", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+@pytest.fixture(scope="session")
+def map_run(tmp_path_factory):
+    """One `resx bench --language-map` on a tiny ResNet at 1 thread (4 graphs, 2 rounds each, the narrow ones
+    trained), with LoadGen's three scenarios served on the model (2 serving rounds). Returns the report
+    directory."""
+    out = tmp_path_factory.mktemp("map") / "report"
+    args = ["--runtime", "py-eager,exe-script", "--model", "resnet18", "--layers", "1,1,1,1", "--width", "2"]
+    args += ["--language-map", "--map-layers", "1,1,1,1/2,2,2,2", "--map-widths", "2,4", "--map-held-out", "none"]
+    args += ["--map-rounds", "2", "--rounds", "2", "--threads", "1", "--batch-sizes", "1,4", "--latency-calls", "5"]
+    args += ["--thread-seconds", "0.1", "--train-runtime", "py-eager", "--train-steps", "2", "--train-batch", "4"]
+    args += ["--train-rounds", "2", "--serve", "singlestream,server,offline", "--serve-workers", "1"]
+    args += ["--serve-seconds", "0.1", "--serve-rounds", "2", "--serve-rates", "50,100,200,400"]
+    proc = run_resx("bench", *args, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+# Under pytest-xdist (make test: -n 2 --dist loadgroup), each worker builds session fixtures anew: the tests
+# that read one of the expensive runs go to one worker together, and the rest by module, as loadscope would.
+SHARED_RUNS = ("e2e", "map_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))

@@ -78,3 +78,32 @@ def needs_224() -> nn.Module:
 def five_classes() -> nn.Module:
     """A factory with no num_classes argument: its own head decides."""
     return TinyCNN(num_classes=5)
+
+
+def prints() -> nn.Module:
+    """Research code that talks while it builds: a thousand lines to stdout and to stderr."""
+    import sys
+
+    for i in range(1000):
+        print(f"loading layer {i}...")
+        print(f"warning: layer {i} is fine", file=sys.stderr)
+    return TinyCNN()
+
+
+def exits() -> nn.Module:
+    import sys
+
+    sys.exit(3)
+
+
+def aborts() -> nn.Module:
+    import os
+
+    os.abort()
+
+
+def hangs() -> nn.Module:
+    import time
+
+    time.sleep(3600)
+    return TinyCNN()

@@ -7,14 +7,15 @@ import zipfile
 
 import pytest
 import torch
-from conftest import make_cifar
+from conftest import bench_plan, make_cifar
 from typer.testing import CliRunner
 
-from resx import _cpp, bench, cpp
+from resx import _cpp, cpp
 from resx import train as T
 from resx.bench import gate as G
 from resx.bench.registry import RUNTIMES
-from resx.bench.runners import make_input, make_local_runner, make_runner
+from resx.bench.runners import make_runner
+from resx.bench.workers.python import make_input
 from resx.cli import app
 from resx.engines import Engine, EngineOptions
 from resx.errors import BenchError, ResxError
@@ -120,6 +121,15 @@ def test_a_package_is_refused_under_settings_it_was_not_compiled_for(files):
 ALL = [name for name in RUNTIMES if RUNTIMES[name].language != "exe"]
 
 
+def forward_of(name: str, file, dtype: str):
+    """The forward of a runtime that lives in Python: its engine in this process (resx.engines.Engine, or the
+    extension's resx::Engine)."""
+    engine = RUNTIMES[name].engine
+    if RUNTIMES[name].language == "py":
+        return Engine(file, EngineOptions(engine, dtype=dtype)).forward
+    return _cpp.Engine(str(file), engine, "cpu", dtype).forward
+
+
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_every_path_gives_eager_s_outputs_within_its_tolerance(files, dtype):
     paths, _ = files
@@ -132,8 +142,8 @@ def test_every_path_gives_eager_s_outputs_within_its_tolerance(files, dtype):
         if engine == "aoti" and dtype == "fp32":
             continue  # the fp32 package has 1 thread compiled in: covered by the gate test
         file = paths[dtype] if engine == "aoti" else paths["pth" if engine in ("eager", "compile") else "pt"]
-        with make_local_runner(name, file, EngineOptions(dtype=dtype)) as runner, torch.inference_mode():
-            diff = float((runner.engine.forward(make_input(3, 5)).cpu() - reference).abs().max())
+        with torch.inference_mode():
+            diff = float((forward_of(name, file, dtype)(make_input(3, 5)).cpu() - reference).abs().max())
         assert diff <= TOLERANCE[(engine, dtype)], (name, dtype, diff)
 
 
@@ -155,7 +165,7 @@ def test_the_gate_checks_compiled_threads_and_refuses_other_weights(files):
                 r.stop()
 
     def failed(g):
-        return {c["check"].split(" (")[0] for c in g.failures}
+        return {c.check.split(" (")[0] for c in g.failures}
 
     baked = [("py-eager", "pt", "fp32", "py-eager"), ("cpp-aoti", "fp32", "fp32", "cpp-aoti")]
     assert failed(gate(baked, 1)) == set()
@@ -164,7 +174,7 @@ def test_the_gate_checks_compiled_threads_and_refuses_other_weights(files):
     other = [("py-eager", "pt", "fp32", "py-eager"), ("exe-aoti", "seed1", "bf16", "exe-aoti@bf16")]
     result = gate(other, 1)
     assert failed(result) == {"weights", "outputs"}
-    assert "(recorded)" in next(c for c in result.checks if c["check"] == "weights")["detail"]["exe-aoti@bf16"]
+    assert "(recorded)" in next(c for c in result.checks if c.check == "weights").detail["exe-aoti@bf16"]
 
 
 @pytest.fixture(scope="module")
@@ -226,22 +236,25 @@ def test_cli_exports_a_package_and_refuses_a_bad_format(tmp_path):
 def test_bench_keeps_the_aoti_package_faster_at_batch_1(tmp_path, monkeypatch):
     """--aoti-freezing auto compiles the package with and without freezing and keeps the faster at batch 1
     in a fresh exe-aoti process, recording both times; on or off compiles that one alone."""
-    from resx.bench import compare
-    from resx.export.torchscript import prepared
+    from resx.bench.prepare import prepare
+    from resx.bench.rounds import choose_packages
 
     monkeypatch.setenv("RESX_CACHE", str(tmp_path / "cache"))  # compiled here, then cached
-    cfg = bench.configure(runtimes="exe-aoti", width=2, layers=[1, 1, 1, 1], threads=1)
-    source = cfg.source("resnet18")
-    manifest = prepared(source, 0)[2]
-    path, package = compare.aoti_package(source, cfg, "fp32", manifest, lambda _: None)
-    times = package["freezing_batch1_s"]
+    sections = dict(paths={"runtimes": ["exe-aoti"], "threads": 1}, model={"width": 2, "layers": [1, 1, 1, 1]})
+    (model,) = bench_plan(**sections).models
+    prepared = prepare(model, tmp_path, lambda _: None)
+    assert set(prepared.candidates["fp32"]) == {"on", "off"}
+
+    def make(p):
+        return make_runner(p.runtime, prepared.file(p.engine, p.dtype), model.engine_options(p, (3, 32, 32)), p.label)
+
+    package = choose_packages(model, prepared, make, lambda _: None)["fp32"]
+    times = package.freezing_batch1_s
     assert set(times) == {"on", "off"} and min(times.values()) > 0
-    assert (
-        package["freezing"] == (times["on"] <= times["off"]) and package["compile"]["freezing"] == package["freezing"]
-    )
-    assert read_manifest(path)["compile"]["freezing"] == package["freezing"]
-    cfg.aoti_freezing = "off"
-    _, alone = compare.aoti_package(source, cfg, "fp32", manifest, lambda _: None)
-    assert alone["freezing"] is False and alone["freezing_batch1_s"] == {} and alone["cached"]
+    assert package.freezing == (times["on"] <= times["off"]) and package.compile["freezing"] == package.freezing
+    assert read_manifest(prepared.file("aoti", "fp32"))["compile"]["freezing"] == package.freezing
+    (alone,) = bench_plan(**sections | {"paths": sections["paths"] | {"aoti_freezing": "off"}}).models
+    again = prepare(alone, tmp_path, lambda _: None)
+    assert list(again.candidates["fp32"]) == ["off"] and again.candidates["fp32"]["off"].cached
     with pytest.raises(BenchError, match="--aoti-freezing 'sometimes': give auto, on or off"):
-        bench.configure(runtimes="exe-aoti", aoti_freezing="sometimes")
+        bench_plan(paths={"runtimes": ["exe-aoti"], "aoti_freezing": "sometimes"})

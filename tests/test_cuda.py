@@ -9,8 +9,8 @@ from resx import _cpp
 from resx import train as T
 from resx.bench import gate as G
 from resx.bench.registry import CLASSIC
-from resx.bench.runners import make_input, make_runner
-from resx.bench.runners.base import DEVICE_MEMORY_KEYS
+from resx.bench.runners import make_runner
+from resx.bench.workers.python import make_input
 from resx.engines import Engine, EngineOptions
 from resx.errors import ResxError
 from resx.export import export
@@ -82,8 +82,8 @@ def test_the_gate_passes_on_cuda_and_compares_cuda_settings(model_file):
             ids[name], options[name] = r.identity(0), r.options
     gate = G.fairness_gate(ids, options, manifest, torch.get_num_threads())
     assert gate.failures == [], gate.failures
-    row = next(c for c in gate.checks if c["check"].startswith("CUDA settings"))
-    assert torch.cuda.get_device_name(0) in row["detail"]["py-eager"]
+    row = next(c for c in gate.checks if c.check.startswith("CUDA settings"))
+    assert torch.cuda.get_device_name(0) in row.detail["py-eager"]
 
 
 def test_the_allocators_figures_come_from_inside_every_runtime(model_file):
@@ -92,5 +92,5 @@ def test_the_allocators_figures_come_from_inside_every_runtime(model_file):
         with make_runner(name, model_file, EngineOptions(device="cuda")) as r:
             r.time(8, 0, 2)
             held = r.device_memory()
-        assert set(held) == set(DEVICE_MEMORY_KEYS), name
+        assert held.peak_allocated_bytes >= held.allocated_bytes > 0 and held.peak_reserved_bytes > 0, name
         assert 0 < held["allocated_bytes"] <= held["peak_allocated_bytes"] <= held["peak_reserved_bytes"], name

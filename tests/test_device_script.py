@@ -1,5 +1,7 @@
-"""The device script (benchmarks/device/run.py) in its CPU form, so that CI keeps it working for the GPU
-machine it is written for."""
+"""The device script (benchmarks/device/run.py) in its dry CPU form: its plumbing (steps, budget, every
+command's options, the report and the archive) kept working for the GPU machine it is written for. What
+each step measures is tested where it lives: training parity (test_train), the bench (test_bench), serving
+(test_serving), the map (test_language), DDP (test_ddp), the CUDA paths (test_cuda, on a GPU)."""
 
 import json
 import subprocess
@@ -21,7 +23,7 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
     data = make_cifar(tmp_path / "data", train_per_file=52, test=40)  # 260 images: 2 steps of 128
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--out", str(out), "--data", str(data), "--budget", "400"],
+        [sys.executable, str(SCRIPT), "--smoke", "--dry", "--out", str(out), "--data", str(data), "--budget", "400"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -38,18 +40,18 @@ def test_the_device_script_runs_its_cpu_form(tmp_path):
         "threads": "ok",
         "serving": "ok",
         "language": "ok",
-        "ddp-py": "ok",
-        "ddp-cpp": "ok",
-        "ddp-bench": "ok",
+        "ddp-py": "skipped: --dry",
+        "ddp-cpp": "skipped: --dry",
+        "ddp-bench": "skipped: --dry",
     }
-    assert results["ddp"]["bit_identical"] and results["ddp"]["steps"] == 4
     assert results["accuracy"]["py"][0]["train_loss"] == results["accuracy"]["cpp"][0]["train_loss"]
     report = (out / "report.md").read_text()
-    assert "ResNet18 on CIFAR-10, py and cpp" in report and "bench-threads" in report
-    assert "DDP at world size 2 on cpu: py and cpp per-step losses bit-identical over 4 steps" in report
+    assert "ResNet18 on CIFAR-10, py and cpp" in report and "| threads | ok |" in report
     with tarfile.open(out / "results.tar.gz") as tar:
         names = tar.getnames()
-    assert any(n.endswith("bench-serving/report.md") for n in names)
-    assert any(n.endswith("bench-language/language-map.png") for n in names) and "bench-language" in report
-    assert any(n.endswith("bench-threads/report.md") for n in names) and not any(n.endswith(".pt") for n in names)
+    for step in ("bench-cpu", "bench-serving", "bench-language", "bench-threads"):
+        assert any(n.endswith(f"{step}/plan.txt") for n in names) and any(
+            n.endswith(f"{step}/config.toml") for n in names
+        )
+    assert not any(n.endswith(".pt") for n in names)
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "results.json", "results.tar.gz"]  # <= 8 come back

@@ -13,7 +13,8 @@ from conftest import make_cifar, run_resx
 from resx import _cpp, cpp
 from resx import train as T
 from resx.bench import gate as G
-from resx.bench.runners import make_input, make_runner
+from resx.bench.runners import make_runner
+from resx.bench.workers.python import make_input
 from resx.engines import EngineOptions
 from resx.errors import ResxError
 from resx.export import export, export_weights, read_weights
@@ -77,8 +78,8 @@ def test_cpp_eager_and_exe_eager_give_py_eager_s_outputs_bit_for_bit(files, thre
         with make_runner(name, files["pth"], options) as r:
             r.set_threads(threads)
             ids[name] = r.identity(0)
-    assert torch.equal(ids["cpp-eager"].output, ids["py-eager"].output)
-    assert torch.equal(ids["exe-eager"].output, ids["py-eager"].output)
+    assert ids["cpp-eager"].output == ids["py-eager"].output
+    assert ids["exe-eager"].output == ids["py-eager"].output
     assert {i.state for i in ids.values()} == {files["manifest"]["state_fingerprint"]}
     assert {i.weights_hash for i in ids.values()} == {files["manifest"]["weights_hash"]}
     assert ids["cpp-eager"].fingerprint == "" and ids["py-eager"].fingerprint == files["manifest"]["fingerprint"]
@@ -97,10 +98,10 @@ def test_the_gate_proves_the_cpp_module_by_its_state_weights_and_outputs(files):
         [("py-eager", "py-eager", "pth"), ("cpp-eager", "cpp-eager", "pth"), ("cpp-script", "cpp-script", "pt")]
     )
     assert good.failures == []
-    row = next(c for c in good.checks if c["check"] == "fingerprint")
-    assert row["detail"]["cpp-eager"] == "(a C++ module: no graph)"
+    row = next(c for c in good.checks if c.check == "fingerprint")
+    assert row.detail["cpp-eager"] == "(a C++ module: no graph)"
     bad = gate([("py-eager", "py-eager", "pth"), ("exe-eager", "exe-eager", "other")])
-    failed = {c["check"].split(" (")[0] for c in bad.failures}
+    failed = {c.check.split(" (")[0] for c in bad.failures}
     assert {"parameters and buffers", "weights", "outputs"} <= failed
 
 

@@ -9,12 +9,23 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import run_resx
+from conftest import bench_plan
 
-from resx import bench
+from resx.bench import analysis
 from resx.bench import language as L
-from resx.bench.results import Measurement, ModelResults, Scenario
-from resx.bench.runners import make_local_runner
+from resx.bench.config import WarmupRule
+from resx.bench.results import (
+    Estimate,
+    LanguageMap,
+    Measurement,
+    ModelResults,
+    OpProfile,
+    Scenario,
+    TrainingDetail,
+    read_json,
+)
+from resx.bench.runners import make_local_runner, make_runner
+from resx.codec import decode, encode
 from resx.engines import EngineOptions
 from resx.errors import BenchError
 from resx.export import export, export_weights
@@ -43,11 +54,11 @@ def synthetic(fixed: float, per_op: float, rounds: int = 5, noise: float = 0.01,
 
 def test_the_decomposition_recovers_known_fixed_and_per_operator_costs():
     cost = L.fit("py-eager", "exe-script", synthetic(fixed=40e-6, per_op=0.8e-6, noise=0.002))
-    assert cost.fixed_s.low <= 40e-6 <= cost.fixed_s.high and abs(cost.fixed_s.value / 40e-6 - 1) < 0.2
-    assert cost.per_op_s.low <= 0.8e-6 <= cost.per_op_s.high and abs(cost.per_op_s.value / 0.8e-6 - 1) < 0.05
-    assert cost.per_op_s.half_width < 0.2 and cost.points and cost.residual < 0.01
+    assert cost.fixed.low <= 40e-6 <= cost.fixed.high and abs(cost.fixed.value / 40e-6 - 1) < 0.2
+    assert cost.per_op.low <= 0.8e-6 <= cost.per_op.high and abs(cost.per_op.value / 0.8e-6 - 1) < 0.05
+    assert cost.per_op.half_width < 0.2 and cost.points and cost.residual < 0.01
     exact = L.fit("cpp-eager", "exe-script", synthetic(fixed=5e-6, per_op=-0.1e-6, noise=0.0))
-    assert math.isclose(exact.fixed_s.value, 5e-6, rel_tol=1e-6) and math.isclose(exact.per_op_s.value, -0.1e-6)
+    assert math.isclose(exact.fixed.value, 5e-6, rel_tol=1e-6) and math.isclose(exact.per_op.value, -0.1e-6)
 
 
 def test_the_fit_refuses_graphs_it_cannot_separate():
@@ -84,24 +95,24 @@ def test_a_profile_reads_nested_operators_inside_a_non_operator_scope():
             ["aten::relu_", 1500, 1600, -1],
         ],
     }
-    p = L.OpProfile.of(raw)
+    p = OpProfile.of(raw["calls"], raw["wall_ns"], raw["ops"])
     assert p.ops == 7 / 2 and p.top_ops == 4 / 2
     assert math.isclose(p.op_s, (400 + 100 + 300 + 100) * 1e-9 / 2)
     assert math.isclose(p.leaf_s, (10 + 100 + 280 + 100) * 1e-9 / 2)  # empty, relu_, convolution, relu_
     assert p.names == {"aten::conv2d": 1.0, "aten::relu_": 1.0}
     assert math.isclose(p.outside_s, (2000 - 900) * 1e-9 / 2)
-    assert L.OpProfile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    assert decode(OpProfile, json.loads(json.dumps(encode(p)))) == p
 
 
 def test_a_profile_without_operators_is_refused():
     costs = {"py-eager": L.fit("py-eager", "exe-script", synthetic(1e-5, 1e-6, noise=0.0))}
-    empty = L.OpProfile(calls=5, ops=0.0, top_ops=0.0, op_s=0.0, wall_s=1e-3)
+    empty = OpProfile(calls=5, ops=0.0, top_ops=0.0, op_s=0.0, wall_s=1e-3)
     with pytest.raises(BenchError, match="recorded no operators"):
-        L.forecast(costs, empty, L.Estimate(1e-6, 0.5e-6, 1.5e-6, 5), "py-eager", 2, "graphed")
+        L.forecast(costs, empty, Estimate(1e-6, 0.5e-6, 1.5e-6, 5), "py-eager", 2, "graphed")
     with pytest.raises(BenchError, match="recorded no operators"):
-        L.forecast(costs, None, L.Estimate(1e-6, 0.5e-6, 1.5e-6, 5), "py-eager", 2, "graphed")
+        L.forecast(costs, None, Estimate(1e-6, 0.5e-6, 1.5e-6, 5), "py-eager", 2, "graphed")
     with pytest.raises(BenchError, match="at least 1 call"):
-        L.OpProfile.of({"calls": 0, "wall_ns": 0, "ops": []})
+        OpProfile.of(0, 0, [])
 
 
 def test_the_forecast_adds_each_paths_extra_and_its_handoffs_under_contention():
@@ -110,9 +121,9 @@ def test_the_forecast_adds_each_paths_extra_and_its_handoffs_under_contention():
         "cpp-eager": L.fit("cpp-eager", "exe-script", synthetic(5e-6, 0.0, noise=0.0)),
         "exe-aoti": L.fit("exe-aoti", "exe-script", synthetic(-50e-6, 0.0, noise=0.0)),
     }
-    handoffs = {"py-eager": L.Estimate(2e-6, 1e-6, 3e-6, 4)}
-    profile = L.OpProfile(calls=1, ops=460.0, top_ops=69.0, op_s=1e-3, wall_s=2e-3)
-    f = L.forecast(costs, profile, L.Estimate(1e-6, 1e-6, 1e-6, 3), "py-eager", 2, "m", handoffs)
+    handoffs = {"py-eager": Estimate(2e-6, 1e-6, 3e-6, 4)}
+    profile = OpProfile(calls=1, ops=460.0, top_ops=69.0, op_s=1e-3, wall_s=2e-3)
+    f = L.forecast(costs, profile, Estimate(1e-6, 1e-6, 1e-6, 3), "py-eager", 2, "m", handoffs)
     base = 2e-3 - 460e-6  # the profiled call less the profiler's cost per operator it recorded
     assert math.isclose(f.latency["py-eager"], base)
     assert math.isclose(f.latency["exe-script"], base - (100e-6 + 69e-6))  # Python pays per operator it calls
@@ -130,7 +141,7 @@ def tiny(tmp_path_factory):
     return root / "tiny.pt"
 
 
-def counts(profile: L.OpProfile, drop: tuple[str, ...] = ()) -> dict[str, float]:
+def counts(profile: OpProfile, drop: tuple[str, ...] = ()) -> dict[str, float]:
     return {k: v for k, v in profile.names.items() if k not in drop}
 
 
@@ -141,11 +152,12 @@ def test_the_profilers_of_both_languages_count_the_same_operators(tiny):
     got = {}
     for name in ("py-script", "cpp-script", "exe-script", "py-eager", "cpp-eager"):
         file = tiny.with_suffix(".pth" if name.endswith("eager") else ".pt")
-        runner = (bench.make_runner if name.startswith("exe") else make_local_runner)(name, file, EngineOptions())
+        runner = (make_runner if name.startswith("exe") else make_local_runner)(name, file, EngineOptions())
         with runner:
             runner.set_threads(1)
-            runner.warm_up(1, 0, bench.WarmupRule(2, 1.0, 4))
-            got[name] = L.OpProfile.of(runner.profile(1, 0, 3))
+            runner.warm_up(1, 0, WarmupRule(2, 1.0, 4))
+            p = runner.profile(1, 0, 3)
+            got[name] = OpProfile.of(p.calls, p.wall_ns, p.ops)
     assert got["py-script"].ops > 100 and got["py-script"].op_s > 0
     script, to = counts(got["py-script"], ("aten::to",)), got["py-script"].names.get("aten::to", 0.0)
     for name in ("cpp-script", "exe-script"):
@@ -159,73 +171,32 @@ def test_the_profilers_of_both_languages_count_the_same_operators(tiny):
 
 
 def test_map_options_are_refused_in_one_line():
-    bad = {
-        "map_rounds": 1,
-        "map_layers": [[1, 1, 1]],
-        "map_widths": [],
-        "map_held_out": [4],  # also a fitted width
-        "profile_calls": -1,
-    }
-    for option, value in bad.items():
+    bad = {"rounds": 1, "layers": [[1, 1, 1]], "widths": [], "held_out": [4]}  # held out 4: also a fitted width
+    paths = {"runtimes": ["py-eager", "exe-script"]}
+    cases = [{"map": {"enabled": True, key: value}} for key, value in bad.items()]
+    cases.append({"map": {"enabled": True}, "inference": {"profile_calls": -1}})
+    for sections in cases:
         with pytest.raises(BenchError) as e:
-            bench.configure(runtimes="py-eager,exe-script", language_map=True, **{option: value})
+            bench_plan(paths=paths, **sections)
         message = str(e.value)
         assert "\n" not in message and ("map" in message or "profile" in message), message
     with pytest.raises(BenchError, match="drop --no-inference"):
-        bench.configure(runtimes="py-eager,exe-script", language_map=True, inference=False)
-    cfg = bench.configure("language")
-    assert cfg.profile_calls == 10 and cfg.threads == 1 and len(cfg.sweep()) == 11
-    labels = [label for label, _, fitted in cfg.sweep() if not fitted]
-    assert labels == ["2-2-2-2/w8", "2-2-2-2/w32"]
-    _, point, _ = cfg.sweep()[-3]  # 3,4,6,3 is resnet34's own: named so, not overridden
-    assert point.models == ["resnet34"] and point.layers is None and point.batch_sizes == [1]
+        bench_plan(paths=paths, map={"enabled": True}, inference={"enabled": False})
+    plan = bench_plan("language")
+    assert plan.threads == 1 and len(plan.sweep) == 11 and plan.models[0].profile_calls == 10
+    assert plan.config.counts.enabled  # the preset counts instructions too
+    assert [p.label for p in plan.sweep if not p.fitted] == ["2-2-2-2/w8", "2-2-2-2/w32"]
+    point = plan.sweep[-3].model  # 3,4,6,3 is resnet34's own: named so, not overridden
+    assert point.source.name == "resnet34" and point.label == "3-4-6-3/w64" and point.config.model.layers is None
+    assert [s.key for s in point.scenarios if s.kind != "concurrency"] == ["latency"]
 
 
-def test_a_language_map_run_writes_its_section_and_plot(tmp_path):
-    out = tmp_path / "map"
-    r = run_resx(
-        "bench",
-        "--runtime",
-        "py-eager,exe-script",
-        "--model",
-        "resnet18",
-        "--layers",
-        "1,1,1,1",
-        "--width",
-        "2",
-        "--language-map",
-        "--map-layers",
-        "1,1,1,1/2,2,2,2",
-        "--map-widths",
-        "2,4",
-        "--map-held-out",
-        "",
-        "--map-rounds",
-        "2",
-        "--rounds",
-        "2",
-        "--threads",
-        "1",
-        "--batch-sizes",
-        "1",
-        "--latency-calls",
-        "5",
-        "--thread-seconds",
-        "0.1",
-        "--train-runtime",
-        "py-eager",
-        "--train-steps",
-        "2",
-        "--train-batch",
-        "4",
-        "-o",
-        str(out),
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    results = json.loads((out / "results.json").read_text())
-    lm = L.LanguageMap.from_dict(results["language"])
+def test_a_language_map_run_writes_its_section_and_plot(map_run):
+    out = map_run
+    results = read_json(out / "results.json")
+    lm = results.language
     assert lm.reference == "exe-script" and set(lm.costs) == {"py-eager"} and len(lm.fit_points) == 4
-    assert set(results["sweep"]) == {"1-1-1-1/w2", "1-1-1-1/w4", "2-2-2-2/w2", "2-2-2-2/w4"}
+    assert set(results.sweep) == {"1-1-1-1/w2", "1-1-1-1/w4", "2-2-2-2/w2", "2-2-2-2/w4"}
     assert lm.profiles["resnet18"]["py-eager"].ops > 100 and 2 in lm.contention["py-eager"]
     assert {p.model for p in lm.predictions} == {"resnet18"}
     # The graphs of the smallest width trained too, each in its own run directory (not the model's).
@@ -250,14 +221,13 @@ def synthetic_entry(label: str, ops: float, kernels: float, extras: dict[str, fl
         ):
             m = Measurement(scenario, path, [list(value * (1 + 0.002 * rng.standard_normal(3))) for _ in range(rounds)])
             entry.measurements.append(m)
-        entry.training[path] = {
-            "split_ms": {"data": 0.1, "forward": t * 3e3, "backward": t * 6e3, "optimizer": t * 1e3}
-        }
-    profile = L.OpProfile(
+        split = {"data": 0.1, "forward": t * 3e3, "backward": t * 6e3, "optimizer": t * 1e3}
+        entry.training[path] = TrainingDetail(split, 0.0, 0, "", "synthetic")
+    profile = OpProfile(
         calls=5, ops=6 * ops, top_ops=ops, op_s=kernels, wall_s=kernels + extras["py-eager"] + 6e-6 * ops
     )
-    entry.profiles = {"py-eager": profile.to_dict()}
-    entry.ratios = bench.ratios(entry)
+    entry.profiles = {"py-eager": profile}
+    entry.ratios = analysis.ratios(entry)
     return entry
 
 
@@ -276,8 +246,8 @@ def test_the_map_from_synthetic_graphs_recovers_costs_and_predicts_held_out_ones
     lm = L.analyse(sweep, fitted, models, 2)
     assert lm.reference == "exe-script" and set(lm.costs) == {"py-eager", "cpp-eager"}
     py = lm.costs["py-eager"]
-    assert abs(py.per_op_s.value / 1e-6 - 1) < 0.1 and py.per_op_s.half_width < 0.2  # a 95% interval misses 1 in 20
-    assert abs(py.fixed_s.value / 50e-6 - 1) < 0.2
+    assert abs(py.per_op.value / 1e-6 - 1) < 0.1 and py.per_op.half_width < 0.2  # a 95% interval misses 1 in 20
+    assert abs(py.fixed.value / 50e-6 - 1) < 0.2
     assert abs(lm.profiler.value / 1e-6 - 1) < 0.05  # the profiler's 1 us per operator, calibrated
     assert lm.train_reference == "cpp-eager" and set(lm.train_costs) == {"py-eager", "exe-script"}
     assert lm.train_graph == "820/w4" and lm.train_split["py-eager"]["backward"] > 0
@@ -286,4 +256,4 @@ def test_the_map_from_synthetic_graphs_recovers_costs_and_predicts_held_out_ones
     assert {p.model for p in latency} == {"460/w8", "resnet18"}
     assert all(abs(p.predicted / p.measured - 1) < 0.02 for p in latency), latency  # intervals of 0.2% noise: tiny
     assert lm.crossovers["exe-script"]["2"] == pytest.approx(50e-6 + 460e-6, rel=0.05)
-    assert L.LanguageMap.from_dict(json.loads(json.dumps(lm.to_dict()))).to_dict() == lm.to_dict()
+    assert decode(LanguageMap, json.loads(json.dumps(encode(lm)))) == lm

@@ -9,11 +9,12 @@ import time
 
 import pytest
 import torch
-from conftest import run_resx
+from conftest import bench_plan
 
-from resx import _cpp, bench
+from resx import _cpp
 from resx.bench import serving as S
-from resx.bench.runners import make_local_runner
+from resx.bench.results import Scenario, read_json
+from resx.bench.runners import make_local_runner, make_runner
 from resx.engines import EngineOptions
 from resx.errors import BenchError, ResxError
 from resx.export import export
@@ -35,7 +36,7 @@ def tiny(tmp_path_factory):
 
 def served(runner, run, out):
     out.mkdir(parents=True)
-    return S.read_log(out, run, runner.loadgen(run.request(out))["seconds"])
+    return S.read_log(out, run, runner.loadgen(run.request(out)).seconds)
 
 
 def test_the_build_has_loadgen():
@@ -48,7 +49,7 @@ def test_loadgen_runs_in_every_language_with_the_same_settings(tiny, tmp_path):
     runners = {
         "py-eager": make_local_runner("py-eager", tiny, EngineOptions()),
         "cpp-script": make_local_runner("cpp-script", tiny, EngineOptions()),
-        "exe-script": bench.make_runner("exe-script", tiny, EngineOptions()),
+        "exe-script": make_runner("exe-script", tiny, EngineOptions()),
     }
     got = {}
     for name, runner in runners.items():
@@ -56,7 +57,7 @@ def test_loadgen_runs_in_every_language_with_the_same_settings(tiny, tmp_path):
             runner.set_threads(1)
             for run in RUNS:
                 got[name, run.scenario] = served(runner, run, tmp_path / name / run.key)
-            assert runner.device_memory() == {}  # no CUDA allocator on the CPU, in any language
+            assert runner.device_memory().peak_reserved_bytes == 0  # no CUDA allocator on the CPU, in any language
     for run in RUNS:
         results = [got[name, run.scenario] for name in runners]
         assert all(r.queries >= 1 and r.p50_s > 0 and r.p99_s >= r.p50_s for r in results)
@@ -93,20 +94,26 @@ def test_latency_counts_queueing_a_stalled_worker_shows_in_p99(tmp_path):
     assert r.queries == len(calls)
 
 
-def test_peak_search_climbs_then_bisects():
-    """Synthetic: p99 exceeds the bound above 300 queries/s."""
+def test_peak_search_climbs_then_bisects_confirming_every_step_above_the_bound():
+    """Synthetic: p99 exceeds the bound above 300 queries/s. A step above the bound is run again before the
+    climb stops there (resx.bench.serving.CONFIRM)."""
     asked = []
 
-    def serve_at(rate):
+    def serve_at(rate, stalls=()):
         asked.append(rate)
         run = S.LoadgenRun("server", 1, 1.0, 1, 0.01, rate=rate)
-        p99 = 0.005 if rate <= 300 else 0.02
+        stalled = rate in stalls and asked.count(rate) == 1  # this step's first run stalled, once
+        p99 = 0.005 if rate <= 300 and not stalled else 0.02
         return S.ServeResult(run, True, p99 <= 0.01, 0.001, 0.002, p99, rate, rate, 10, 1.0, "")
 
     runs = S.peak_search(serve_at, (100, 200, 400, 800), refine=3)
-    assert asked[:3] == [100, 200, 400] and 800 not in asked  # the curve stops at the first rate above
-    assert len(runs) == 6 and 200 < S.peak_rate(runs) <= 300 < min(r for r in asked if r > 300)
+    assert asked[:4] == [100, 200, 400, 400] and 800 not in asked  # the curve stops at the first rate above, twice
+    assert all(asked.count(r.run.rate) == 1 + S.CONFIRM for r in runs if not r.within_bound)
+    assert 200 < S.peak_rate(runs) <= 300 < min(r for r in asked if r > 300)
     assert S.peak_rate(S.peak_search(serve_at, (400, 800), refine=2)) == 0.0  # none within: no bisection
+    asked.clear()  # one stalled 2-second step at 200/s: confirmed within the bound, and the climb goes on
+    stalled = S.peak_search(lambda rate: serve_at(rate, stalls=(200,)), (100, 200, 400, 800), refine=3)
+    assert asked[:4] == [100, 200, 200, 400] and S.peak_rate(stalled) == S.peak_rate(runs)
     plan = S.ServePlan(("server",), (1, 2), (1.0,), 0.01, 1.0, 1, 1e-3, 8, 1e-4, 0, cores=16)
     assert (plan.threads(1), plan.threads(2), plan.threads(16)) == (15, 7, 1)  # LoadGen keeps a core
 
@@ -116,58 +123,49 @@ def test_a_missing_log_is_one_line(tmp_path):
         S.read_log(tmp_path, RUNS[0], 0.0)
 
 
+SERVE = {"scenarios": ["server"]}
+
+
 @pytest.mark.parametrize(
-    "options, message",
+    "sections, message",
     [
-        (dict(serve=["server", "batch"]), "--serve 'server,batch': give none or a comma list"),
-        (dict(serve=["server"], serve_rates=[10.0, 0.0]), "--serve-rates: every offered rate must be a positive"),
-        (dict(serve=["server"], serve_bound_ms=0.0), "--serve-bound-ms must be a positive number"),
-        (dict(serve=["server"], serve_bound_ms=-3.0), "--serve-bound-ms must be a positive number"),
-        (dict(serve=["server"], serve_workers=[(os.cpu_count() or 1) + 1]), "cores; give"),
-        (dict(serve=["server"], serve_seconds=0.0), "--serve-seconds must be a positive number"),
-        (dict(serve=["server"], serve_rounds=0), "--serve-rounds must be at least 1"),
-        (dict(serve=["server"], inference=False), "give --serve-rates and --serve-bound-ms"),
+        (dict(serving={"scenarios": ["server", "batch"]}), "--serve 'server,batch': give none or a comma list"),
+        (dict(serving=SERVE | {"rates": [10.0, 0.0]}), "--serve-rates: every offered rate must be a positive"),
+        (dict(serving=SERVE | {"bound_ms": 0.0}), "--serve-bound-ms must be a positive number"),
+        (dict(serving=SERVE | {"bound_ms": -3.0}), "--serve-bound-ms must be a positive number"),
+        (dict(serving=SERVE | {"workers": [(os.cpu_count() or 1) + 1]}), "cores; give"),
+        (dict(serving=SERVE | {"seconds": 0.0}), "--serve-seconds must be a positive number"),
+        (dict(serving=SERVE | {"rounds": 0}), "--serve-rounds must be at least 1"),
+        (dict(serving=SERVE, inference={"enabled": False}), "give --serve-rates and --serve-bound-ms"),
     ],
 )
-def test_bad_serving_options_are_refused(options, message):
+def test_bad_serving_options_are_refused(sections, message):
     with pytest.raises(BenchError, match=re.escape(message)):
-        bench.configure(**options)
+        bench_plan(**sections)
 
 
 def test_more_workers_than_cores_run_only_when_forced():
-    cfg = bench.configure(serve=["server"], serve_workers=[(os.cpu_count() or 1) + 1], force=True)
-    assert cfg.engine_options(cfg.paths()[0]).runners == (os.cpu_count() or 1) + 1  # AOTInductor: one per worker
+    many = (os.cpu_count() or 1) + 1
+    (model,) = bench_plan(serving=SERVE | {"workers": [many]}, rounds={"force": True}).models
+    assert model.engine_options(model.paths[0], (3, 32, 32)).runners == many  # AOTInductor: one per worker
 
 
-def test_bench_serve_writes_the_section_and_loadgen_summaries(tmp_path):
-    out = tmp_path / "report"
-    args = ["--width", "4", "--runtime", "py-eager,exe-script", "--no-training", "--rounds", "2"]
-    args += ["--latency-calls", "4", "--batch-sizes", "1,4", "--throughput-calls", "1", "--thread-counts", "1"]
-    args += ["--thread-seconds", "0.1", "--serve", "singlestream,server,offline", "--serve-workers", "1"]
-    args += ["--serve-seconds", "0.1", "--serve-rounds", "2", "--serve-rates", "50,100,200,400", "-o", str(out)]
-    proc = run_resx("bench", *args)
-    assert proc.returncode == 0, proc.stderr
-    entry = bench.Results.from_dict(json.loads((out / "results.json").read_text())).models["resnet18"]
+def test_bench_serve_writes_the_section_and_loadgen_summaries(map_run):
+    out = map_run
+    entry = read_json(out / "results.json").models["resnet18"]
     keys = {s.key for s in entry.scenarios(steady=False) if s.serving}
     assert keys == {"singlestream", "server/w1", "offline/w1/b4"}
-    assert entry.serve_plan["rates"] == [50, 100, 200, 400] and entry.serve_plan["bound_s"] > 0
-    at4 = bench.Scenario("throughput", batch=4)  # Offline expects the fastest rate measured at its batch
-    assert entry.serve_plan["offline_sample_s"] == min(entry.measurement(at4, p).value / 4 for p in entry.paths(at4))
-    for path in ("py-eager", "exe-script"):
-        tests = [S.ServeResult.from_dict(t) for t in entry.serving[path]]
+    assert entry.serve_plan.rates == (50, 100, 200, 400) and entry.serve_plan.bound_s > 0
+    at4 = Scenario("throughput", batch=4)  # Offline expects the fastest rate measured at its batch
+    assert entry.serve_plan.offline_sample_s == min(entry.measurement(at4, p).value / 4 for p in entry.paths(at4))
+    for path in ("py-eager", "py-eager+again", "exe-script"):
+        tests = entry.serving[path]
         assert {t.round for t in tests} == {1, 2} and {t.run.scenario for t in tests} == set(S.SCENARIOS)
         for t in tests:
-            summary = out / "loadgen" / "resnet18" / path / f"round{t.round}-{t.run.key}.txt"
-            assert summary.read_text() == t.summary and "MLPerf Results Summary" in t.summary
-        assert len(entry.measurement(bench.Scenario("server", callers=1), path).rounds) == 2
+            summaries = (out / "loadgen" / "resnet18" / path).glob(f"round{t.round}-{t.run.key}*.txt")
+            assert t.summary in {s.read_text() for s in summaries} and "MLPerf Results Summary" in t.summary
+        assert len(entry.measurement(Scenario("server", callers=1), path).rounds) == 2
     md = (out / "report.md").read_text()
     assert "### Serving under load: MLPerf LoadGen" in md and "The Server curve" in md and "VALID" in md
-    assert "LoadGen Server: peak rate within the p99 bound, 1 worker" in md
+    assert "LoadGen Server: peak rate within the p99 bound, 1 worker" in md and "more time(s) and ended the climb" in md
     assert (out / "resnet18-server.png").stat().st_size > 1000
-
-
-def test_serve_options_on_the_command_line_are_one_line(tmp_path):
-    proc = run_resx("bench", "--serve", "server", "--serve-rates", "10,x", "-o", str(tmp_path / "r"))
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 1 and len(lines) == 1 and "--serve-rates '10,x'" in lines[0], proc.stderr
-    assert not (tmp_path / "r").exists()

@@ -4,7 +4,6 @@ line. Small inputs and widths keep it quick."""
 
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 
 from resx import _cpp
 from resx import train as T
+from resx.bench.results import read_json
 from resx.bench.runners import make_runner
 from resx.cli import app
 from resx.engines import EngineOptions
@@ -123,17 +123,6 @@ def test_bad_models_are_one_line_and_write_nothing(tmp_path, args, message):
 # ---------------------------------------------------------------------------------- foreign files
 
 
-@pytest.fixture(scope="module")
-def foreign(tmp_path_factory):
-    """A TorchScript file saved with torch.jit.save, with no resx manifest."""
-    path = tmp_path_factory.mktemp("foreign") / "theirs.pt"
-    sys.path.insert(0, str(Path(__file__).parent))
-    from factories import tiny_cnn
-
-    torch.jit.save(torch.jit.script(tiny_cnn(num_classes=7).eval()), str(path))
-    return path
-
-
 def test_a_foreign_torchscript_file_is_described_in_both_languages(foreign):
     result = inspect(foreign, shape=(3, 32, 32))
     assert result.foreign and result.failures == [] and result.manifest["derived"]
@@ -143,33 +132,12 @@ def test_a_foreign_torchscript_file_is_described_in_both_languages(foreign):
     assert "no resx manifest" in proc.stdout
 
 
-def test_a_foreign_file_benches_against_the_python_runtime_of_its_engine(foreign, tmp_path):
-    out = tmp_path / "report"
-    run_resx(
-        "bench",
-        "--model",
-        str(foreign),
-        "--input-shape",
-        "3,32,32",
-        "--rounds",
-        "2",
-        *TINY_BENCH,
-        "-o",
-        str(out),
-        check=True,
-    )
-    results = json.loads((out / "results.json").read_text())
-    entry = results["models"]["theirs"]
-    assert entry["baseline"] == "py-script" and entry["gate"]["passed"]
-    assert {m["path"] for m in entry["measurements"]} == {
-        "py-script",
-        "py-frozen",
-        "cpp-script",
-        "cpp-frozen",
-        "exe-script",
-        "exe-frozen",
-    }
-    assert "py-eager" in entry["skipped"] and any(c["check"] == "manifest" for c in entry["gate"]["checks"])
+def test_a_foreign_file_benches_against_the_python_runtime_of_its_engine(e2e):
+    out, _ = e2e
+    entry = read_json(out / "results.json").models["theirs"]
+    assert entry.baseline == "py-script" and entry.gate.passed
+    assert set(entry.paths()) == {"py-script", "py-script+again", "cpp-script", "exe-script"}
+    assert {"py-eager", "cpp-eager"} <= set(entry.skipped) and any(c.check == "manifest" for c in entry.gate.checks)
     md = (out / "report.md").read_text()
     assert "a model resx did not write" in md and "vs py-script" in md
 
@@ -197,40 +165,81 @@ def test_bad_model_files_are_one_line(foreign, tmp_path, make, args, message):
 # ------------------------------------------------------------------------------------ bench, train
 
 
-def test_bench_mixes_kinds_and_refuses_cpp_eager_for_a_model_cpp_does_not_write(tmp_path):
-    proc = run_resx(
+def test_bench_mixes_kinds_and_refuses_cpp_eager_for_a_model_cpp_does_not_write(e2e, tmp_path):
+    message = one_error(
         "bench", "--model", "torchvision:squeezenet1_1", "--runtime", "py-eager,cpp-eager", "-o", str(tmp_path / "r")
     )
-    assert proc.returncode == 1 and "cpp-eager: resx writes no C++ module for torchvision:squeezenet1_1" in proc.stderr
-    assert "runs on py-eager" in proc.stderr
-    out = tmp_path / "mixed"
-    run_resx(
-        "bench",
-        "--model",
-        f"resnet18,torchvision:squeezenet1_1,{FACTORY}:tiny_cnn",
-        "--width",
-        "8",
-        "--num-classes",
-        "10",
-        "--input-shape",
-        "3,32,32",
-        "--runtime",
-        "py-eager,cpp-eager,py-script,exe-script",
-        "--rounds",
-        "1",
-        *TINY_BENCH,
-        "--no-training",
-        "-o",
-        str(out),
-        check=True,
+    assert (
+        "cpp-eager: resx writes no C++ module for torchvision:squeezenet1_1" in message
+        and "runs on py-eager" in message
     )
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"resnet18", "squeezenet1_1", "tiny_cnn"}
-    squeeze = results["models"]["squeezenet1_1"]
-    assert squeeze["gate"]["passed"] and "cpp-eager" in squeeze["skipped"]
-    assert {m["path"] for m in results["models"]["resnet18"]["measurements"]} >= {"cpp-eager"}
+    out, _ = e2e
+    results = read_json(out / "results.json")
+    assert set(results.models) == {"resnet18", "prints", "theirs"}
+    assert "cpp-eager" in results.models["resnet18"].paths() and "cpp-eager" in results.models["prints"].skipped
     md = (out / "report.md").read_text()
-    assert "torchvision:squeezenet1_1() of torchvision" in md and "input 3x32x32" in md
+    assert f"factory {FACTORY}:prints (file sha1" in md and "input 3x32x32" in md
+
+
+def test_a_model_that_prints_a_thousand_lines_benches_in_every_runtime_it_runs_in(e2e):
+    """Its workers speak the protocol on pipes of their own: what the model prints goes to their logs."""
+    out, _ = e2e
+    entry = read_json(out / "results.json").models["prints"]
+    assert entry.gate.passed and {"py-eager", "py-script", "cpp-script", "exe-script"} <= set(entry.paths())
+    assert set(entry.training) == {"py-eager"} and all(
+        len(m.rounds) == 2 for m in entry.measurements if m.scenario.steady
+    )
+
+
+def test_resx_s_own_files_are_known_by_their_manifest(tmp_path):
+    """A TorchScript file or weights export resx wrote is the model its manifest records, with the file's own
+    weights (not the bench's seed's), and needs no --input-shape; a .pth resx did not write is one line."""
+    from conftest import bench_plan
+
+    from resx.bench.prepare import prepare
+
+    r8 = Source.parse("resnet18", None, None, None, width=8)
+    recorded = export(r8, tmp_path / "r8.pt", seed=3)["weights_hash"]
+    export_weights(r8, tmp_path / "r8.pth", seed=3)
+    for name in ("r8.pt", "r8.pth"):
+        (model,) = bench_plan(model={"models": [str(tmp_path / name)]}).models
+        assert model.source.kind == "builtin" and model.source.config.width == 8 and model.source.weights
+        assert "cpp-eager" in {p.runtime for p in model.paths} and model.baseline == "py-eager"
+        work = tmp_path / name.replace(".", "-")
+        work.mkdir()
+        assert prepare(model, work, lambda _: None).manifest["weights_hash"] == recorded  # the file's, not seed 0's
+    traced = tmp_path / "t.pt"
+    export(Source.parse(f"{FACTORY}:only_traces", None, None, None), traced)
+    assert Source.parse(str(traced), None, None, None).kind == "factory"
+    (tmp_path / "theirs.pth").write_bytes(b"x")
+    assert "not a resx weights export" in one_error(
+        "bench", "--model", str(tmp_path / "theirs.pth"), "-o", str(tmp_path / "r")
+    )
+
+
+def test_versioned_state_round_trips_through_a_weights_export(tmp_path):
+    """torchvision's MNASNet checks the version its state_dict records (_metadata); files keep tensors alone,
+    and the module reads the version it writes."""
+    from resx.engines import Engine
+
+    source = Source.parse("torchvision:mnasnet0_5", None, 10, SMALL)
+    export_weights(source, tmp_path / "m.pth")
+    engine = Engine(tmp_path / "m.pth", EngineOptions("eager", input_shape=SMALL))
+    assert engine(torch.zeros(1, *SMALL)).shape == (1, 10)
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("exits", "exits() called sys.exit(3) instead of returning a model"),
+        ("aborts", "its process was killed by SIGABRT while it imported or built the model"),
+        ("hangs", "took more than 15 s (it hangs?)"),
+    ],
+)
+def test_a_factory_that_exits_aborts_or_hangs_is_one_line(tmp_path, monkeypatch, factory, message):
+    monkeypatch.setenv("RESX_BUILD_TIMEOUT", "15")  # the probe's own start takes a few seconds
+    out = tmp_path / "m.pt"
+    assert message in one_error("export", f"{FACTORY}:{factory}", "-o", str(out)) and not out.exists()
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +317,7 @@ def test_c_plus_plus_engines_run_a_torchvision_model_at_its_own_shape(tmp_path):
     ):
         a, b = py.identity(0), exe.identity(0)
     assert a.input_hash == b.input_hash == _cpp.input_hash(1, 0, list(SMALL))
-    assert a.fingerprint == b.fingerprint and float((a.output - b.output).abs().max()) <= 1e-4
+    assert a.fingerprint == b.fingerprint and max(abs(x - y) for x, y in zip(a.output, b.output, strict=True)) <= 1e-4
 
 
 def test_a_torchvision_model_trains_data_parallel_bit_identically_in_both_languages(tiny, tmp_path):
@@ -339,3 +348,16 @@ def test_a_torchvision_model_trains_data_parallel_bit_identically_in_both_langua
         )
         runs[runtime] = [s.loss for s in RunDir(out).read_steps()]
     assert runs["py"] == runs["cpp"] and len(runs["py"]) > 1
+
+
+def test_resume_refuses_in_one_line_a_factory_file_that_changed(tiny, tmp_path):
+    mine = tmp_path / "mymod.py"
+    mine.write_text(Path(FACTORY).read_text())
+    run = _train(tiny, tmp_path / "run", "py", model=f"{mine}:tiny_cnn", epochs=1)
+    mine.write_text(
+        Path(FACTORY).read_text().replace("channels: int = 4", "channels: int = 6")
+    )  # a layer changes shape
+    before = {f.name: f.read_bytes() for f in run.path.iterdir() if f.is_file() and f.name != ".lock"}
+    message = one_error("train", "--resume", str(run.path), "--epochs", "2")
+    assert f"the factory file {mine} changed since the run started (SHA-1" in message and "start a new run" in message
+    assert {f.name: f.read_bytes() for f in run.path.iterdir() if f.is_file() and f.name != ".lock"} == before

@@ -41,8 +41,8 @@ CARRY = HERE / "carry"  # git-ignored, carried to the device: see prepare.sh
 
 
 class Run:
-    def __init__(self, out: Path, budget: float, smoke: bool, cuda: bool):
-        self.out, self.budget, self.smoke, self.cuda = out, budget, smoke, cuda
+    def __init__(self, out: Path, budget: float, smoke: bool, cuda: bool, dry: bool = False):
+        self.out, self.budget, self.smoke, self.cuda, self.dry = out, budget, smoke, cuda, dry
         self.start, self.steps, self.ddp = time.monotonic(), {}, {}
         # Outside --out: the device tool brings back 8 files, so --out gets 3 and the rest goes in the archive.
         self.work = Path(tempfile.mkdtemp(prefix="resx-device-"))
@@ -57,6 +57,8 @@ class Run:
             self.steps[name] = {"status": f"skipped: {self.left():.0f} s left of the budget, {needs:.0f} needed"}
             print(f"[{name}] skipped (budget)", flush=True)
             return False
+        if self.dry and "bench" in command:
+            command = [*command, "--dry-run"]  # the plan alone: the options parse, the step's plumbing runs
         print(f"[{name}] {' '.join(command)}", flush=True)
         begin = time.monotonic()
         try:
@@ -107,7 +109,9 @@ def accuracy(run: Run, data: Path | None) -> dict:
     if data is None:
         run.steps["accuracy"] = {"status": "skipped: no CIFAR-10"}
         return {}
-    if run.smoke or not run.cuda:  # a correctness run: the narrow net, a subset
+    if run.dry:  # the plumbing alone: the narrowest net, a few images
+        recipe = ["--epochs", "1", "--subset", "256", "--test-subset", "40", "--width", "2", "--threads", "1"]
+    elif run.smoke or not run.cuda:  # a correctness run: the narrow net, a subset
         recipe = [
             "--epochs",
             "1",
@@ -162,6 +166,10 @@ def ddp(run: Run, data: Path | None) -> dict:
     from resx.rundir import RunDir
 
     device = "cuda" if run.cuda else "cpu"
+    if run.dry:  # tests/test_ddp.py proves DDP in both languages; the dry form keeps the step's place
+        for name in ("ddp-py", "ddp-cpp", "ddp-bench"):
+            run.steps[name] = {"status": "skipped: --dry"}
+        return {}
     data = data or synthetic_cifar(run.work / "synthetic", 1024, 256, 0)
     losses = {}
     for runtime in ("py", "cpp"):
@@ -250,11 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device-out")))
     ap.add_argument("--data", type=Path, default=None, help="CIFAR-10 (default: made from the carried archive)")
     ap.add_argument("--budget", type=float, default=None, help="seconds for everything (default 540, smoke 170)")
+    ap.add_argument(
+        "--dry", action="store_true", help="the plumbing alone (what make test runs): benches plan, nothing measures"
+    )
     args = ap.parse_args(argv)
     import torch
 
     cuda = torch.cuda.is_available()
-    run = Run(args.out, args.budget or (170.0 if args.smoke else 540.0), args.smoke, cuda)
+    run = Run(args.out, args.budget or (170.0 if args.smoke else 540.0), args.smoke, cuda, args.dry)
     print(
         f"device run: {'CUDA ' + torch.cuda.get_device_name(0) if cuda else 'no CUDA: the CPU forms'}, torch "
         f"{torch.__version__}, {os.cpu_count()} cores, budget {run.budget:.0f} s",

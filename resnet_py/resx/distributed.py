@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from resx.errors import LaunchError, PeerError, ResxError
+from resx.options import option
 
 MiB = 1024 * 1024
 # DistributedDataParallel's defaults, handed to the C++ runtime (config.json) rather than retyped there.
@@ -204,10 +205,10 @@ def ddp_report(ddp: torch.nn.Module) -> dict:
 class Launch:
     """torchrun's arguments for a run: processes per node, nodes, this node's rank, the rendezvous."""
 
-    nproc_per_node: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    rdzv_endpoint: str = ""
+    nproc_per_node: int = option(1, "Data-parallel processes on this node (DDP, launched by torchrun).")
+    nnodes: int = option(1, "Nodes: run the same command on each, with its --node-rank.")
+    node_rank: int = option(0, "This node's rank, 0 to --nnodes - 1.")
+    rdzv_endpoint: str = option("", "HOST:PORT of node 0, on every node (--nnodes > 1).", show="none")
 
     @property
     def world_size(self) -> int:

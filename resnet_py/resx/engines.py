@@ -7,6 +7,7 @@ resnet_cpp/engine.cpp, which has script, frozen and aoti):
     frozen   torch.jit.freeze + optimize_for_inference (BatchNorm folds into the convolutions)
     compile  torch.compile (Inductor, freezing on)
     aoti     an AOTInductor package (resx export --format aoti), compiled ahead of time
+    executorch  an ExecuTorch program (.pte; XNNPACK's delegate), run by ExecuTorch's Python runtime
 
 `dtype` bf16 runs under autocast (TorchScript engines, eager) or has it compiled in (compile, aoti);
 outputs are float32 either way.
@@ -15,46 +16,41 @@ outputs are float32 either way.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from resx.bench.protocol import EngineOptions
 from resx.device import autocast, set_deterministic, to_channels_last
 from resx.errors import ResxError
 from resx.export import fingerprint, graph_fingerprint, load, read_weights, state_fingerprint, weights_hash
 from resx.export.aoti import ForeignPackage, Inference, check_settings, read_manifest
 from resx.export.foreign import file_id
-from resx.models import DTYPES
+from resx.models import DTYPES, load_state
 from resx.sources import Source
 from resx.tolerances import ENGINES
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    engine: str = "script"
-    device: str = "cpu"
-    dtype: str = "fp32"
-    channels_last: bool = False
-    runners: int = 1  # aoti: models that may run at once (concurrent callers)
-    deterministic: bool = False  # resx.device.set_deterministic for the process (CUDA)
-    cuda_graphs: bool = False  # capture the forward in a CUDA graph per batch size, replay it
-    input_shape: tuple[int, int, int] = (3, 32, 32)  # C, H, W of one input
-
-    def validate(self) -> None:
-        if self.engine not in ENGINES:
-            raise ResxError(f"unknown engine '{self.engine}': {', '.join(ENGINES)}")
-        if self.dtype not in DTYPES:
-            raise ResxError(f"unknown dtype '{self.dtype}': {' or '.join(DTYPES)}")
-        if self.cuda_graphs and not self.device.startswith("cuda"):
-            raise ResxError("CUDA graphs need --device cuda")
+def check_options(options: EngineOptions) -> None:
+    if options.engine not in ENGINES:
+        raise ResxError(f"unknown engine '{options.engine}': {', '.join(ENGINES)}")
+    if options.dtype not in DTYPES:
+        raise ResxError(f"unknown dtype '{options.dtype}': {' or '.join(DTYPES)}")
+    if options.cuda_graphs and not options.device.startswith("cuda"):
+        raise ResxError("CUDA graphs need --device cuda")
+    if options.engine == "executorch" and (options.device, options.dtype, options.channels_last) != (
+        "cpu",
+        "fp32",
+        False,
+    ):
+        raise ResxError("the executorch engine runs its program as exported: cpu, fp32, contiguous inputs")
 
 
 class Engine:
     """A model file opened for inference by one engine. forward() takes float32 and gives float32."""
 
     def __init__(self, path: Path, options: EngineOptions = EngineOptions()):
-        options.validate()
+        check_options(options)
         self.path, self.options, self.device = Path(path), options, torch.device(options.device)
         self.compiled_threads, self.compile_seconds, self.recorded = -1, 0.0, False
         self._graph: tuple | None = None  # (graph, static input, static output) of the shape last captured
@@ -63,6 +59,8 @@ class Engine:
         start = time.perf_counter()
         if options.engine == "aoti":
             self._open_package()
+        elif options.engine == "executorch":
+            self._open_program()
         else:
             self._open_torchscript()
         self.load_seconds = time.perf_counter() - start - self.compile_seconds
@@ -83,13 +81,36 @@ class Engine:
         self._state = manifest.get("state_fingerprint", "")
         self.compiled_threads = manifest["compile"]["threads"]
 
+    def _open_program(self) -> None:
+        from resx.export.executorch import Program, read_manifest
+
+        self.module = Program(self.path)
+        manifest = read_manifest(self.path, self.module.program)
+        # A lowered program shows neither graph nor weights: both as recorded at export, proved by outputs.
+        self._fingerprint, self._weights_hash, self.recorded = manifest["fingerprint"], manifest["weights_hash"], True
+        self._state = manifest.get("state_fingerprint", "")
+        self.compiled_threads = 0  # XNNPACK's threadpool: sized at run time (set_threads)
+
+    def set_threads(self, n: int) -> int:
+        """Intra-op threads: LibTorch's, and for ExecuTorch its own threadpool's (XNNPACK); as now reported."""
+        torch.set_num_threads(n)
+        if self.options.engine != "executorch":
+            return torch.get_num_threads()
+        from executorch.extension.pybindings import portable_lib
+
+        if portable_lib._threadpool_get_thread_count() != n:
+            # XNNPACK's delegate keeps the pool it was loaded with: a new pool, then the program loaded again.
+            portable_lib._unsafe_reset_threadpool(n)
+            self.module = type(self.module)(self.path)
+        return portable_lib._threadpool_get_thread_count()
+
     def _open_torchscript(self) -> None:
         o = self.options
         if o.engine in ("eager", "compile"):  # the nn.Module, filled from a weights export or a TorchScript file
             state, manifest = read_weights(self.path) if self.path.suffix == ".pth" else _script_state(self.path)
             source = Source.from_manifest(manifest)
             module = source.build(check=False)
-            module.load_state_dict(state)
+            load_state(module, state)
             self._how = (manifest.get("export") or {}).get("graph")
             self._fingerprint = None  # the eager module's own graph, made as the export made it (fingerprint())
         else:  # the TorchScript file, with its manifest or one resx did not write (the gate derives one)
@@ -121,7 +142,7 @@ class Engine:
         return self._replay(x) if self.options.cuda_graphs else self._run(x)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        if self.options.engine in ("compile", "aoti") or self.options.dtype == "fp32":
+        if self.options.engine in ("compile", "aoti", "executorch") or self.options.dtype == "fp32":
             return self.module(x)  # bf16 autocast compiled in
         with autocast(self.device, "bf16"):
             return self.module(x).float()

@@ -9,6 +9,7 @@ machinery; the architecture is otherwise the same.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -229,3 +230,13 @@ def build(config: ModelConfig, seed: int | None = None) -> ResNet:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """module.load_state_dict(state), with the version each submodule's own state_dict records (its
+    _metadata): resx's files and checkpoints hold tensors alone, and a module that versions its state
+    (BatchNorm, torchvision's MNASNet: _version and _load_from_state_dict) must read the version it writes.
+    The module is rebuilt by the code that wrote the state (its source, proved by the fingerprint)."""
+    versioned = OrderedDict(state)
+    versioned._metadata = getattr(state, "_metadata", None) or module.state_dict()._metadata  # type: ignore[attr-defined]
+    module.load_state_dict(versioned)

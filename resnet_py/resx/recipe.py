@@ -13,6 +13,7 @@ from resx.data import AUGMENT, IMAGE_SHAPE, AugmentSpec, epoch_seed
 from resx.distributed import BROADCAST_BUCKET_BYTES, BUCKET_BYTES_CAP, FIRST_BUCKET_BYTES_CAP, RANK_COLUMNS
 from resx.errors import ConfigError
 from resx.models import DEFAULT_WIDTH, DTYPES, MAX_SEED, ModelConfig
+from resx.options import json_object, option, stages
 from resx.sources import Source
 
 MODEL_STREAM = 1 << 32  # model_seeds() draws from epoch_seed's epochs beyond any data epoch
@@ -24,32 +25,42 @@ CONFIG_FORMAT = "resx-config/2"  # config.json; resx-config/1 was a key = value 
 
 @dataclass
 class TrainConfig:
-    model: str = "resnet18"  # any model of resx.sources that builds: a resx ResNet, torchvision:NAME, a factory
-    model_kwargs: dict = field(default_factory=dict)  # the builder's or factory's keyword arguments
-    num_classes: int = 10
-    stem: str = "cifar"
-    layers: list[int] | None = None
-    width: int = DEFAULT_WIDTH
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    seed: int = 0
-    threads: int = 0  # 0: LibTorch's default
-    device: str = "cpu"
-    subset: int = 0  # first N training images; 0: all
-    test_subset: int = 0  # first M test images; 0: all
-    drop_last: bool = True
-    eval_every: int = 1
-    dtype: str = "fp32"  # bf16: autocast around forward and loss, in both runtimes
-    channels_last: bool = False
-    compile: bool = False  # torch.compile the forward (py runtime, eager module)
-    deterministic: bool = False  # deterministic algorithms (CUDA), in both runtimes
+    model: str = option("resnet18", "A resx ResNet, torchvision:NAME or a factory (see resx export --help).")
+    model_kwargs: dict = option(
+        {}, "torchvision or factory models: keyword arguments as a JSON object.", parse=json_object
+    )
+    num_classes: int = option(10, "Classes of the head.")
+    stem: str = option("cifar", "cifar or imagenet.")
+    layers: list[int] | None = option(
+        None, "Blocks per stage, e.g. 3,3,3,3.", parse=lambda t, o: list(stages(t, o)), show="the depth's own"
+    )
+    width: int = option(DEFAULT_WIDTH, "Channels of the first stage.")
+    epochs: int = option(1, "Epochs to train; with --resume, a larger number extends.")
+    batch_size: int = option(128, "Images per step (per process).")
+    lr: float = option(0.1, "Base learning rate.")
+    momentum: float = option(0.9, "SGD momentum.")
+    weight_decay: float = option(5e-4, "SGD weight decay.")
+    nesterov: bool = option(False, "Nesterov momentum.")
+    schedule: str = option("cosine", "cosine, step, onecycle or constant, per step.")
+    warmup_epochs: float = option(0.0, "Linear warm-up, in epochs.")
+    label_smoothing: float = option(0.0, "Cross-entropy label smoothing.")
+    seed: int = option(0, "Seed of weights, shuffle and augmentation.")
+    threads: int = option(0, "Intra-op threads (0: LibTorch's default).")
+    device: str = option("cpu", "cpu or cuda.")
+    subset: int = option(0, "Train on the first N images (0: all).")
+    test_subset: int = option(0, "Evaluate on the first M test images (0: all).")
+    drop_last: bool = option(True, "The last partial batch.", flag="--drop-last/--keep-last", show="drop")
+    eval_every: int = option(1, "Evaluate every N epochs (and after the last).")
+    dtype: str = option("fp32", "fp32, or bf16 (autocast around forward and loss, in both runtimes).")
+    channels_last: bool = option(
+        False, "Memory format of weights and inputs.", flag="--channels-last/--contiguous", show="contiguous"
+    )
+    compile: bool = option(False, "py runtime: torch.compile the forward (eager module).")
+    deterministic: bool = option(
+        False,
+        "Deterministic algorithms (CUDA: cuDNN, cuBLAS), in both runtimes.",
+        flag="--deterministic/--nondeterministic",
+    )
     world_size: int = 1  # processes of a data-parallel run (resx.distributed); batch_size is per process
     augment: AugmentSpec = field(default_factory=lambda: AUGMENT)
 
@@ -60,7 +71,7 @@ class TrainConfig:
                 f"--model {self.model}: resx trains a model it can build (a resx ResNet, "
                 f"torchvision:NAME or a factory), not a model file"
             )
-        for option, value in (
+        for flag, value in (
             ("--lr", self.lr),
             ("--momentum", self.momentum),
             ("--weight-decay", self.weight_decay),
@@ -68,7 +79,7 @@ class TrainConfig:
             ("--label-smoothing", self.label_smoothing),
         ):
             if not math.isfinite(value):
-                raise ConfigError(f"{option} must be a finite number, got {value}")
+                raise ConfigError(f"{flag} must be a finite number, got {value}")
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),

@@ -19,6 +19,9 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +34,11 @@ from resx.errors import ConfigError, first_line
 from resx.models import ARCHITECTURES, ModelConfig, build
 
 KINDS = ("builtin", "torchvision", "factory", "file")
+BUILD_TIMEOUT = 300.0  # seconds a factory may take to import and build its model (RESX_BUILD_TIMEOUT)
+PROBE_ENV = "RESX_PROBING"  # set in the probe's own process: it builds without probing again
+_PROBED: set = set()
 TORCHVISION_SHAPE = (3, 224, 224)  # what torchvision's classification weights were trained at
-FILE_SUFFIXES = (".pt", ".pt2")
+FILE_SUFFIXES = (".pt", ".pt2", ".pth")
 SPEC_HELP = (
     "a resx ResNet (resnet18, resnet34, resnet50, resnet101, resnet152), torchvision:NAME, "
     "package.module:callable, file.py:callable, or a .pt / .pt2 file"
@@ -40,16 +46,10 @@ SPEC_HELP = (
 
 
 def input_shape(text: str | None, option: str = "--input-shape") -> tuple[int, int, int] | None:
-    """'3,224,224' -> (3, 224, 224); anything else is one line naming the option."""
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise ConfigError(f"{option} '{text}': give C,H,W, three positive whole numbers, e.g. 3,224,224")
-    return values  # type: ignore[return-value]
+    """'3,224,224' -> (3, 224, 224); None stays None; anything else is one line naming the option."""
+    from resx.options import shape3
+
+    return None if text is None else shape3(text, option)
 
 
 def file_sha1(path: Path) -> str:
@@ -68,6 +68,7 @@ class Source:
     num_classes: int | None = None
     config: ModelConfig | None = None
     sha1: str | None = None  # of the factory's file, or of the model file
+    weights: str | None = None  # a resx file whose own weights this model carries (not its seed's); not recorded
 
     # ------------------------------------------------------------------------------------- naming
     @classmethod
@@ -129,9 +130,23 @@ class Source:
 
     @classmethod
     def _file(cls, path: Path, shape) -> Source:
+        """A model file. One resx wrote is known by its manifest: a TorchScript file or a weights export is
+        the model it records (its source rebuilds it) with the file's own weights; an AOTInductor package is
+        run as the file it is, at the input its manifest records. Another file is run as it is."""
         path = path.expanduser().resolve()
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
+        manifest = resx_manifest(path)
+        if manifest is not None and path.suffix in (".pt", ".pth"):
+            source = cls.from_manifest(manifest)
+            source.weights = str(path)
+            return source
+        if path.suffix == ".pth":
+            raise ConfigError(
+                f"{path}: not a resx weights export (resx reads .pth files it wrote: resx export -o FILE.pth)"
+            )
+        if manifest is not None and shape is None:
+            shape = tuple(int(v) for v in manifest["input"]["shape"][1:])
         return cls("file", str(path), shape, sha1=file_sha1(path))  # shape None: the file does not say
 
     # ------------------------------------------------------------------------------------ describing
@@ -227,6 +242,8 @@ class Source:
             raise ConfigError(
                 f"{self.name}: a model file has no eager module to rebuild; run it with the engines of its format"
             )
+        if check and self.kind == "factory":
+            self.probe()
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -248,6 +265,10 @@ class Source:
                 kwargs = {"num_classes": self.num_classes} | kwargs  # a factory without it keeps its own
         try:
             module = builder(**kwargs)
+        except SystemExit as e:  # the user's code ended the process: one line, not resx's exit
+            raise ConfigError(
+                f"{what}({_kwargs_text(kwargs)}) called sys.exit({e.code!r}) instead of returning a model"
+            ) from None
         except Exception as e:  # noqa: BLE001  (the user's code: any error is theirs, told in one line)
             raise ConfigError(f"{what}({_kwargs_text(kwargs)}) raised {type(e).__name__}: {first_line(e)}") from None
         if not isinstance(module, nn.Module):
@@ -270,12 +291,51 @@ class Source:
                 module = importlib.import_module(where)
         except ConfigError:
             raise
+        except SystemExit as e:
+            raise ConfigError(f"cannot import {where}: it called sys.exit({e.code!r}) while it was imported") from None
         except Exception as e:  # noqa: BLE001  (a module that does not import: any error, one line)
             raise ConfigError(f"cannot import {where} ({type(e).__name__}: {first_line(e)})") from None
         factory = getattr(module, attr, None)
         if not callable(factory):
             raise ConfigError(f"{where} has no callable '{attr}'")
         return factory
+
+    def probe(self, timeout: float | None = None) -> None:
+        """Import and build a factory's model once in a process of its own, with a time limit, before this
+        process does: a factory that aborts, kills its process or hangs (BUILD_TIMEOUT) is then one line
+        naming it rather than the end of resx. Once per process and factory."""
+        key = (self.name, self.sha1, json.dumps(self.kwargs, sort_keys=True), self.num_classes)
+        if key in _PROBED or os.environ.get(PROBE_ENV):
+            return
+        timeout = timeout or float(os.environ.get("RESX_BUILD_TIMEOUT", BUILD_TIMEOUT))
+        code = "import json, sys; from resx.sources import Source; "
+        code += "Source.from_dict(json.loads(sys.argv[1])).build(check=False); print('resx: built', flush=True)"
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", code, json.dumps(self.to_dict())],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=os.environ | {PROBE_ENV: "1"},
+            )
+        except subprocess.TimeoutExpired:
+            raise ConfigError(
+                f"{self.spec}: importing and building the model took more than {timeout:.0f} s (it hangs?); resx "
+                "stops a model's construction then (RESX_BUILD_TIMEOUT=SECONDS allows longer)"
+            ) from None
+        if proc.returncode == 0 and "resx: built" in proc.stdout:
+            _PROBED.add(key)
+            return
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        if lines and lines[-1].startswith("resx.errors.ConfigError: "):  # the factory's error, told as here
+            raise ConfigError(lines[-1].removeprefix("resx.errors.ConfigError: "))
+        if proc.returncode < 0:
+            why = f"its process was killed by {signal.Signals(-proc.returncode).name}"
+        elif "resx: built" not in proc.stdout and proc.returncode == 0:
+            why = "its process exited (status 0) before it returned a model"
+        else:
+            why = f"its process exited with status {proc.returncode}" + (f" ({lines[-1]})" if lines else "")
+        raise ConfigError(f"{self.spec}: {why} while it imported or built the model")
 
     def check(self, module: nn.Module) -> None:
         """One tensor in, one [N, classes] tensor out, some parameters: what resx runs and trains."""
@@ -311,6 +371,31 @@ class Source:
     def classes(self, module: nn.Module) -> int:
         """The number of classes the module's output has."""
         return int(run_at(module, self.shape, self.spec).shape[1])
+
+
+def resx_manifest(path: Path) -> dict | None:
+    """The manifest of a file resx wrote (a TorchScript file, a weights export, an AOTInductor package), read
+    without loading the model; None for a file without one."""
+    import zipfile
+
+    from resx.files import safe_torch_load
+
+    try:
+        if path.suffix == ".pt" and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("extra/resx_manifest.json")), None)
+                return json.loads(z.read(name)) if name else None
+        if path.suffix == ".pth":
+            obj = safe_torch_load(path)
+            return (
+                json.loads(obj["manifest"]) if isinstance(obj, dict) and isinstance(obj.get("manifest"), str) else None
+            )
+        if path.suffix == ".pt2" and zipfile.is_zipfile(path):
+            metadata = torch._C._aoti.AOTIModelPackageLoader.load_metadata_from_package(str(path), "model")
+            return json.loads(metadata["resx_manifest.json"]) if "resx_manifest.json" in metadata else None
+    except Exception:  # noqa: BLE001  (a file that is not one: it has no manifest; its loader says why later)
+        return None
+    return None
 
 
 def run_at(module: nn.Module, shape: tuple[int, int, int], what: str):
@@ -351,13 +436,6 @@ def _tv() -> str:
 
 def parse_kwargs(text: str | None, option: str = "--model-kwargs") -> dict:
     """--model-kwargs '{"width_mult": 0.5}' -> dict; anything but a JSON object is one line."""
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        example = '{"width_mult": 0.5}'
-        raise ConfigError(f"{option} '{text}': not JSON ({e.msg}); give an object, e.g. '{example}'") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{option} '{text}': give a JSON object of keyword arguments")
-    return value
+    from resx.options import json_object
+
+    return {} if text is None else json_object(text, option)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from resx.models import DTYPES
 
-ENGINES = ("eager", "script", "frozen", "compile", "aoti")
+ENGINES = ("eager", "script", "frozen", "compile", "aoti", "executorch")
 # Max abs difference of batch-1 logits from py-eager at fp32 that each engine and dtype may show: the
 # same graph and weights run as they are (1e-4); with BatchNorm folded or kernels fused by a compiler
 # (1e-3); in bf16 (3 significant digits) whatever the engine.

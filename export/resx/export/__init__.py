@@ -32,6 +32,7 @@ from resx.export.torchscript import (
 )
 from resx.export.torchscript import inspect as inspect_torchscript
 from resx.export.weights import export_weights, read_weights, save_weights
+from resx.models import load_state
 
 __all__ = [
     "FORMAT",
@@ -65,11 +66,12 @@ __all__ = [
     "state_fingerprint",
     "tensor_sha1",
     "weights_hash",
+    "write",
 ]
 
 
 # The formats resx writes, by the file's suffix.
-FORMATS = {".pt": "torchscript", ".pt2": "aoti", ".pth": "weights"}
+FORMATS = {".pt": "torchscript", ".pt2": "aoti", ".pth": "weights", ".pte": "executorch"}
 
 
 def format_of(path: Path, kind: str | None = None) -> str:
@@ -85,10 +87,54 @@ def format_of(path: Path, kind: str | None = None) -> str:
     return FORMATS[suffix]
 
 
+def write(
+    kind: str,
+    source,
+    output: Path,
+    seed: int,
+    weights: Path | None,
+    settings: CompileSettings,
+    backend: str = "xnnpack",
+) -> str:
+    """Export `source` (resx.sources.Source) to `output` in `kind` (format_of's); returns what was written,
+    in one line."""
+    if kind == "executorch":
+        from resx.export.executorch import export_executorch
+
+        manifest = export_executorch(source, output, seed, weights, backend)
+        batch, took = manifest["executorch"]["max_batch"], manifest["compile_seconds"]
+        how = f"ExecuTorch program, {backend}, batch up to {batch}, exported in {took:.1f} s"
+    elif kind == "aoti":
+        manifest = export_aoti(source, output, seed, weights, settings)
+        threads = settings.threads or "dynamic"
+        how = (
+            f"AOTInductor for {settings.device} {settings.dtype}, threads {threads}, "
+            f"compiled in {manifest['compile_seconds']:.1f} s"
+        )
+    elif kind == "weights":
+        manifest = export_weights(source, output, seed=seed, weights=weights)
+        how = "weights: state dict and manifest, for the eager module in either language"
+    else:
+        manifest = export(source, output, seed=seed, weights=weights)
+        how = "TorchScript, " + ("traced" if manifest["export"]["graph"] == "trace" else "scripted")
+    flops, note = manifest.get("flops_per_image"), (manifest.get("export") or {}).get("note")
+    return (
+        f"wrote {output} ({how}): {source.spec}, input {'x'.join(map(str, source.shape))}, "
+        f"{manifest['parameters']:,} parameters"
+        + (f", {flops['forward'] / 1e9:.3f} GFLOP/img forward" if flops else "")
+        + f", fingerprint {manifest['fingerprint'][:12]}"
+        + (f"; {note}" if note else "")
+    )
+
+
 def inspect(path: Path, cpp: bool = True, shape: tuple[int, int, int] | None = None) -> Inspection:
     """Re-verify an export, in Python and in C++: a .pt2 package, a weights export or a TorchScript file.
     A file resx did not write is described instead (at `shape`, its FLOPs and classes too)."""
     suffix = Path(path).suffix
+    if suffix == ".pte":
+        from resx.export.executorch import inspect_program
+
+        return inspect_program(path, cpp)
     if suffix == ".pt2":
         try:
             return inspect_package(path, cpp)
@@ -136,7 +182,7 @@ def inspect_weights(path: Path, cpp: bool = True) -> Inspection:
     source = Source.from_manifest(manifest)
     module = source.build(check=False)
     try:
-        module.load_state_dict(state)
+        load_state(module, state)
     except RuntimeError as e:
         raise ExportError(f"{path}: its state does not fit the model its manifest names ({e})") from None
     how = (manifest.get("export") or {}).get("graph")

@@ -33,6 +33,7 @@ from resx.export.torchscript import (
 )
 from resx.files import atomic_write, write_error
 from resx.models import DTYPES, ModelConfig
+from resx.options import option
 from resx.sources import Source
 from resx.tolerances import TOLERANCE
 
@@ -64,11 +65,11 @@ class Inference(nn.Module):
 
 @dataclass(frozen=True)
 class CompileSettings:
-    device: str = "cpu"
-    dtype: str = "fp32"  # bf16: autocast compiled in
-    threads: int = 0  # 0: dynamic, the runtime's count at each call; N: N compiled in
-    freezing: bool = True  # Inductor folds BatchNorm and prepacks the weights
-    channels_last: bool = False
+    device: str = option("cpu", "The device compiled for, cpu or cuda.")
+    dtype: str = option("fp32", "fp32, or bf16 (autocast compiled in).")
+    threads: int = option(0, "Intra-op threads compiled in (0: dynamic, the runtime's count at each call).")
+    freezing: bool = option(True, "Inductor folds BatchNorm and prepacks the weights.")
+    channels_last: bool = option(False, "Compiled for channels-last inputs.")
 
     def validate(self) -> None:
         if self.dtype not in DTYPES:
@@ -283,13 +284,17 @@ def cache_dir() -> Path:
 
 
 def cached(
-    model: Source | ModelConfig, seed: int, settings: CompileSettings, manifest: dict | None = None
+    model: Source | ModelConfig,
+    seed: int,
+    settings: CompileSettings,
+    manifest: dict | None = None,
+    weights: Path | None = None,
 ) -> tuple[Path, dict, bool]:
     """A package for these settings, compiled once: keyed by the manifest it would carry (graph, weights,
     every key a newer resx records), the settings, torch's version and the CPU. Returns (path, manifest,
     whether it was cached). manifest: prepared()'s for this config and seed, when the caller has it."""
     source = as_source(model)
-    manifest = manifest if manifest is not None else prepared(source, seed)[2]
+    manifest = manifest if manifest is not None else prepared(source, seed, weights)[2]
     recorded = {k: v for k, v in manifest.items() if k not in ("created", "weights_from")}
     key = hashlib.sha1(
         json.dumps([recorded, asdict(settings), torch.__version__, _cpu()], sort_keys=True).encode()
@@ -300,7 +305,7 @@ def cached(
         with contextlib.suppress(ExportError, json.JSONDecodeError, OSError):
             read_manifest(path)
             return path, json.loads(index.read_text()), True
-    manifest = export_aoti(source, path, seed, settings=settings)
+    manifest = export_aoti(source, path, seed, weights, settings=settings)
     atomic_write(index, json.dumps(manifest))
     return path, manifest, False
 

@@ -30,7 +30,7 @@ import resx
 from resx.data import AUGMENT, IMAGE_SHAPE
 from resx.errors import ExportError, first_line
 from resx.files import atomic_write, safe_torch_load
-from resx.models import ARCHITECTURES, MAX_SEED, ModelConfig, architecture_of, parameter_count, structure
+from resx.models import ARCHITECTURES, MAX_SEED, ModelConfig, architecture_of, load_state, parameter_count, structure
 from resx.sources import Source
 
 MANIFEST_NAME = "resx_manifest.json"  # mirrors resx::kManifestName
@@ -156,7 +156,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         reason = type(e).__name__
         raise ExportError(f"{path}: not a weights file ({reason}); give a resx export or checkpoint") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
+        obj = obj["model"]  # a checkpoint
+    elif isinstance(obj, dict) and isinstance(obj.get("state"), dict):
+        obj = obj["state"]  # a weights export
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ExportError(f"{path}: holds no state dict of tensors")
     return obj
@@ -254,7 +256,7 @@ def prepared(
     if weights is not None:
         state = load_weights(weights)
         try:
-            module.load_state_dict(state)
+            load_state(module, state)
         except RuntimeError as e:
             first = str(e).strip().splitlines()
             reason = first[1].strip() if len(first) > 1 else first[0]

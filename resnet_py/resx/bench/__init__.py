@@ -1,41 +1,18 @@
-"""`resx bench`: the fair comparison of the runtimes on one exported model.
+"""`resx bench`: the fair comparison of the runtimes on one model, as a typed pipeline whose arrows go one way:
 
-config     BenchConfig, presets, configure(): what to measure
-registry   the runtimes, named language-engine
-results    the typed results: Scenario, Measurement, Ratio (results.json, resx-bench/2)
-runners    one Runner per language (py, cpp, exe), each in a process of its own
-gate       the fairness gate: every row computed inside each runtime
-measure    adaptive rounds: a fresh process per path and round, until the intervals are narrow
-training   the training step, through `resx train` in a fresh process per round
-monitor    the process tree's peak memory, other processes' load
-compare    run(): the whole benchmark, and the ratios
-report     results.json, results.csv, report.md, plots
+    config    BenchConfig: one dataclass per concern, presets, --config FILE.toml (what to measure)
+    plan      a pure function of the config: paths, scenarios, the language map's graphs, an estimate
+    prepare   the files each model's paths open (exports, AOTInductor packages), timing nothing
+    rounds    adaptive rounds of fresh worker processes per path (gate, inference, serving)
+    training  the training step, through `resx train` in a fresh process per round
+    counts    instructions per call under valgrind's callgrind, and where they go
+    run       plan -> results: the whole benchmark
+    results   the typed results, and results.json (one codec, resx.codec)
+    analysis  what the results say (ratios, noise floor, what to ship, epochs, two runs compared);
+              language: where the language matters (the map)
+    report    formats them: report.md, results.csv, plots (`resx report` re-renders, `resx compare`)
+
+and beside them: registry (the runtimes), protocol (the worker protocol, mirrored by resnet_cpp/protocol.h),
+runners (the bench's side of it), workers (a Python worker's side), gate, monitor, serving (LoadGen).
+This package imports nothing itself: a worker process imports only the runtime it serves.
 """
-
-from resx.bench import report
-from resx.bench.compare import ratios, run
-from resx.bench.config import PRESETS, BenchConfig, WarmupRule, configure
-from resx.bench.registry import ALIASES, BASELINE, RUNTIMES
-from resx.bench.results import Measurement, Ratio, Results, Scenario
-from resx.bench.runners import make_input, make_runner
-from resx.errors import BenchError
-
-__all__ = [
-    "ALIASES",
-    "BASELINE",
-    "PRESETS",
-    "RUNTIMES",
-    "BenchConfig",
-    "BenchError",
-    "Measurement",
-    "Ratio",
-    "Results",
-    "Scenario",
-    "WarmupRule",
-    "configure",
-    "make_input",
-    "make_runner",
-    "ratios",
-    "report",
-    "run",
-]

@@ -25,105 +25,24 @@ model's profile into its latency, and so into every path's predicted ratio.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from resx import stats
-from resx.bench.results import LATENCY, ModelResults, Scenario
+from resx.bench.results import (
+    LATENCY,
+    CallCost,
+    Estimate,
+    LanguageMap,
+    ModelResults,
+    OpProfile,
+    Prediction,
+    Scenario,
+)
 from resx.errors import BenchError
 
 SHARES = (1.1, 2.0)  # the crossovers reported: C++ at least 10% faster, and at least 2x
-
-
-def is_operator(name: str) -> bool:
-    """An operator's schema name (aten::conv2d, prim::..., mkldnn::...), not a user scope or a function."""
-    return "::" in name and " " not in name
-
-
-@dataclass(frozen=True)
-class OpProfile:
-    """What the operators of one forward call cost, from a profile of `calls` calls inside the runtime
-    (resx.bench.runners.base.Runner.profile): per call, the operators dispatched (nested ones included),
-    those the runtime called itself (top), the seconds inside operators (the top ones' spans), the
-    profiled call's wall time and the innermost operators' time; the top operators by name. The
-    profiler's own cost per operator is in op_s and wall_s alike."""
-
-    calls: int
-    ops: float
-    top_ops: float
-    op_s: float
-    wall_s: float
-    leaf_s: float = 0.0  # the innermost operators' time: a floor of the kernels' own
-    names: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def outside_s(self) -> float:
-        """Seconds per call outside every operator: the runtime's own (interpreter, arguments, result)."""
-        return max(0.0, self.wall_s - self.op_s)
-
-    @classmethod
-    def of(cls, raw: dict) -> OpProfile:
-        """From a runner's answer: {calls, wall_ns, ops: [[name, start_ns, end_ns, parent], ...]}."""
-        calls, events = int(raw["calls"]), raw["ops"]
-        if calls < 1:
-            raise BenchError("a profile needs at least 1 call")
-        operator = [is_operator(e[0]) for e in events]
-
-        def op_parent(i: int) -> int:  # the nearest enclosing operator (-1: none)
-            p = int(events[i][3])
-            while p >= 0 and not operator[p]:
-                p = int(events[p][3])
-            return p
-
-        top = [i for i, e in enumerate(events) if operator[i] and op_parent(i) < 0]
-        inside = sum(max(0, int(events[i][2]) - int(events[i][1])) for i in top)
-        parents = {op_parent(i) for i, e in enumerate(events) if operator[i]}
-        leaf = sum(max(0, int(e[2]) - int(e[1])) for i, e in enumerate(events) if operator[i] and i not in parents)
-        names = Counter(events[i][0] for i in top)
-        return cls(
-            calls,
-            sum(operator) / calls,
-            len(top) / calls,
-            inside * 1e-9 / calls,
-            int(raw["wall_ns"]) * 1e-9 / calls,
-            leaf * 1e-9 / calls,
-            {k: v / calls for k, v in names.most_common()},
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> OpProfile:
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A fitted value, the mean of its per-round fits, with Student's t 95% interval over the rounds."""
-
-    value: float
-    low: float
-    high: float
-    rounds: int
-
-    @property
-    def half_width(self) -> float:
-        """The interval's half-width relative to the value (inf for one round or a value of 0)."""
-        if self.rounds < 2 or self.value == 0:
-            return math.inf
-        return (self.high - self.low) / 2 / abs(self.value)
-
-    @classmethod
-    def of(cls, values: list[float]) -> Estimate:
-        x = np.asarray(values, dtype=np.float64)
-        mean = float(x.mean())
-        if x.size < 2:
-            return cls(mean, math.nan, math.nan, int(x.size))
-        h = stats.t_quantile(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
-        return cls(mean, mean - h, mean + h, int(x.size))
 
 
 @dataclass(frozen=True)
@@ -135,30 +54,6 @@ class FitPoint:
     ops: float
     rounds: list[float]
     reference: list[float]
-
-
-@dataclass(frozen=True)
-class CallCost:
-    """What one runtime's batch-1 call adds beyond the reference's (the module docstring's model), fitted
-    on `points` graphs; `residual`: the fit's root-mean-square error relative to the reference's latency."""
-
-    runtime: str
-    reference: str
-    fixed_s: Estimate
-    per_op_s: Estimate
-    points: list[str]
-    residual: float
-
-    def extra_s(self, ops: float) -> float:
-        return self.fixed_s.value + self.per_op_s.value * ops
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CallCost:
-        est = {k: Estimate(**d[k]) for k in ("fixed_s", "per_op_s")}
-        return cls(d["runtime"], d["reference"], **est, points=list(d["points"]), residual=float(d["residual"]))
 
 
 def _solve(ops: np.ndarray, extra: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -208,7 +103,7 @@ def crossover(costs: dict[str, CallCost], path: str, baseline: str, ops: float, 
 
 def extra(costs: dict[str, CallCost], path: str, ops: float) -> float:
     """What the path adds beyond the reference (0 for the reference itself)."""
-    return costs[path].extra_s(ops) if path in costs else 0.0
+    return costs[path].extra(ops) if path in costs else 0.0
 
 
 def contention(entry: ModelResults, path: str, cores: int) -> dict[int, float]:
@@ -253,36 +148,6 @@ def same_kernels(path: str) -> bool:
     """Whether a path runs the baseline's operators (its engine is eager, script or frozen), which the map
     can predict from the baseline's profile; a compiled engine replaces and fuses them."""
     return path.partition("@")[0].partition("+")[0].partition("-")[2] in SAME_KERNELS
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A graph or model the fit did not use: the ratio (path / baseline) predicted from its baseline's
-    profile beside the one measured, with its 95% interval; `miss`: predicted / measured - 1 when outside."""
-
-    model: str
-    path: str
-    baseline: str
-    scenario: str
-    predicted: float
-    measured: float
-    low: float
-    high: float
-
-    @property
-    def within(self) -> bool:
-        return self.low <= self.predicted <= self.high
-
-    @property
-    def miss(self) -> float:
-        return 0.0 if self.within else self.predicted / self.measured - 1
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"within": self.within, "miss": self.miss}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Prediction:
-        return cls(**{k: v for k, v in d.items() if k not in ("within", "miss")})
 
 
 @dataclass(frozen=True)
@@ -351,85 +216,6 @@ def check(label: str, entry: ModelResults, f: Forecast) -> list[Prediction]:
 REFERENCES = ("exe-script", "cpp-script", "exe-eager", "cpp-eager", "exe-frozen", "cpp-frozen")
 
 
-@dataclass
-class LanguageMap:
-    """The map of one run: each runtime's call cost beyond the reference (fitted on the sweep's `fit_points`
-    graphs), the profiler's cost per operator (the baseline's, calibrated on those graphs), the crossovers
-    against the baseline at the model's operator count, the contention per runtime at the sweep's most
-    overhead-bound graph, every graph's and model's profile per path, and the predictions for the graphs
-    and models the fit did not use."""
-
-    reference: str
-    baseline: str
-    fit_points: list[str]
-    held_out: list[str]
-    costs: dict[str, CallCost]
-    profiler: Estimate
-    profiles: dict[str, dict[str, OpProfile]]
-    reference_ops: float
-    crossovers: dict[str, dict[str, float | None]]  # per path: per factor ("1.1", "2"), its latency below which
-    contention: dict[str, dict[int, float]]
-    contention_graph: str
-    predictions: list[Prediction]
-    skipped: dict[str, str] = field(default_factory=dict)  # paths without a fit, and why
-    handoffs: dict[str, Estimate] = field(default_factory=dict)  # per path: handoff_cost over the fitted graphs
-    # The training step, where the sweep timed it: each path's step beyond the reference's (per forward
-    # operator of the graph), and at the most overhead-bound graph trained each path's step split (ms).
-    train_reference: str = ""
-    train_costs: dict[str, CallCost] = field(default_factory=dict)
-    train_graph: str = ""
-    train_split: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "reference": self.reference,
-            "baseline": self.baseline,
-            "fit_points": self.fit_points,
-            "held_out": self.held_out,
-            "costs": {k: c.to_dict() for k, c in self.costs.items()},
-            "profiler": asdict(self.profiler),
-            "profiles": {g: {p: v.to_dict() for p, v in ps.items()} for g, ps in self.profiles.items()},
-            "reference_ops": self.reference_ops,
-            "crossovers": self.crossovers,
-            "contention": {p: {str(k): v for k, v in c.items()} for p, c in self.contention.items()},
-            "contention_graph": self.contention_graph,
-            "predictions": [p.to_dict() for p in self.predictions],
-            "skipped": self.skipped,
-            "handoffs": {p: asdict(e) for p, e in self.handoffs.items()},
-            "train_reference": self.train_reference,
-            "train_costs": {k: c.to_dict() for k, c in self.train_costs.items()},
-            "train_graph": self.train_graph,
-            "train_split": self.train_split,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LanguageMap:
-        return cls(
-            d["reference"],
-            d["baseline"],
-            d["fit_points"],
-            d["held_out"],
-            {k: CallCost.from_dict(c) for k, c in d["costs"].items()},
-            Estimate(**d["profiler"]),
-            {g: {p: OpProfile.from_dict(v) for p, v in ps.items()} for g, ps in d["profiles"].items()},
-            d["reference_ops"],
-            d["crossovers"],
-            {p: {int(k): v for k, v in c.items()} for p, c in d["contention"].items()},
-            d["contention_graph"],
-            [Prediction.from_dict(p) for p in d["predictions"]],
-            d.get("skipped", {}),
-            {p: Estimate(**e) for p, e in d.get("handoffs", {}).items()},
-            d.get("train_reference", ""),
-            {k: CallCost.from_dict(c) for k, c in d.get("train_costs", {}).items()},
-            d.get("train_graph", ""),
-            d.get("train_split", {}),
-        )
-
-
-def profiles_of(entry: ModelResults) -> dict[str, OpProfile]:
-    return {path: OpProfile.from_dict(p) for path, p in entry.profiles.items()}
-
-
 def fit_paths(
     entries: dict[str, ModelResults], ops: dict[str, float], scenario: Scenario, paths: list[str], reference: str
 ) -> tuple[dict[str, CallCost], dict[str, str]]:
@@ -461,7 +247,7 @@ def analyse(
 ) -> LanguageMap:
     """The map from the sweep's graphs (those of `fit_points` fitted; the rest held out) and the run's
     own models (held out, each predicted from its baseline's profile)."""
-    profiles = {g: profiles_of(e) for g, e in sweep.items()} | {m: profiles_of(e) for m, e in models.items()}
+    profiles = {g: dict(e.profiles) for g, e in sweep.items()} | {m: dict(e.profiles) for m, e in models.items()}
     first = sweep[fit_points[0]]
     base, paths = first.baseline, first.paths(LATENCY)
     reference = next((r for r in REFERENCES if r in paths), None)
@@ -490,6 +276,9 @@ def analyse(
         if p != base
     }
     train = _training(sweep, profiles, base)
+    all_ops = {g: p[base].top_ops for g, p in profiles.items() if base in p}
+    count_costs = fit_counts({g: sweep[g] for g in fit_points}, ops, reference)
+    count_predictions = predict_counts([*((g, sweep[g]) for g in held), *models.items()], all_ops, count_costs)
     # The most overhead-bound graph: the least time inside operators per operator.
     bound = min((g for g in sweep if base in profiles[g]), key=lambda g: time_per_op(profiles[g][base]))
     return LanguageMap(
@@ -508,7 +297,62 @@ def analyse(
         skipped,
         handoffs,
         *train,
+        count_costs,
+        count_predictions,
     )
+
+
+def fit_line(ops: list[float], extra: list[float]) -> tuple[Estimate, Estimate, float]:
+    """extra = fixed + per_op x ops by least squares over the graphs, each coefficient with Student's t 95%
+    interval from the residuals (n - 2 degrees of freedom; none with 2 graphs), and the fit's root-mean-
+    square error relative to the largest extra. Counts are deterministic: their interval is the model's,
+    not the machine's."""
+    x, y = np.asarray(ops, dtype=np.float64), np.asarray(extra, dtype=np.float64)
+    design = np.column_stack([np.ones_like(x), x])
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ beta
+    n = x.size
+    if n > 2:
+        sigma2 = float(residual @ residual) / (n - 2)
+        se = np.sqrt(np.diag(sigma2 * np.linalg.inv(design.T @ design)))
+        h = [stats.t_quantile(n - 2) * s for s in se]
+    else:
+        h = [math.nan, math.nan]
+    est = [Estimate(float(b), float(b) - hk, float(b) + hk, n) for b, hk in zip(beta, h, strict=True)]
+    scale = max(float(np.max(np.abs(y))), 1.0)
+    return est[0], est[1], float(np.sqrt(np.mean(residual**2))) / scale
+
+
+def fit_counts(entries: dict[str, ModelResults], ops: dict[str, float], reference: str) -> dict[str, CallCost]:
+    """Every counted path's instructions per call beyond the reference's: fixed + per operator the runtime
+    calls, over the fitted graphs that counted both."""
+    paths = dict.fromkeys(p for e in entries.values() for p in e.counts)
+    out = {}
+    for path in paths:
+        graphs = [g for g, e in entries.items() if path in e.counts and reference in e.counts and g in ops]
+        if path == reference or len(graphs) < 3 or np.ptp([ops[g] for g in graphs]) == 0:
+            continue
+        extra = [entries[g].counts[path].instructions - entries[g].counts[reference].instructions for g in graphs]
+        fixed, per_op, residual = fit_line([ops[g] for g in graphs], extra)
+        out[path] = CallCost(path, reference, fixed, per_op, graphs, residual)
+    return out
+
+
+def predict_counts(
+    held: list[tuple[str, ModelResults]], ops: dict[str, float], costs: dict[str, CallCost]
+) -> list[Prediction]:
+    """For each graph or model the fit did not use: every fitted path's instructions per call predicted
+    from the reference's count and the model's operators, beside its count."""
+    out = []
+    for label, entry in held:
+        for path, cost in costs.items():
+            have = entry.counts.get(path), entry.counts.get(cost.reference)
+            if None in have or label not in ops:
+                continue
+            measured, reference = have[0].instructions, have[1].instructions
+            predicted = reference + cost.extra(ops[label])
+            out.append(Prediction(label, path, cost.reference, "instructions", predicted, measured, measured, measured))
+    return out
 
 
 TRAIN_REFERENCES = ("cpp-eager", "exe-eager", "cpp-script", "exe-script")
@@ -532,5 +376,5 @@ def _training(
         ops = {g: profiles[g][base].top_ops for g in trained}
         costs, _ = fit_paths(trained, ops, steps[0], paths, reference)
     graph = min(trained, key=lambda g: time_per_op(profiles[g][base]))
-    split = {p: dict(t["split_ms"]) for p, t in trained[graph].training.items() if "split_ms" in t}
+    split = {p: dict(t.split_ms) for p, t in trained[graph].training.items()}
     return reference, costs, graph, split

@@ -29,6 +29,7 @@ def _runtimes() -> dict[str, Runtime]:
         "frozen": "the frozen TorchScript file",
         "compile": "torch.compile (Inductor)",
         "aoti": "the AOTInductor package",
+        "executorch": "the ExecuTorch program (XNNPACK)",
     }
     training = {
         ("py", "eager"): {"runtime": "py", "module": "eager"},
@@ -39,7 +40,7 @@ def _runtimes() -> dict[str, Runtime]:
         ("exe", "eager"): {"runtime": "cpp-exe", "module": "eager"},
         ("exe", "script"): {"runtime": "cpp-exe", "module": "scripted"},
     }
-    combos = [("py", e) for e in ("eager", "script", "frozen", "compile", "aoti")] + [
+    combos = [("py", e) for e in ("eager", "script", "frozen", "compile", "aoti", "executorch")] + [
         (lang, e) for lang in ("cpp", "exe") for e in ("eager", "script", "frozen", "aoti")
     ]
     return {
@@ -89,20 +90,30 @@ def engines_of(source: Source) -> tuple[str, ...]:
     """The engines that can run a model: a model file only its own format's; every other source all."""
     if source.kind == "file":
         return ("aoti",) if source.name.endswith(".pt2") else ("script", "frozen")
-    return ("eager", "script", "frozen", "compile", "aoti")
+    return ("eager", "script", "frozen", "compile", "aoti", "executorch")
+
+
+def executorch_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("executorch") is None
 
 
 def runs(runtime: str, source: Source) -> bool:
     """Whether a runtime can run the model: its engine opens the model's files, and an eager engine in
     C++ needs the network written in the C++ frontend (resx::ResNet: the ResNets)."""
     r = RUNTIMES[resolve(runtime)]
-    if r.engine not in engines_of(source):
+    if r.engine not in engines_of(source) or (r.engine == "executorch" and executorch_missing()):
         return False
     return not (r.engine == "eager" and r.language != "py" and not source.cpp_module)
 
 
 def why_not(runtime: str, source: Source) -> str:
     r = RUNTIMES[resolve(runtime)]
+    if r.engine == "executorch" and executorch_missing():
+        from resx.export.executorch import INSTALL
+
+        return f"ExecuTorch is not installed ({INSTALL})"
     if r.engine == "eager" and r.language != "py" and source.kind != "file":
         return f"resx writes no C++ module for {source.spec} (its C++ frontend has the ResNets)"
     return f"a {source.label} file runs on its own format's engines ({', '.join(engines_of(source))})"

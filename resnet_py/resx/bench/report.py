@@ -1,20 +1,38 @@
-"""Writing `resx bench` results: results.json (resx-bench/2), results.csv, report.md and PNG plots, all
-read from the typed results (resx.bench.results)."""
+"""Writing `resx bench` results: results.json (resx.bench.results), config.toml, results.csv, report.md and
+PNG plots, one function per section, formatting only what the typed results and resx.bench.analysis say.
+`resx report` re-renders a run's report from its results.json alone, byte for byte; `resx compare` sets two
+runs side by side (compare())."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from resx.bench.language import SHARES, Estimate, LanguageMap, extra, same_kernels
-from resx.bench.registry import language_counterpart, script_counterpart
-from resx.bench.results import LATENCY, MEMORY, STARTUP_PHASES, ModelResults, Ratio, Results, Scenario
-from resx.bench.serving import ServePlan, ServeResult
+from resx.bench import analysis
+from resx.bench.config import write as config_toml
+from resx.bench.language import SHARES, extra, same_kernels
+from resx.bench.plan import Estimate as Expected
+from resx.bench.plan import Plan
+from resx.bench.results import (
+    LATENCY,
+    MEMORY,
+    STARTUP_PHASES,
+    STEP_PARTS,
+    Drift,
+    Estimate,
+    GateReport,
+    ModelResults,
+    Ratio,
+    Results,
+    Scenario,
+    write_json,
+)
+from resx.bench.serving import CONFIRM, ServeResult
+from resx.console import fmt_time
 from resx.errors import ResxError
 from resx.files import atomic_write
 
@@ -42,10 +60,6 @@ CSV_COLUMNS = [
     "round_q75",
     "note",
 ]
-SPLIT = ("data", "forward", "backward", "optimizer")
-# The once-per-process figures "what should I ship?" shows: the start (to ready, then the first call) and
-# the memory held once loaded.
-SHIPPING = [Scenario("startup", phase="ready"), Scenario("startup", phase="first"), Scenario("memory", batch=0)]
 PHASE_NAMES = ("interpreter and libraries", "model load", "first batch-1 call")
 SHIP_COLUMNS = ["scenario", "fastest path", "its figure", "vs py-eager (95% CI)"]
 
@@ -74,24 +88,17 @@ def describe_model(m: dict) -> str:
     return f"{what}, input {shape}, {size}{cost}fingerprint `{m['fingerprint'][:12]}`" + (f" ({how})" if how else "")
 
 
-FULL_EPOCH = 50_000  # CIFAR-10's training images, for the extrapolated epoch time
-
-
-def fmt_time(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.2f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.2f} s"
-
-
 def ci(r: Ratio | None, as_speedup: bool = False) -> str:
-    """A ratio with its interval; as_speedup: read as 'times faster or more' (above 1: better)."""
+    """A ratio with its 95% interval; with fewer than FEW_ROUNDS rounds, the range of its per-round ratios
+    instead, said so. as_speedup: read as 'times faster or more' (above 1: better)."""
     if r is None:
         return "baseline"
     value, low, high = r.speedup if as_speedup else (r.value, r.low, r.high)
-    if not math.isfinite(low):
-        return f"{value:.3f} (1 round: no interval)"
+    if r.rounds < analysis.FEW_ROUNDS:
+        lo, hi = sorted((1 / r.highest, 1 / r.lowest)) if as_speedup and not r.scenario.rate else (r.lowest, r.highest)
+        if r.rounds == 1:
+            return f"{value:.3f} (1 round: no interval)"
+        return f"{value:.3f} (rounds {lo:.3f}–{hi:.3f}; {r.rounds} rounds, too few for an interval)"
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
@@ -142,21 +149,17 @@ def comparison(results: Results) -> tuple[list[str], list[list[str]]]:
     ]
     rows = []
     for model, entry in results.models.items():
-        train = next((s for s in entry.scenarios() if s.kind == "training"), None)
         for path in entry.paths():
-            t, lat = entry.training.get(path, {}), entry.measurement(LATENCY, path)
-            epoch, star = t.get("epoch_time_s"), ""
-            step = entry.measurement(train, path) if train else None
-            if epoch is None and step is not None:
-                epoch, star = step.value * (FULL_EPOCH // train.batch), " *"
-            total = t.get("total_time_s", epoch * max(1, results.config["epochs"]) if epoch is not None else None)
-            number = lambda key, f, t=t: f.format(t[key]) if t.get(key) is not None else "—"
+            t, lat = entry.training.get(path), entry.measurement(LATENCY, path)
+            e = analysis.epoch(entry, path, results.config.training.epochs)
+            star = " *" if e.extrapolated else ""
+            number = lambda key, f, t=t: f.format(getattr(t, key)) if t and getattr(t, key) is not None else "—"
             rows.append(
                 [
                     path,
                     model,
-                    "—" if total is None else fmt_time(total) + star,
-                    "—" if epoch is None else fmt_time(epoch) + star,
+                    "—" if e.total_s is None else fmt_time(e.total_s) + star,
+                    "—" if e.epoch_s is None else fmt_time(e.epoch_s) + star,
                     "—" if lat is None else f"{lat.value * 1e3:.2f}",
                     number("train_loss", "{:.4f}"),
                     number("train_top_1", "{:.2f}%"),
@@ -167,6 +170,52 @@ def comparison(results: Results) -> tuple[list[str], list[list[str]]]:
     return drop_empty(header, rows)
 
 
+def summary(results: Results, plan: Plan, where: str) -> list[str | tuple[str, list[str], list[list[str]]]]:
+    """What `resx bench` prints when it ends: lines, and tables as (title, header, rows)."""
+    cfg = results.config
+    title = f"resx bench ({cfg.preset}): {', '.join(m.label for m in plan.models)}, {cfg.paths.device}, "
+    title += f"{plan.threads} intra-op threads" + (" [LOADED]" if results.loaded else "")
+    out: list = [(title, *comparison(results)), *(f"  {line}" for line in headline(results))]
+    for name, entry in results.models.items():
+        out.append((f"{name}: what should I ship?", ship_columns(entry), ship(entry)))
+        short = analysis.missed(entry)
+        if short:
+            out.append(f"  not within ±{cfg.rounds.target:.0%} when the budget ended: {', '.join(short)}")
+    gb = results.memory.peak_rss_bytes / 2**30
+    return [*out, f"took {fmt_time(results.seconds)}, at most {gb:.2f} GB resident; {where}"]
+
+
+def plan_lines(plan: Plan, estimate: Expected) -> list[str]:
+    """What a run will do, before it starts: the models, paths, scenarios, rounds and budgets, and how long
+    it should take, with the options that shorten it."""
+    cfg = plan.config
+    low, high = cfg.rounds.span
+    lines = [f"resx bench ({cfg.preset}): {len(plan.models)} model(s), {plan.threads} intra-op thread(s)"]
+    for m in plan.models:
+        scenarios = ", ".join(s.key for s in m.scenarios) or "none (the gate alone)"
+        lines.append(f"  {m.label}: {len(m.paths)} paths ({', '.join(p.label for p in m.paths)})")
+        lines.append(f"    inference: {scenarios}; {low}-{high} rounds, at most {fmt_time(cfg.rounds.budget)}")
+        if m.train_paths:
+            t = cfg.training
+            what = f"{t.epochs} epochs" if t.epochs else f"{t.steps} steps at batch {t.batch}"
+            lines.append(
+                f"    training: {', '.join(p.label for p in m.train_paths)}; {what}, up to {t.rounds} runs each, "
+                f"at most {fmt_time(t.budget)}"
+            )
+        if cfg.serving.scenarios:
+            lines.append(f"    serving (LoadGen): {', '.join(cfg.serving.scenarios)}; {cfg.serving.rounds} rounds")
+        if cfg.counts.enabled:
+            lines.append(f"    instruction counts: {cfg.counts.calls} calls per path under callgrind")
+    if plan.sweep:
+        lines.append(f"  the language map: {len(plan.sweep)} graphs, {cfg.map.rounds} rounds each")
+    bound = fmt_time(estimate.at_most_s)
+    lines.append(
+        f"expected to take about {fmt_time(estimate.expected_s)} (at most about {bound} by the budgets); "
+        "--quick, --budget S, --train-budget S or fewer --runtime shorten it"
+    )
+    return lines
+
+
 def headline(results: Results) -> list[str]:
     """The ratios a person reads first: batch-1 latency and the training step against py-eager."""
     lines = []
@@ -174,49 +223,30 @@ def headline(results: Results) -> list[str]:
         for r in entry.ratios:
             if r.baseline == entry.baseline and r.scenario.kind in ("latency", "training"):
                 lines.append(
-                    f"{model} {r.scenario.title}: {r.path} / {r.baseline} = {ci(r)} (95% CI, {r.rounds} "
+                    f"{model} {r.scenario.title}: {r.path} / {r.baseline} = {ci(r)} ({r.rounds} "
                     f"rounds; between rounds {r.q25:.3f}-{r.q75:.3f})"
                 )
     return lines
 
 
-def _best(entry: ModelResults, scenario: Scenario) -> str:
-    ms = [m for m in entry.measurements if m.scenario == scenario]
-    better = max if (scenario.rate or scenario.kind == "throughput") else min
-    return better(ms, key=lambda m: m.images_per_s if scenario.kind == "throughput" else m.value).path
-
-
 def ship(entry: ModelResults) -> list[list[str]]:
-    """What should I ship? Per scenario, the fastest path, its figure and its ratio to py-eager."""
+    """What should I ship? Per scenario, the fastest path, its figure and its ratio to the baseline; where
+    no path beats the baseline beyond the run's noise, it says so instead of naming one."""
     rows = []
-    once = entry.scenarios(steady=False)
-    for scenario in entry.scenarios() + [s for s in SHIPPING if s in once] + [s for s in once if s.serving]:
-        best = _best(entry, scenario)
-        m, r = entry.measurement(scenario, best), entry.ratio(scenario, best, entry.baseline)
-        shown = ci(r, as_speedup=scenario.kind == "throughput") if r or best == entry.baseline else "—"
-        rows.append([scenario.title, best, figure(m, scenario), shown])
+    for s in analysis.ship(entry):
+        shown = ci(s.ratio, as_speedup=s.scenario.kind == "throughput") if s.ratio or s.path == entry.baseline else "—"
+        path = s.path
+        if not s.beyond_noise and s.scenario.steady:
+            path = f"none beyond the noise (fastest: {s.path})"
+        rows.append([s.scenario.title, path, figure(s.measurement, s.scenario), shown])
     return rows
 
 
-def language_share(entry: ModelResults) -> list[list[str]]:
-    """C++ against Python on the same engine and dtype: the language's own share of the time."""
-    return [
-        [r.scenario.title, f"{r.path} / {r.baseline}", ci(r)]
-        for r in entry.ratios
-        if r.baseline == language_counterpart(r.path) and r.scenario.steady
-    ]
+def shares(ratios: list[Ratio]) -> list[list[str]]:
+    return [[r.scenario.title, f"{r.path} / {r.baseline}", ci(r)] for r in ratios]
 
 
-def script_share(entry: ModelResults) -> list[list[str]]:
-    """C++ TorchScript against the C++ module: TorchScript's own share, apart from the language's."""
-    return [
-        [r.scenario.title, f"{r.path} / {r.baseline}", ci(r)]
-        for r in entry.ratios
-        if r.baseline == script_counterpart(r.path) and r.scenario.steady
-    ]
-
-
-def quality(entry: ModelResults, target: float) -> list[list[str]]:
+def quality(entry: ModelResults) -> list[list[str]]:
     """Per path: the rounds it ran, the calls it took, the widest interval it reached, and why it stopped."""
     rows = []
     for path in entry.paths():
@@ -226,33 +256,24 @@ def quality(entry: ModelResults, target: float) -> list[list[str]]:
                 for m in entry.measurements
                 if m.path == path and (m.scenario.kind == "training") == (phase == "training")
             )
-            widths = s.get("half_width", {})
+            widths = s.half_width
             widest = max(widths.items(), key=lambda kv: kv[1]) if widths else None
-            reached = "baseline" if not widths else ("yes" if s["reached"] else "**no**")
+            reached = "baseline" if not widths else ("yes" if s.reached else "**no**")
             shown = (
                 ""
                 if widest is None
                 else (f"±{widest[1]:.1%} ({widest[0]})" if math.isfinite(widest[1]) else f"none ({widest[0]}, 1 round)")
             )
-            rows.append([path, phase, str(s["rounds"]), f"{calls:,}", shown, reached, s["reason"]])
+            rows.append([path, phase, str(s.rounds), f"{calls:,}", shown, reached, s.reason])
     return rows
-
-
-def missed(entry: ModelResults) -> list[str]:
-    """The paths whose intervals the rounds did not bring within the target."""
-    return sorted(
-        {p for p, phases in entry.stopping.items() for s in phases.values() if s.get("half_width") and not s["reached"]}
-    )
 
 
 def floor_rows(results: Results, entry: ModelResults) -> list[list[str]]:
     """Each path's batch-1 latency against the floor: the network's FLOPs at the GEMM's rate."""
-    flops, rows = entry.manifest["flops_per_image"]["forward"], []
+    rows = []
     for path in entry.paths(LATENCY):
-        m = entry.measurement(LATENCY, path)
-        dtype = path.partition("@")[2] or "fp32"
-        floor_ms = flops / (results.floor_gflops[dtype] * 1e9) * 1e3
-        rows.append([path, f"{m.value * 1e3:.2f}", f"{floor_ms:.2f} ({dtype})", f"{floor_ms / (m.value * 1e3):.0%}"])
+        p50, floor, dtype = analysis.floor_fraction(results, entry, path)
+        rows.append([path, f"{p50 * 1e3:.2f}", f"{floor * 1e3:.2f} ({dtype})", f"{floor / p50:.0%}"])
     return rows
 
 
@@ -261,30 +282,30 @@ def costs(entry: ModelResults) -> list[list]:
     rows = [
         [
             name,
-            c["threads"] if c["threads"] >= 0 else "—",
-            f"{c['load_seconds']:.2f}",
-            f"{c['compile_seconds']:.1f}" if c["compile_seconds"] else "—",
+            c.threads if c.threads >= 0 else "—",
+            f"{c.load_seconds:.2f}",
+            f"{c.compile_seconds:.1f}" if c.compile_seconds else "—",
         ]
-        for name, c in entry.gate["compiled"].items()
+        for name, c in entry.gate.compiled.items()
     ]
     for dtype, p in entry.packages.items():
-        cached = "cached" if p["cached"] else "compiled now"
-        tried = p.get("freezing_batch1_s") or {}
-        frozen = "" if "freezing" not in p else (", frozen" if p["freezing"] else ", not frozen")
+        cached = "cached" if p.cached else "compiled now"
+        tried = p.freezing_batch1_s
+        frozen = ", frozen" if p.freezing else ", not frozen"
         chose = (
             f": the faster at batch 1 ({', '.join(f'{k} {v * 1e3:.3f} ms' for k, v in tried.items())})" if tried else ""
         )
         rows.append(
             [
                 f"AOTInductor package {dtype}{frozen}{chose}",
-                p["compile"]["threads"],
+                p.compile["threads"],
                 "—",
-                f"{p['compile_seconds']:.1f} ({cached})",
+                f"{p.compile_seconds:.1f} ({cached})",
             ]
         )
     for name, t in entry.training.items():
-        if t.get("compile_seconds"):
-            rows.append([f"{name} training", "—", "—", f"{t['compile_seconds']:.1f}"])
+        if t.compile_seconds:
+            rows.append([f"{name} training", "—", "—", f"{t.compile_seconds:.1f}"])
     return rows
 
 
@@ -317,7 +338,7 @@ def csv_rows(results: Results) -> list[dict]:
                     "half_width": r.half_width if r else "",
                     "round_q25": r.q25 if r else "",
                     "round_q75": r.q75 if r else "",
-                    "note": entry.training.get(m.path, {}).get("data", "") if s.kind == "training" else "",
+                    "note": entry.training[m.path].data if s.kind == "training" and m.path in entry.training else "",
                 }
             )
     return rows
@@ -326,19 +347,18 @@ def csv_rows(results: Results) -> list[dict]:
 # ---------------------------------------------------------------------------------------- markdown
 
 
-def _gate_section(gate: dict) -> str:
+def _gate_section(gate: GateReport) -> str:
     rows = [
-        [c["check"], "yes" if c["ok"] else "**NO**", ", ".join(f"{k}={v}" for k, v in c["detail"].items())]
-        for c in gate["checks"]
+        [c.check, "yes" if c.ok else "**NO**", ", ".join(f"{k}={v}" for k, v in c.detail.items())] for c in gate.checks
     ]
-    other = gate.get("other_cpu_load")
+    other = gate.other_cpu_load
     return (
         "\n### Fairness gate\n\nEvery row was computed inside each runtime, in its first process, before "
         "it timed anything.\n\n"
         + md_table(["check", "ok", "detail"], rows)
-        + f"\nLoad average {gate['load_average'][0]:.2f} on {gate['cores']} cores; other processes kept "
+        + f"\nLoad average {gate.load_average[0]:.2f} on {gate.cores} cores; other processes kept "
         f"{'unknown' if other is None else f'{other:.2f}'} cores busy just before timing"
-        f"{' (loaded)' if gate['loaded'] else ''}.\n"
+        f"{' (loaded)' if gate.loaded else ''}.\n"
     )
 
 
@@ -379,13 +399,12 @@ def _scenario_section(entry: ModelResults, scenario: Scenario) -> str:
     return f"\n### {scenario.title[0].upper()}{scenario.title[1:]}: {unit}{note}\n\n" + md_table(header, rows)
 
 
-def _drift(d: dict | None) -> str:
+def _drift(d: Drift | None) -> str:
     if not d:
         return "—"
     mb = 2**20
     return (
-        f"{d['growth_bytes'] / mb:+,.1f} MB; {d['bytes_per_1000_calls'] / mb:+.2f} "
-        f"({d['late_bytes_per_1000_calls'] / mb:+.2f})"
+        f"{d.growth_bytes / mb:+,.1f} MB; {d.bytes_per_1000_calls / mb:+.2f} ({d.late_bytes_per_1000_calls / mb:+.2f})"
     )
 
 
@@ -411,7 +430,7 @@ def _shipping_section(entry: ModelResults) -> str:
             "first call": first.value if first else 0.0,
         }
         latency = entry.measurement(LATENCY, path)
-        foot = entry.footprint.get(path, {})
+        foot = entry.footprint.get(path)
         rows.append(
             [
                 path,
@@ -422,8 +441,8 @@ def _shipping_section(entry: ModelResults) -> str:
                 max(parts, key=parts.get),
                 *(f"{m.value / 2**20:,.0f}" if m else "—" for m in held),
                 *(f"{m.value / 2**20:,.0f}" if m else "—" for m in (entry.measurement(a, path) for a in allocator)),
-                f"{foot['model_file_bytes'] / 2**20:,.1f}" if foot else "—",
-                f"{foot['libraries']} ({foot['library_bytes'] / 2**20:,.0f} MB)" if foot else "—",
+                f"{foot.model_file_bytes / 2**20:,.1f}" if foot else "—",
+                f"{foot.libraries} ({foot.library_bytes / 2**20:,.0f} MB)" if foot else "—",
                 ci(entry.ratio(startup["ready"], path, entry.baseline)),
                 ci(entry.ratio(memory[0], path, entry.baseline)) if memory else "—",
                 *([_drift(entry.drift.get(path))] if entry.drift else []),
@@ -437,7 +456,7 @@ def _shipping_section(entry: ModelResults) -> str:
     ]
     header += ["model file, MB", "shared libraries mapped", f"ready vs {entry.baseline}", f"RSS vs {entry.baseline}"]
     if entry.drift:
-        calls = max(int(d["calls"]) for d in entry.drift.values())
+        calls = max(int(d.calls) for d in entry.drift.values())
         header.append(f"RSS over {calls:,} calls: growth; MB per 1,000 calls (all; second half)")
     return (
         "\n### What shipping costs: start-up and memory\n\nA fresh process per path and round: from spawn to its first "
@@ -458,7 +477,7 @@ def _serving_curve(entry: ModelResults) -> dict[tuple[str, int, float], list[Ser
     """The Server tests by (path, workers, offered rate), over the rounds."""
     curve: dict[tuple[str, int, float], list[ServeResult]] = {}
     for path, tests in entry.serving.items():
-        for t in map(ServeResult.from_dict, tests):
+        for t in tests:
             if t.run.scenario == "server":
                 curve.setdefault((path, t.run.workers, t.run.rate), []).append(t)
     return dict(sorted(curve.items(), key=lambda kv: (entry.paths().index(kv[0][0]), kv[0][1], kv[0][2])))
@@ -471,7 +490,7 @@ def _serving_section(entry: ModelResults) -> str:
     scenarios = [s for s in entry.scenarios(steady=False) if s.serving]
     if not plan or not scenarios:
         return ""
-    tests = [ServeResult.from_dict(t) for ts in entry.serving.values() for t in ts]
+    tests = [t for ts in entry.serving.values() for t in ts]
     versions = sorted({t.loadgen for t in tests if t.loadgen})
     valid = sum(t.valid for t in tests)
     rows = []
@@ -504,21 +523,22 @@ def _serving_section(entry: ModelResults) -> str:
                 verdict + (f" ({'; '.join(reasons)})" if reasons else ""),
             ]
         )
-    bound = plan["bound_s"] * 1e3
-    shared = ServePlan(**plan)  # its threads() rule, as the rounds applied it
-    threads = ", ".join(f"{w} worker{'s' if w > 1 else ''}: {shared.threads(w)}" for w in shared.workers)
+    bound = plan.bound_s * 1e3
+    threads = ", ".join(f"{w} worker{'s' if w > 1 else ''}: {plan.threads(w)}" for w in plan.workers)
     rounds = max(len(entry.measurement(s, p).rounds) for s in scenarios for p in entry.paths(s))
     text = (
         "\n### Serving under load: MLPerf LoadGen\n\n"
         f"LoadGen {', '.join(versions) or '(version not logged)'} in each runtime's own process: the Python wheel "
         "with Python threads answering for the py runtimes, LoadGen's C++ sources compiled into the C++ runtime "
         "with std::threads for cpp and exe (no Python in the executable's path). Every path ran the same "
-        f"settings and seeds (seed {plan['seed']}, {plan['duration_s']:g} s minimum per test, at least "
-        f"{plan['min_queries']} queries; MLPerf's own minimum is 600 s, so LoadGen's early stopping often cannot "
+        f"settings and seeds (seed {plan.seed}, {plan.duration_s:g} s minimum per test, at least "
+        f"{plan.min_queries} queries; MLPerf's own minimum is 600 s, so LoadGen's early stopping often cannot "
         "yet claim the percentile and calls a run INVALID for that alone). Latency runs from each query's "
         f"scheduled arrival to its completion, so queueing counts. The Server bound: p99 ≤ {bound:.2f} ms; the "
         "peak is the highest offered rate whose p99 stayed within it (the curve's steps, then "
-        f"{plan['refine']} bisections). Intra-op threads per worker: the cores less one (LoadGen's issuing thread "
+        f"{plan.refine} bisections; a step whose p99 passed the bound was run {CONFIRM} more time(s) and ended the "
+        "climb only if every run of it did, so that one stalled step cannot halve a peak). Intra-op threads per "
+        "worker: the cores less one (LoadGen's issuing thread "
         f"keeps one busy) shared out: {threads}. {valid} of "
         f"{len(tests)} tests LoadGen called VALID. Ratios with 95% intervals over {rounds} rounds; LoadGen's "
         "summaries are in loadgen/.\n\n"
@@ -535,30 +555,30 @@ def _training_split(entry: ModelResults) -> str:
     rows = [
         [
             name,
-            *(f"{t['split_ms'][k]:.1f}" for k in SPLIT),
-            f"{t['peak_rss_bytes'] / 2**20:,.0f}" if t.get("peak_rss_bytes") else "—",
-            t["data"],
+            *(f"{t.split_ms[k]:.1f}" for k in STEP_PARTS),
+            f"{t.peak_rss_bytes / 2**20:,.0f}" if t.peak_rss_bytes else "—",
+            t.data,
         ]
         for name, t in entry.training.items()
     ]
-    header = ["path", *SPLIT, "peak RSS, largest process of the run, MB", "data source"]
+    header = ["path", *STEP_PARTS, "peak RSS, largest process of the run, MB", "data source"]
     return (
         "\n### Training step split (median ms), and the peak memory of the run's largest process\n\n"
         "For exe paths that is the Python launcher's when it exceeds resx-cpp's.\n\n" + md_table(header, rows)
     )
 
 
-def markdown(results: Results, plots: list[str]) -> str:
-    cfg, env = results.config, results.env["python"]
-    mem = results.memory
+def _header(results: Results) -> str:
+    cfg, env, mem = results.config, results.env["python"], results.memory
     out = [
-        f"# resx bench ({cfg['preset']})\n\n",
+        f"# resx bench ({cfg.preset})\n\n",
         f"Created {results.created} on {env['cpu_model']} ({env['cpu_cores']} cores), torch "
-        f"{env['torch_version']}, device {cfg['device']}, intra-op threads {cfg['threads']}. The run took "
+        f"{env['torch_version']}, device {cfg.paths.device}, intra-op threads {results.threads}. The run took "
         f"{fmt_time(results.seconds)}; its processes together held at most "
-        f"{mem.get('peak_rss_bytes', 0) / 2**30:.2f} GB resident (the machine's used memory peaked at "
-        f"{mem.get('machine_used_peak_bytes', 0) / 2**30:.2f} GB, from "
-        f"{mem.get('machine_used_before_bytes', 0) / 2**30:.2f} GB before).\n",
+        f"{mem.peak_rss_bytes / 2**30:.2f} GB resident (the machine's used memory peaked at "
+        f"{mem.machine_used_peak_bytes / 2**30:.2f} GB, from "
+        f"{mem.machine_used_before_bytes / 2**30:.2f} GB before). `resx bench --config config.toml` measures the "
+        "same again.\n",
     ]
     if results.load:
         out.append(
@@ -571,65 +591,122 @@ def markdown(results: Results, plots: list[str]) -> str:
         )
     if results.forced:
         out.append("\n> **--force**: the fairness gate was overridden; see the gate section.\n")
+    return "".join(out)
+
+
+def _comparison_section(results: Results) -> str:
     header, rows = comparison(results)
-    out += ["\n## Comparison\n\n", md_table(header, rows)]
+    out = "\n## Comparison\n\n" + md_table(header, rows)
     if any("*" in c for r in rows for c in r):
-        out.append("\n`*` time extrapolated from the measured steps to a full 50,000-image epoch.\n")
-    for model, entry in results.models.items():
-        out.append(f"\n## {model}: {describe_model(entry.manifest)}\n")
-        if entry.skipped:
-            out.append("\nNot measured: " + "; ".join(f"{r} ({why})" for r, why in entry.skipped.items()) + ".\n")
-        if entry.measurements:
-            out.append(
-                f"\n### What should I ship?\n\nThe fastest path per scenario against {entry.baseline} (times: "
-                "below 1 is faster; throughput and rates: above 1 is more), 95% interval over rounds.\n\n"
-                + md_table(ship_columns(entry), ship(entry))
-            )
-            share = language_share(entry)
-            if share:
-                out.append(
-                    "\nThe language's own share: C++ against Python on the same engine and dtype (times "
-                    "below 1, rates above 1: C++ better); cpp-eager / py-eager is LibTorch's C++ API against "
-                    "PyTorch's Python API, the same module in each.\n\n"
-                    + md_table(["scenario", "ratio", "95% CI"], share)
-                )
-            scripted = script_share(entry)
-            if scripted:
-                out.append(
-                    "\nTorchScript's own share, apart: the TorchScript file against the C++ module, both driven "
-                    "from C++.\n\n" + md_table(["scenario", "ratio", "95% CI"], scripted)
-                )
-            out.append(
-                f"\n### How far the rounds went\n\nEach path ran until each of its ratios to {entry.baseline} had a "
-                f"95% interval within ±{cfg['target']:.0%} (t on the log of the per-round ratios), or the "
-                "budget or the most rounds ended it.\n\n"
-                + md_table(
-                    ["path", "phase", "rounds", "calls", "widest interval", "within target", "stopped because"],
-                    quality(entry, cfg["target"]),
-                )
-            )
-            short = missed(entry)
-            if short:
-                out.append(f"\nNot brought within ±{cfg['target']:.0%} by the budget: {', '.join(short)}.\n")
-        out.append(_gate_section(entry.gate))
-        out += [
-            "\n### Compile and load times (apart from the timed calls)\n\n",
-            md_table(["path", "threads compiled in (0: dynamic)", "load s", "compile s"], costs(entry)),
-        ]
-        if entry.paths(LATENCY) and entry.manifest.get("flops_per_image"):
-            g = results.floor_gflops
-            out.append(
-                f"\n### Against the machine's floor\n\nA 2048² GEMM here: {g['fp32']:.0f} GFLOP/s at fp32, "
-                f"{g['bf16']:.0f} at bf16. The floor of batch-1 latency is the network's forward FLOPs at that "
-                "rate; each path's fraction of it:\n\n"
-                + md_table(["path", "p50 (ms)", "floor (ms)", "fraction"], floor_rows(results, entry))
-            )
-        out.append(_shipping_section(entry))
-        out.append(_serving_section(entry))
-        for scenario in entry.scenarios():
-            out.append(_scenario_section(entry, scenario))
-        if entry.training:
-            out.append(_training_split(entry))
+        out += f"\n`*` time extrapolated from the measured steps to a full {analysis.TRAIN_IMAGES:,}-image epoch.\n"
+    return out
+
+
+def _ship_section(entry: ModelResults) -> str:
+    out = (
+        f"\n### What should I ship?\n\nThe fastest path per scenario against {entry.baseline} (times: "
+        "below 1 is faster; throughput and rates: above 1 is more), 95% interval over rounds. A per-call "
+        f"scenario names its fastest path only where that path beats {entry.baseline} beyond the run's noise "
+        f"(its interval past the noise floor's).\n\n" + md_table(ship_columns(entry), ship(entry))
+    )
+    share = shares(analysis.language_share(entry))
+    if share:
+        out += (
+            "\nThe language's own share: C++ against Python on the same engine and dtype (times "
+            "below 1, rates above 1: C++ better); cpp-eager / py-eager is LibTorch's C++ API against "
+            "PyTorch's Python API, the same module in each.\n\n" + md_table(["scenario", "ratio", "95% CI"], share)
+        )
+    scripted = shares(analysis.script_share(entry))
+    if scripted:
+        out += (
+            "\nTorchScript's own share, apart: the TorchScript file against the C++ module, both driven "
+            "from C++.\n\n" + md_table(["scenario", "ratio", "95% CI"], scripted)
+        )
+    return out
+
+
+def _noise_section(entry: ModelResults) -> str:
+    """The baseline against itself in a second process per round, and the ratios narrower than that."""
+    floors = [r for r in entry.ratios if r.path == analysis.noise_path(entry.baseline) and r.baseline == entry.baseline]
+    if not floors:
+        return ""
+    rows = []
+    for f in floors:
+        narrower = [r.path for r in entry.ratios if r.scenario == f.scenario and analysis.within_noise(entry, r)]
+        half = f"±{f.half_width:.1%}" if math.isfinite(f.half_width) else "—"
+        rows.append([f.scenario.title, ci(f), half, ", ".join(narrower) or "none"])
+    return (
+        f"\n### The run's noise floor\n\n{entry.baseline} timed twice, as two paths (two processes per round, "
+        f"interleaved like the others): its ratio to itself is what the machine's noise alone makes of a ratio of "
+        "1. A ratio whose interval is narrower than this floor is listed: its rounds agreed more than the "
+        "baseline agreed with itself, so read it with the floor's width.\n\n"
+        + md_table(
+            [
+                "scenario",
+                f"{entry.baseline}{analysis.AGAIN} / {entry.baseline}",
+                "half-width",
+                "narrower than the floor",
+            ],
+            rows,
+        )
+    )
+
+
+def _rounds_section(entry: ModelResults, target: float) -> str:
+    out = (
+        f"\n### How far the rounds went\n\nEach path ran until each of its ratios to {entry.baseline} had a "
+        f"95% interval within ±{target:.0%} (t on the log of the per-round ratios), or the "
+        "budget or the most rounds ended it.\n\n"
+        + md_table(
+            ["path", "phase", "rounds", "calls", "widest interval", "within target", "stopped because"], quality(entry)
+        )
+    )
+    short = analysis.missed(entry)
+    if short:
+        out += f"\nNot brought within ±{target:.0%} by the budget: {', '.join(short)}.\n"
+    return out
+
+
+def _costs_section(entry: ModelResults) -> str:
+    return "\n### Compile and load times (apart from the timed calls)\n\n" + md_table(
+        ["path", "threads compiled in (0: dynamic)", "load s", "compile s"], costs(entry)
+    )
+
+
+def _floor_section(results: Results, entry: ModelResults) -> str:
+    if not entry.paths(LATENCY) or not entry.manifest.get("flops_per_image"):
+        return ""
+    g = results.floor_gflops
+    return (
+        f"\n### Against the machine's floor\n\nA 2048² GEMM here: {g['fp32']:.0f} GFLOP/s at fp32, "
+        f"{g['bf16']:.0f} at bf16. The floor of batch-1 latency is the network's forward FLOPs at that "
+        "rate; each path's fraction of it:\n\n"
+        + md_table(["path", "p50 (ms)", "floor (ms)", "fraction"], floor_rows(results, entry))
+    )
+
+
+def _model_section(results: Results, model: str, entry: ModelResults) -> str:
+    out = [f"\n## {model}: {describe_model(entry.manifest)}\n"]
+    if entry.skipped:
+        out.append("\nNot measured: " + "; ".join(f"{r} ({why})" for r, why in entry.skipped.items()) + ".\n")
+    if entry.measurements:
+        out += [_ship_section(entry), _noise_section(entry), _rounds_section(entry, results.config.rounds.target)]
+    out += [
+        _gate_section(entry.gate),
+        _costs_section(entry),
+        _floor_section(results, entry),
+        _shipping_section(entry),
+        _serving_section(entry),
+        *(_scenario_section(entry, s) for s in entry.scenarios()),
+        _training_split(entry) if entry.training else "",
+        _counts_section(entry),
+    ]
+    return "".join(out)
+
+
+def markdown(results: Results, plots: list[str]) -> str:
+    out = [_header(results), _comparison_section(results)]
+    out += [_model_section(results, model, entry) for model, entry in results.models.items()]
     if results.language:
         out.append(_language_section(results))
     out += [f"\n![{plot}]({plot})\n" for plot in plots]
@@ -649,12 +726,12 @@ def _estimate(e: Estimate, scale: float, digits: int = 1) -> str:
 def _language_section(results: Results) -> str:
     """Where the language matters (resx.bench.language): the call taken apart, the crossover, the GIL under
     contention, the predictions."""
-    lm = LanguageMap.from_dict(results.language)
+    lm = results.language
     cfg, ref, base = results.config, lm.reference, lm.baseline
     out = [
         "\n## Where the language matters for this model\n\n",
         f"A sweep of one ResNet over depth (operators per call) and width (the kernels' time), batch 1, "
-        f"{cfg['threads']} intra-op thread(s), {cfg['map_rounds']} rounds of fresh processes per graph; fitted on "
+        f"{results.threads} intra-op thread(s), {cfg.map.rounds} rounds of fresh processes per graph; fitted on "
         f"{', '.join(lm.fit_points)}, held out {', '.join(lm.held_out) or 'none'} and the run's models. Each "
         f"runtime's call is taken apart against {ref} (C++): what it adds per call and per operator it calls "
         "(latency − reference = fixed + per operator × the top-level operators of the baseline's profile; one fit "
@@ -667,8 +744,8 @@ def _language_section(results: Results) -> str:
         rows.append(
             [
                 path,
-                "reference" if c is None else _estimate(c.fixed_s, 1e6),
-                "reference" if c is None else _estimate(c.per_op_s, 1e9, 0),
+                "reference" if c is None else _estimate(c.fixed, 1e6),
+                "reference" if c is None else _estimate(c.per_op, 1e9, 0),
                 "" if c is None else f"{c.residual:.1%}",
                 "" if prof is None else f"{prof.ops:.0f} ({prof.top_ops:.0f})",
                 "" if prof is None else _us(prof.outside_s),
@@ -763,19 +840,19 @@ def _language_section(results: Results) -> str:
             rows.append(
                 [
                     path,
-                    *(f"{split.get(k, math.nan):.2f}" for k in SPLIT),
-                    "reference" if path == lm.train_reference else (_estimate(c.fixed_s, 1e6) if c else "not fitted"),
-                    "reference" if path == lm.train_reference else (_estimate(c.per_op_s, 1e9, 0) if c else ""),
+                    *(f"{split.get(k, math.nan):.2f}" for k in STEP_PARTS),
+                    "reference" if path == lm.train_reference else (_estimate(c.fixed, 1e6) if c else "not fitted"),
+                    "reference" if path == lm.train_reference else (_estimate(c.per_op, 1e9, 0) if c else ""),
                 ]
             )
         out.append(
-            f"\n### Training: what a step adds\n\nThe training step (batch {cfg['train_batch']}) of the sweep's "
+            f"\n### Training: what a step adds\n\nThe training step (batch {cfg.training.batch}) of the sweep's "
             f"graphs at its smallest width: the split at {lm.train_graph} (medians, ms), and each path's step "
             f"beyond {lm.train_reference + chr(39) + 's' if lm.train_reference else 'a C++ path (none trained here)'}, "
             "fixed + per forward operator (autograd records and replays every "
             "operator, and the optimizer dispatches per parameter).\n\n"
             + md_table(
-                ["path", *(f"{k}, ms" for k in SPLIT), "fixed beyond, µs", "per forward operator, ns"],
+                ["path", *(f"{k}, ms" for k in STEP_PARTS), "fixed beyond, µs", "per forward operator, ns"],
                 rows,
             )
         )
@@ -800,6 +877,36 @@ def _language_section(results: Results) -> str:
             "measured 95% interval.\n\n"
             + md_table(["model", "path", "scenario", "predicted", "measured [95% CI]", "within"], rows)
         )
+    if lm.count_costs:
+        rows = [
+            [path, _estimate(c.fixed, 1e-3), _estimate(c.per_op, 1.0, 0), f"{c.residual:.2%}", str(len(c.points))]
+            for path, c in lm.count_costs.items()
+        ]
+        out.append(
+            f"\n### The call taken apart in instructions\n\nThe same decomposition on callgrind's counts (each "
+            f"path's instructions per call beyond {lm.reference}'s = fixed + per operator × the top-level operators; "
+            "one count per graph, deterministic, so the interval is the line's, Student's t on its residuals over "
+            "the graphs).\n\n"
+            + md_table(
+                [
+                    "path",
+                    f"fixed beyond {lm.reference}, k instructions",
+                    "per operator called",
+                    "fit's error",
+                    "graphs",
+                ],
+                rows,
+            )
+        )
+        if lm.count_predictions:
+            rows = [
+                [p.model, p.path, f"{p.predicted:,.0f}", f"{p.measured:,.0f}", f"{p.predicted / p.measured - 1:+.2%}"]
+                for p in lm.count_predictions
+            ]
+            out.append(
+                "\nPredicted from the reference's count and each graph's operators, for the graphs and models the fit "
+                "did not use:\n\n" + md_table(["model", "path", "predicted instructions", "counted", "off by"], rows)
+            )
     fastest = min(
         ((p, results.sweep[lm.contention_graph].measurement(LATENCY, p)) for p in paths),
         key=lambda pm: pm[1].value if pm[1] else math.inf,
@@ -886,7 +993,7 @@ def plots(results: Results, out: Path) -> list[str]:
         """Each path's batch-1 latency against the reference's (the C++ call: the kernels' time as C++ sees
         it), log-log: the sweep's graphs as points, the fit at this model's operators as lines (the paths
         that run the same operators); the language's share shaded between the reference and the baseline."""
-        lm = LanguageMap.from_dict(results.language)
+        lm = results.language
         ref, n = lm.reference, lm.reference_ops
         fig, ax = plt.subplots(figsize=(8, 5.5))
         xs = [e.measurement(LATENCY, ref).value for e in results.sweep.values() if e.measurement(LATENCY, ref)]
@@ -959,7 +1066,7 @@ def plots(results: Results, out: Path) -> list[str]:
                     xs = [rate for rate, _ in points]
                     ys = [float(np.median([t.p99_s for t in ts])) * 1e3 for _, ts in points]
                     ax.plot(xs, ys, marker="o", label=path)
-                ax.axhline(entry.serve_plan["bound_s"] * 1e3, color="grey", linestyle="--", label="p99 bound")
+                ax.axhline(entry.serve_plan.bound_s * 1e3, color="grey", linestyle="--", label="p99 bound")
                 ax.set(
                     xscale="log",
                     yscale="log",
@@ -972,47 +1079,156 @@ def plots(results: Results, out: Path) -> list[str]:
         if entry.training:
             fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(entry.training) + 2), 4))
             names, bottom = list(entry.training), np.zeros(len(entry.training))
-            for part in SPLIT:
-                values = np.array([entry.training[n]["split_ms"][part] for n in names])
+            for part in STEP_PARTS:
+                values = np.array([entry.training[n].split_ms[part] for n in names])
                 ax.bar(names, values, bottom=bottom, label=part)
                 bottom += values
             ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
             ax.set(ylabel="ms per step (median)", title=f"{model}: training step split")
             ax.legend()
             save(fig, f"{model}-train-split.png")
+        if entry.counts:
+            names = list(entry.counts)
+            layers = [layer.name for layer in entry.counts[names[0]].layers]
+            fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 2))
+            left = np.zeros(len(names))
+            for k, name in enumerate(layers):
+                values = np.array([entry.counts[n].layers[k].instructions / 1e6 for n in names])
+                ax.barh(names, values, left=left, label=name, color=f"C{k}")
+                left += values
+            ax.invert_yaxis()
+            ax.set(xlabel="million instructions per call (callgrind)", title=f"{model}: where the instructions go")
+            ax.legend(fontsize="small", loc="lower right")
+            save(fig, f"{model}-instructions.png")
     return written
 
 
 def write(results: Results, out: Path) -> list[Path]:
+    """Every file of a run's report: results.json and config.toml (what `resx report` and `resx bench
+    --config` read back), results.csv, report.md, the plots and LoadGen's summaries."""
     if out.exists() and not out.is_dir():
         raise ResxError(f"{out}: exists and is not a directory; choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "results.json", write_json(results))
+    atomic_write(out / "config.toml", config_toml(results.config))
+    return [out / "results.json", out / "config.toml", *render(results, out)]
+
+
+def write_plan(config, lines: list[str], out: Path) -> None:
+    """What `resx bench --dry-run` leaves: the plan as printed, and the config that measures it."""
+    if out.exists() and not out.is_dir():
+        raise ResxError(f"{out}: exists and is not a directory; choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "plan.txt", "\n".join(lines) + "\n")
+    atomic_write(out / "config.toml", config_toml(config))
+
+
+def render(results: Results, out: Path) -> list[Path]:
+    """The report of a run, from its results alone (`resx report` calls this on a results.json)."""
     images = plots(results, out)
     summaries = _loadgen_summaries(results, out)
-    atomic_write(out / "results.json", json.dumps(results.to_dict(), indent=1, default=str))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(csv_rows(results))
     atomic_write(out / "results.csv", buf.getvalue())
     atomic_write(out / "report.md", markdown(results, images))
-    return [out / "results.json", out / "results.csv", out / "report.md", *(out / i for i in images), *summaries]
+    return [out / "results.csv", out / "report.md", *(out / i for i in images), *summaries]
 
 
 def _loadgen_summaries(results: Results, out: Path) -> list[Path]:
-    """LoadGen's own summary of every test: loadgen/MODEL/PATH/roundN-SCENARIO-wW[-qRATE].txt."""
+    """LoadGen's own summary of every test: loadgen/MODEL/PATH/roundN-SCENARIO-wW[-qRATE][-tryK].txt."""
     written = []
     for model, entry in results.models.items():
         for path, tests in entry.serving.items():
+            seen: dict[tuple, int] = {}
             for t in tests:
-                run = ServeResult.from_dict(t).run
-                name = (
-                    out
-                    / "loadgen"
-                    / model.replace(":", "_")
-                    / path.replace("@", "_")
-                    / f"round{t['round']}-{run.key}.txt"
-                )
-                name.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(name, t["summary"].encode())
-                written.append(name)
+                tries = seen[(t.round, t.run)] = seen.get((t.round, t.run), 0) + 1
+                name = f"round{t.round}-{t.run.key}" + (f"-try{tries}" if tries > 1 else "") + ".txt"
+                file = out / "loadgen" / model.replace(":", "_") / path.replace("@", "_") / name
+                file.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(file, t.summary.encode())
+                written.append(file)
     return written
+
+
+def _counts_section(entry: ModelResults) -> str:
+    """Instructions per call under callgrind, by layer, and what each language adds to the same engine."""
+    if not entry.counts:
+        return ""
+    layers = [layer.name for layer in next(iter(entry.counts.values())).layers]
+    base = entry.counts.get(entry.baseline)
+    rows = []
+    for path, c in entry.counts.items():
+        latency = entry.measurement(LATENCY, path)
+        per = f"{latency.value * 1e9 / c.instructions:.3f}" if latency else "—"
+        vs = f"{c.instructions / base.instructions:.4f}" if base else "—"
+        by = {layer.name: layer.instructions for layer in c.layers}
+        rows.append([path, f"{c.instructions:,.0f}", vs, per, *(f"{by[name] / 1e3:,.1f}" for name in layers)])
+    c0 = next(iter(entry.counts.values()))
+    out = (
+        f"\n### Instructions per call (callgrind)\n\n{c0.calls} batch-1 calls per path at one intra-op thread, "
+        f"counted by {c0.valgrind or 'valgrind'} with collection on around those calls alone (after warm-up), one "
+        "valgrind process per path: deterministic, whatever the machine's load. The split is by where the "
+        "instructions ran (callgrind's per-function output: each function's shared object and name); it sums to "
+        "the total. valgrind presents a CPU without AVX-512 or AMX, so the kernels counted are the AVX2 ones: "
+        "the framework's and the language's counts do not depend on that, the kernels' do. ns per instruction: "
+        "the path's timed batch-1 p50 over its count.\n\n"
+        + md_table(
+            [
+                "path",
+                "instructions per call",
+                f"vs {entry.baseline}",
+                "ns per instruction",
+                *(f"{n}, k" for n in layers),
+            ],
+            rows,
+        )
+    )
+    pairs = [(p, analysis.language_counterpart(p)) for p in entry.counts]
+    pairs = [(a, b) for a, b in pairs if b in entry.counts]
+    if pairs:
+        rows = []
+        for cpp, py in pairs:
+            a = {layer.name: layer.instructions for layer in entry.counts[py].layers}
+            b = {layer.name: layer.instructions for layer in entry.counts[cpp].layers}
+            diff = entry.counts[py].instructions - entry.counts[cpp].instructions
+            rows.append([f"{py} − {cpp}", f"{diff:+,.0f}", *(f"{(a[n] - b[n]) / 1e3:+,.1f}" for n in layers)])
+        out += (
+            "\nWhat the language costs, in instructions per call: Python's path less C++'s on the same engine, "
+            "by layer (k).\n\n" + md_table(["paths", "instructions per call", *layers], rows)
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------ resx compare
+
+
+def compare(a: Results, b: Results, names: tuple[str, str] = ("A", "B")) -> tuple[list[str], list[list[str]]]:
+    """Two runs side by side: every ratio of each (95% interval), how it moved, and whether it changed
+    beyond both intervals."""
+    header = [
+        "model",
+        "scenario",
+        "ratio",
+        f"{names[0]} (95% CI)",
+        f"{names[1]} (95% CI)",
+        f"{names[1]} / {names[0]}",
+        "changed",
+    ]
+    rows = []
+    for c in analysis.compare(a, b):
+        moved = "—" if c.factor is None else f"{c.factor:.3f}"
+        verdict = "**yes**" if c.changed else ("—" if c.a is None or c.b is None else "no")
+        rows.append(
+            [
+                c.model,
+                c.scenario.title,
+                f"{c.path} / {c.baseline}",
+                ci(c.a) if c.a else "—",
+                ci(c.b) if c.b else "—",
+                moved,
+                verdict,
+            ]
+        )
+    return header, rows

@@ -10,24 +10,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from resx import data as D
-from resx.bench.config import BenchConfig
-from resx.bench.measure import Notify, Rounds, rotations
 from resx.bench.monitor import OtherLoad
-from resx.bench.registry import BASELINE, RUNTIMES
-from resx.bench.results import Scenario
+from resx.bench.plan import ModelPlan
+from resx.bench.registry import RUNTIMES
+from resx.bench.results import STEP_PARTS, Scenario, TrainingDetail
+from resx.bench.rounds import Notify, Rounds, rotations
 from resx.errors import BenchError
 from resx.rundir import RunDir
-from resx.sources import Source
 
-SPLIT = ("data_s", "forward_s", "backward_s", "optimizer_s")
-FULL_EPOCH = 50_000  # CIFAR-10's training images, for the extrapolated epoch time
+SPLIT = tuple(f"{part}_s" for part in STEP_PARTS)  # resx.rundir.StepRecord's fields of a step's parts
 
 
 def synthetic_cifar(root: Path, n_train: int, n_test: int, seed: int) -> Path:
@@ -44,70 +41,39 @@ def synthetic_cifar(root: Path, n_train: int, n_test: int, seed: int) -> Path:
     return root
 
 
-def train_command(cfg: BenchConfig, source: Source, spec: dict, dtype: str, data: Path, out: Path) -> list[str]:
+def train_command(model: ModelPlan, spec: dict, dtype: str, data: Path, out: Path) -> list[str]:
     """The `resx train` that trains this path (a new process: the language's own start-up included)."""
-    full = cfg.epochs > 0
-    args = [
-        "-o",
-        str(out),
-        "--runtime",
-        spec["runtime"],
-        "--module",
-        spec["module"],
-        "--data",
-        str(data),
-        "--model",
-        source.spec,
-        "--epochs",
-        str(max(1, cfg.epochs)),
-        "--batch-size",
-        str(cfg.train_batch),
-        "--seed",
-        str(cfg.seed),
-        "--threads",
-        str(cfg.threads),
-        "--device",
-        cfg.device,
-        "--dtype",
-        dtype,
-        "--subset",
-        "0" if full else str(cfg.train_steps * cfg.train_batch),
-        "--test-subset",
-        "0" if full else str(cfg.train_batch),
-    ]
+    cfg, source, t = model.config, model.source, model.config.training
+    full = t.epochs > 0
+    args = ["-o", str(out), "--runtime", spec["runtime"], "--module", spec["module"], "--data", str(data)]
+    args += ["--model", source.spec, "--epochs", str(max(1, t.epochs)), "--batch-size", str(t.batch)]
+    args += ["--seed", str(cfg.model.seed), "--threads", str(cfg.paths.threads), "--device", cfg.paths.device]
+    args += ["--dtype", dtype, "--subset", "0" if full else str(t.steps * t.batch)]
+    args += ["--test-subset", "0" if full else str(t.batch)]
     if source.kind == "builtin":
-        args += ["--stem", cfg.stem, "--width", str(cfg.width)]
-        args += ["--layers", ",".join(map(str, cfg.layers))] if cfg.layers else []
+        args += ["--stem", cfg.model.stem, "--width", str(cfg.model.width)]
+        args += ["--layers", ",".join(map(str, cfg.model.layers))] if cfg.model.layers else []
     else:
         args += ["--model-kwargs", json.dumps(source.kwargs)] if source.kwargs else []
     args += ["--compile"] if spec.get("compile") else []
-    args += ["--channels-last"] if cfg.channels_last else []
-    args += ["--deterministic"] if cfg.deterministic else []
+    args += ["--channels-last"] if cfg.paths.channels_last else []
+    args += ["--deterministic"] if cfg.paths.deterministic else []
     return [sys.executable, "-m", "resx", "train", *args]
 
 
-def training(
-    source: Source, cfg: BenchConfig, work: Path, notify: Notify, baseline: str = BASELINE
-) -> tuple[Rounds, dict[str, dict]]:
+def training(model: ModelPlan, work: Path, notify: Notify) -> tuple[Rounds, dict[str, TrainingDetail]]:
     """Every path that trains (py-eager, py-script, py-compile, cpp-eager, cpp-script, exe-eager, exe-script,
     at each dtype), in rounds, on CIFAR-10's 3x32x32 images; returns the rounds and, per path, the step's
     split, compile time and (full epochs) accuracy."""
-    full = cfg.epochs > 0
-    data = (
-        Path(cfg.data)
-        if cfg.data
-        else synthetic_cifar(work / "synthetic", cfg.train_steps * cfg.train_batch, cfg.train_batch, cfg.seed)
-    )
-    paths = cfg.train_paths(source)
+    cfg, t = model.config, model.config.training
+    full = t.epochs > 0
+    data = Path(t.data) if t.data else synthetic_cifar(work / "synthetic", t.steps * t.batch, t.batch, cfg.model.seed)
+    paths = model.train_paths
     by_label = {p.label: p for p in paths}
-    scenario = Scenario("training", batch=cfg.train_batch)
-    # Whole epochs: as many runs as asked, no adaptive stop; steps: up to train_rounds, adaptively.
-    fixed = (
-        dict(min_rounds=cfg.train_rounds, max_rounds=cfg.train_rounds)
-        if full
-        else dict(min_rounds=min(cfg.min_rounds, cfg.train_rounds), max_rounds=cfg.train_rounds)
-    )
-    rounds = Rounds(replace(cfg, **fixed), [p.label for p in paths], cfg.train_budget, baseline)
+    scenario = Scenario("training", batch=t.batch)
+    # Whole epochs: as many runs as asked, no adaptive stop; steps: up to the training rounds, adaptively.
+    fewest = t.rounds if full else min(cfg.rounds.span[0], t.rounds)
+    rounds = Rounds([p.label for p in paths], t.budget, fewest, t.rounds, cfg.rounds.target, model.baseline)
     detail: dict[str, dict] = {
         p.label: {"split_ns": {k: [] for k in SPLIT}, "compile_s": [], "peak_rss": []} for p in paths
     }
@@ -117,9 +83,9 @@ def training(
         for label in rotations(rounds.active, rounds.done):
             p = by_label[label]
             notify(f"training round {rounds.done + 1}: {label} (fresh process)")
-            out = work / f"train-{source.label}-{label}-{rounds.done}"
+            out = work / f"train-{model.label}-{label}-{rounds.done}"
             started = time.monotonic()
-            code, stderr, peak = _run(train_command(cfg, source, RUNTIMES[p.runtime].train, p.dtype, data, out))
+            code, stderr, peak = _run(train_command(model, RUNTIMES[p.runtime].train, p.dtype, data, out))
             if code != 0:
                 lines = [line for line in stderr.splitlines() if line.strip()]
                 raise BenchError(f"training {label} failed: {lines[-1] if lines else f'exit {code}'}")
@@ -136,7 +102,7 @@ def training(
             d["epochs"], d["fingerprint"] = epochs, rd.read_run_json()["fingerprint"]
         if not rounds.close_round(meter.stop()):
             break
-    return rounds, {label: _detail(d, cfg, full) for label, d in detail.items() if d.get("epochs")}
+    return rounds, {label: _detail(d, t.data, full) for label, d in detail.items() if d.get("epochs")}
 
 
 def _run(command: list[str]) -> tuple[int, str, int]:
@@ -150,24 +116,25 @@ def _run(command: list[str]) -> tuple[int, str, int]:
         return proc.returncode, err.read(), usage.ru_maxrss * 1024  # Linux: kilobytes
 
 
-def _detail(d: dict, cfg: BenchConfig, full: bool) -> dict:
+def _detail(d: dict, data: str | None, full: bool) -> TrainingDetail:
     last = d["epochs"][-1]
-    out = {
-        "split_ms": {k.removesuffix("_s"): float(np.median(v)) * 1e3 for k, v in d["split_ns"].items()},
-        "compile_seconds": float(np.mean(d["compile_s"])),
-        "peak_rss_bytes": int(np.median(d["peak_rss"])),
-        "fingerprint": d["fingerprint"],
-        "data": "CIFAR-10" if cfg.data else "synthetic (random images, timing only)",
-    }
-    if full:
-        times = [r.epoch_time for r in d["epochs"]]
-        out |= {
-            "epoch_time_s": float(np.mean(times)),
-            "epoch_time_kind": f"measured over {len(times)} epoch(s)",
-            "total_time_s": last.wall_time,
-            "train_loss": last.train_loss,
-            "train_top_1": last.train_top_1,
-            "test_loss": last.test_loss,
-            "test_top_1": last.test_top_1,
-        }
-    return out
+    base = dict(
+        split_ms={k.removesuffix("_s"): float(np.median(v)) * 1e3 for k, v in d["split_ns"].items()},
+        compile_seconds=float(np.mean(d["compile_s"])),
+        peak_rss_bytes=int(np.median(d["peak_rss"])),
+        fingerprint=d["fingerprint"],
+        data="CIFAR-10" if data else "synthetic (random images, timing only)",
+    )
+    if not full:
+        return TrainingDetail(**base)
+    times = [r.epoch_time for r in d["epochs"]]
+    return TrainingDetail(
+        **base,
+        epoch_time_s=float(np.mean(times)),
+        epoch_time_kind=f"measured over {len(times)} epoch(s)",
+        total_time_s=last.wall_time,
+        train_loss=last.train_loss,
+        train_top_1=last.train_top_1,
+        test_loss=last.test_loss,
+        test_top_1=last.test_top_1,
+    )

@@ -13,7 +13,7 @@ from resx.cpp import _cpp
 from resx.device import check_device
 from resx.errors import TrainError
 from resx.export import graph_fingerprint, graph_of, save
-from resx.models import ModelConfig
+from resx.models import ModelConfig, load_state
 from resx.rundir import CHECKPOINT_FORMAT, check_tensors, read_checkpoint
 from resx.sources import Source
 from resx.train.trainer import EvalResult, evaluate
@@ -55,7 +55,7 @@ def evaluate_checkpoint(
         )
     if runtime == "py":
         check_tensors(weights, "model", model.state_dict(), ckpt["model"])
-        model.load_state_dict(ckpt["model"])
+        load_state(model, ckpt["model"])
         model.to(device)
         split = D.first_n(D.load_split(directory, "test"), test_subset)
         result = evaluate(model, D.CifarLoader(*split, batch_size, train=False), torch.device(device))

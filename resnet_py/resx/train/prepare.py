@@ -16,6 +16,7 @@ from resx.distributed import SINGLE, World
 from resx.errors import TrainError
 from resx.export import export, export_weights, fingerprint, load, read_weights, state_fingerprint
 from resx.files import atomic_write
+from resx.models import load_state
 from resx.recipe import TrainConfig
 from resx.rundir import (
     CHECKPOINT,
@@ -82,6 +83,24 @@ def model_path(run_dir: RunDir, module: str) -> Path:
     return run_dir / (WEIGHTS if module == "eager" else MODEL)
 
 
+def _unchanged(config: TrainConfig, manifest: dict, run_dir: RunDir) -> None:
+    """A run resumes the model it started with: its factory file as it was then (SHA-1) and the same
+    builder arguments; one line naming what changed otherwise."""
+    then, now = Source.from_manifest(manifest), config.source()
+    where = f"--resume {run_dir.path}"
+    if then.sha1 and now.sha1 and then.sha1 != now.sha1:
+        file = now.name.rpartition(":")[0]
+        raise TrainError(
+            f"{where}: the factory file {file} changed since the run started (SHA-1 {then.sha1[:12]} then, "
+            f"{now.sha1[:12]} now); restore it, or start a new run with -o"
+        )
+    if then.to_dict() | {"sha1": None} != now.to_dict() | {"sha1": None}:
+        changed = sorted(k for k in now.to_dict() if then.to_dict().get(k) != now.to_dict().get(k))
+        raise TrainError(
+            f"{where}: the model changed since the run started ({', '.join(changed)}); start a new run with -o"
+        )
+
+
 def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path | None, module: str) -> str:
     """The run's model file (exported, or kept on resume, or the same as `source`); returns its
     fingerprint: recomputed from the graph of a TorchScript file, the manifest's for a weights export
@@ -90,12 +109,15 @@ def _model_file(config: TrainConfig, run_dir: RunDir, resume: bool, source: Path
     if resume and target.exists():
         if module == "eager":
             state, manifest = read_weights(target)
+            _unchanged(config, manifest, run_dir)
             module_ = Source.from_manifest(manifest).build(check=False)
-            module_.load_state_dict(state)
+            load_state(module_, state)
             if manifest.get("state_fingerprint") != state_fingerprint(module_):
                 raise TrainError(f"{target}: its manifest does not match its state; the run directory is damaged")
             return manifest["fingerprint"]
         scripted, manifest = load(target)
+        if manifest is not None:
+            _unchanged(config, manifest, run_dir)
         fp = fingerprint(scripted)
         if manifest is None or manifest.get("fingerprint") != fp:
             raise TrainError(f"{target}: its manifest does not match its graph; the run directory is damaged")

@@ -1,0 +1,189 @@
+"""Instructions per call, under valgrind's callgrind: what no noise on the machine can move. Each CPU path's
+worker runs under callgrind with instrumentation and collection off (--instr-atstart=no
+--collect-atstart=no), warms up, then switches both on around the counted calls alone through valgrind's
+client requests (C++: callgrind.h, compiled into the extension and resx-cpp; Python: torch's own
+torch._C._valgrind_toggle, what Timer.collect_callgrind uses, with resx._valgrind for the instrumentation).
+One valgrind process per path and graph; batch 1, one intra-op thread (callgrind serialises threads), the
+same input, weights and number of calls for every path.
+
+callgrind's per-function output (callgrind_annotate), whose names carry their shared object, gives where
+the instructions go, by layer of the stack (LAYERS), by shared object and by function. valgrind presents a
+CPU without AVX-512 or AMX (its own CPUID), so the kernels it counts are the AVX2 ones: the framework's and
+the language's counts do not depend on that, the kernels' do."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from resx.bench.config import WarmupRule
+from resx.bench.plan import AGAIN, VALGRIND_INSTALL, BenchPath, ModelPlan
+from resx.bench.prepare import Prepared
+from resx.bench.results import Counts, Layer
+from resx.bench.runners import make_runner
+from resx.errors import BenchError
+
+Notify = Callable[[str], None]
+START_TIMEOUT = 1800.0  # a worker opening its model under valgrind (torch.compile there takes minutes)
+WARMUP = WarmupRule(window=3, tolerance=1.0, max_calls=8)  # under valgrind every call is slow: a short warm-up
+KEEP = 40  # the largest functions and objects kept per path
+
+# The layers of the stack, in the order a call goes down it; the first that matches an entry takes it.
+LAYERS = (
+    "Python interpreter",
+    "torch's Python bindings",
+    "resx (extension, resx-cpp) and nanobind",
+    "dispatcher and ATen framework",
+    "kernels (oneDNN, MKL, ATen native, generated)",
+    "allocator",
+    "the rest (libc, libstdc++, loader, OpenMP)",
+)
+_KERNEL = re.compile(
+    r"(mkl_|dnnl|mkldnn|xbyak|jit_|sgemm|gemm|Vectorized|vectorized|VectorizedLoop|AVX2|avx2|cpu_kernel|"
+    r"unfolded2d|at::native::.*(kernel|_impl|conv|batch_norm|pool|relu|add|copy|fill)|im2col|col2im)"
+)
+_ALLOC = re.compile(r"(malloc|free|calloc|realloc|memalign|c10::alloc_cpu|c10::free_cpu|CPUAllocator|_int_)")
+
+
+def layer(obj: str, function: str, file: str = "") -> str:
+    """Which layer of LAYERS an entry of callgrind's output (its shared object, function and file) is in."""
+    name = os.path.basename(obj)
+    if name.startswith("libpython") or name.startswith("python") or "Python-3" in file:
+        return LAYERS[0]
+    if name.startswith("libtorch_python"):
+        return LAYERS[1]
+    if name.startswith(("_cpp.", "_valgrind.", "resx-cpp")):
+        return LAYERS[2]
+    if _ALLOC.search(function) or "malloc" in file:
+        return LAYERS[5]
+    if name.startswith(("libtorch", "libc10", "libdnnl", "libmkl")) or not obj or obj == "???":
+        # Code with no object is generated at run time (oneDNN's JIT): a kernel.
+        return LAYERS[4] if (_KERNEL.search(function) or not obj or obj == "???") else LAYERS[3]
+    return LAYERS[6]
+
+
+_LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*?):(.*?)(?:\s+\[(.*)\])?\s*$")
+
+
+def read(out: Path) -> tuple[float, list[tuple[float, str, str, str]]]:
+    """callgrind's output file -> (the total, [(instructions, object, function, file)]) through
+    callgrind_annotate (every function: --threshold=100)."""
+    proc = subprocess.run(
+        ["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"callgrind_annotate could not read {out}: {proc.stderr.strip().splitlines()[-1:]}")
+    total, entries, body = 0.0, [], False
+    for line in proc.stdout.splitlines():
+        if "PROGRAM TOTALS" in line:
+            total = float(line.split()[0].replace(",", ""))
+        elif line.strip().startswith("Ir") and "file:function" in line:
+            body = True
+        elif body and line.strip() and not line.startswith("-"):
+            m = _LINE.match(line)
+            if m:
+                count, file, function, obj = m.groups()
+                entries.append((float(count.replace(",", "")), obj or "", function, file))
+    return total, entries
+
+
+def split(total: float, entries: list[tuple[float, str, str, str]], calls: int, seconds: float, version: str) -> Counts:
+    """A collection's figures per call, by layer, shared object and function."""
+    layers, objects, functions = defaultdict(float), defaultdict(float), defaultdict(float)
+    for count, obj, function, file in entries:
+        layers[layer(obj, function, file)] += count / calls
+        objects[os.path.basename(obj) or "(generated code)"] += count / calls
+        functions[f"{function} [{os.path.basename(obj) or '?'}]"] += count / calls
+    top = lambda d: dict(sorted(d.items(), key=lambda kv: -kv[1])[:KEEP])
+    return Counts(
+        calls,
+        total / calls,
+        [Layer(name, layers.get(name, 0.0)) for name in LAYERS],
+        top(objects),
+        top(functions),
+        version,
+        seconds,
+    )
+
+
+def valgrind() -> tuple[str, str]:
+    """valgrind's path and version; one line saying how to install it when it is not on the PATH."""
+    path = shutil.which("valgrind")
+    if path is None or shutil.which("callgrind_annotate") is None:
+        raise BenchError(f"--counts: valgrind is not on the PATH; {VALGRIND_INSTALL}")
+    version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip()
+    return path, version
+
+
+def countable(path: BenchPath) -> bool:
+    """The paths counted: every CPU path but the baseline's repeat (its count is the baseline's)."""
+    return not path.label.endswith(AGAIN) and not path.cuda_graphs
+
+
+def count_one(make: Callable[[list[str]], object], calls: int, seed: int, work: Path, version: str) -> Counts:
+    """One path in one valgrind process: warm up, count `calls` calls, read what callgrind wrote."""
+    out = work / "callgrind.out"
+    wrapper = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--collect-atstart=no",
+        f"--callgrind-out-file={out}",
+        "--quiet",
+    ]
+    began = time.monotonic()
+    with make(wrapper) as runner:
+        runner.set_threads(1)
+        runner.warm_up(1, seed, WARMUP)
+        counted = runner.count(1, seed, calls)
+    if not counted.under_valgrind:
+        raise BenchError(f"{runner.name}: its worker did not run under valgrind; nothing was counted")
+    total, entries = read(out)
+    if total <= 0:
+        raise BenchError(f"{runner.name}: callgrind counted no instructions (were its client requests compiled in?)")
+    return split(total, entries, calls, time.monotonic() - began, version)
+
+
+def available(runtime: str) -> str | None:
+    """Why a runtime's calls cannot be counted in this build (None: they can): its client requests are
+    compiled in only where valgrind's callgrind.h was found."""
+    if runtime.startswith("py-"):
+        from resx import _valgrind
+
+        ok = _valgrind.available()
+    else:
+        from resx.cpp import _cpp
+
+        ok = _cpp.callgrind_available()
+    return None if ok else "unavailable: this build found no valgrind/callgrind.h (install valgrind and rebuild)"
+
+
+def count_paths(model: ModelPlan, prepared: Prepared, notify: Notify, warn: Notify) -> dict[str, Counts]:
+    """Every countable path of a model (or graph of the map), each in a valgrind process of its own."""
+    _, version = valgrind()
+    shape, cfg, out = prepared.source.shape, model.config, {}
+    for p in [p for p in model.paths if countable(p)]:
+        why = available(p.runtime)
+        if why:
+            warn(f"instruction counts of {p.label}: {why}")
+            continue
+        notify(f"instruction counts: {model.label} {p.label} under callgrind")
+        options = model.engine_options(p, shape)
+
+        def make(wrapper, p=p, options=options):
+            file = prepared.file(p.engine, p.dtype)
+            timeout = max(cfg.rounds.start_timeout, START_TIMEOUT)
+            return make_runner(p.runtime, file, options, p.label, p.env, timeout, wrapper)
+
+        with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as work:
+            out[p.label] = count_one(make, cfg.counts.calls, cfg.model.seed, Path(work), version)
+    return out

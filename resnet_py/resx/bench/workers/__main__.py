@@ -1,0 +1,5 @@
+import sys
+
+from resx.bench.workers import main
+
+sys.exit(main())
