@@ -17,10 +17,10 @@ demo: $(BUILT)
 	$(VENV)/bin/resx env
 	$(VENV)/bin/resx bench --quick -o resx-bench
 
-# Two workers (pytest-xdist), the tests that share an expensive run on one of them (tests/conftest.py);
+# Two workers (pytest-xdist), the modules that share an expensive run on one of them (tests/conftest.py);
 # the slowest tests named: the suite must stay within 10 minutes.
 test: lint
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(PY) -m pytest -q -n 2 --durations=15
 
 # ruff (lint and format) for Python, clang-format for C++: the code as committed, unchanged.
 lint: $(BUILT)

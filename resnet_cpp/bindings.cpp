@@ -213,7 +213,7 @@ void bind_training(nb::module_& m) {
       .def_ro("loss", &resx::Progress::loss)
       .def_ro("images_per_s", &resx::Progress::images_per_s);
 
-  nb::class_<resx::Trainer>(m, "Trainer", "The C++ training loop, configured by a resx-config/1 file.")
+  nb::class_<resx::Trainer>(m, "Trainer", "The C++ training loop, configured by a run's config.json (resx-config/2).")
       .def(
           "__init__",
           [](resx::Trainer* self, const std::string& config_path, const std::string& runtime, int lock_fd, int64_t rank,

@@ -21,17 +21,19 @@ from resx.engines import Engine, EngineOptions
 from resx.errors import BenchError, ResxError
 from resx.export import CompileSettings, export, export_aoti, export_weights, inspect, read_manifest
 from resx.export.aoti import MANIFEST_NAME
+from resx.export.executorch import export_executorch
 from resx.models import ModelConfig, build
 from resx.recipe import TrainConfig
 from resx.rundir import RunDir, read_checkpoint
 from resx.tolerances import TOLERANCE
 
-SMALL = ModelConfig("resnet18", width=8)
+SMALL = ModelConfig("resnet18", width=8, layers=[1, 1, 1, 1])  # every kind of layer, half the kernels to compile
 
 
 @pytest.fixture(scope="session")
 def files(tmp_path_factory):
-    """A TorchScript export and two packages: fp32 with 1 thread compiled in, bf16 with dynamic threads."""
+    """A TorchScript export, a weights export, an ExecuTorch program and three packages: fp32 with 1 thread
+    compiled in, bf16 with dynamic threads, and bf16 of other weights (seed 1)."""
     d = tmp_path_factory.mktemp("compiled")
     paths = {
         "pt": d / "m.pt",
@@ -39,9 +41,11 @@ def files(tmp_path_factory):
         "bf16": d / "m-bf16.pt2",
         "seed1": d / "m-seed1.pt2",
         "pth": d / "m.pth",
+        "pte": d / "m.pte",
     }
     manifest = export(SMALL, paths["pt"])
     export_weights(SMALL, paths["pth"])
+    export_executorch(SMALL, paths["pte"])
     export_aoti(SMALL, paths["fp32"], settings=CompileSettings(threads=1))
     export_aoti(SMALL, paths["bf16"], settings=CompileSettings(dtype="bf16"))
     export_aoti(SMALL, paths["seed1"], seed=1, settings=CompileSettings(dtype="bf16"))
@@ -141,7 +145,10 @@ def test_every_path_gives_eager_s_outputs_within_its_tolerance(files, dtype):
         engine = RUNTIMES[name].engine
         if engine == "aoti" and dtype == "fp32":
             continue  # the fp32 package has 1 thread compiled in: covered by the gate test
+        if engine == "executorch" and dtype == "bf16":
+            continue  # the program runs as exported, at fp32
         file = paths[dtype] if engine == "aoti" else paths["pth" if engine in ("eager", "compile") else "pt"]
+        file = paths["pte"] if engine == "executorch" else file
         with torch.inference_mode():
             diff = float((forward_of(name, file, dtype)(make_input(3, 5)).cpu() - reference).abs().max())
         assert diff <= TOLERANCE[(engine, dtype)], (name, dtype, diff)
@@ -217,7 +224,8 @@ def test_torch_compile_training_stays_within_a_stated_tolerance_of_eager(tiny, t
 def test_cli_exports_a_package_and_refuses_a_bad_format(tmp_path):
     runner = CliRunner()
     out = tmp_path / "m.pt2"
-    result = runner.invoke(app, ["export", "resnet18", "--width", "8", "-o", str(out), "--dtype", "bf16"])
+    args = ["--width", "2", "--layers", "1,1,1,1", "-o", str(out), "--dtype", "bf16"]
+    result = runner.invoke(app, ["export", "resnet18", *args])
     assert result.exit_code == 0 and "AOTInductor for cpu bf16" in result.stdout, result.stderr
     assert read_manifest(out)["compile"]["dtype"] == "bf16"
     assert "--format" in one_error(runner.invoke(app, ["export", "resnet18", "-o", str(out), "--format", "onnx"]))

@@ -25,7 +25,8 @@ def test_imagenet_stem_with_three_blocks_is_the_well_known_cpp_resnet18():
 @pytest.mark.parametrize("stem", ["cifar", "imagenet"])
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_eager_scripted_and_cpp_agree(tmp_path, name, stem):
-    config = ModelConfig(name, stem=stem)
+    # The deeper ResNets at a quarter of the width: every block and stage the same, 16x fewer FLOPs.
+    config = ModelConfig(name, stem=stem, width=64 if name == "resnet18" else 16)
     path = tmp_path / f"{name}-{stem}.pt"
     manifest = export(config, path, seed=3)
     eager = build(config, seed=3)
@@ -109,47 +110,56 @@ def test_executable_inspect(tmp_path):
     assert f"fingerprint: {manifest['fingerprint']}\n" in out and "MISMATCH" not in out
 
 
-def _error_line(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+def _error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code != 0 and len(lines) == 1, result.stderr
     return lines[0]
+
+
+def in_process(*args: str):
+    """The CLI in this process (typer's CliRunner): no process boundary is under test in these messages."""
+    from typer.testing import CliRunner
+
+    from resx.cli import app
+
+    return CliRunner().invoke(app, list(args))
 
 
 def test_inspect_bad_inputs(tmp_path):
     good = tmp_path / "good.pt"
     export(ModelConfig("resnet18"), good)
 
-    assert "no such file" in _error_line(run_resx("inspect", str(tmp_path / "missing.pt")))
+    assert "no such file" in _error_line(in_process("inspect", str(tmp_path / "missing.pt")))
 
     text = tmp_path / "text.pt"
     text.write_text("not a model")
-    assert "not a TorchScript file" in _error_line(run_resx("inspect", str(text)))
+    assert "not a TorchScript file" in _error_line(in_process("inspect", str(text)))
 
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    assert "TorchScript" in _error_line(run_resx("inspect", str(truncated)))
+    assert "TorchScript" in _error_line(in_process("inspect", str(truncated)))
 
     foreign = tmp_path / "foreign.pt"
     with quiet_jit():
         torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(foreign))
-    proc = run_resx("inspect", str(foreign))  # derived from the file itself, and said so
-    assert proc.returncode == 0 and "no resx manifest" in proc.stdout and "agree" in proc.stdout
+    result = in_process("inspect", str(foreign))  # derived from the file itself, and said so
+    assert result.exit_code == 0 and "no resx manifest" in result.stdout and "agree" in result.stdout
 
     tampered = tmp_path / "tampered.pt"
     module, manifest = load(good)
     manifest["fingerprint"] = "0" * 40
     with quiet_jit():
         torch.jit.save(module, str(tampered), _extra_files={MANIFEST_NAME: json.dumps(manifest)})
-    assert "fingerprint" in _error_line(run_resx("inspect", str(tampered)))
+    assert "fingerprint" in _error_line(in_process("inspect", str(tampered)))
 
 
 def test_export_bad_inputs(tmp_path):
     out = str(tmp_path / "x.pt")
-    assert "unknown model 'resnet19'" in _error_line(run_resx("export", "resnet19", "-o", out))
-    assert "num_classes" in _error_line(run_resx("export", "resnet18", "--num-classes", "0", "-o", out))
-    assert "unknown stem" in _error_line(run_resx("export", "resnet18", "--stem", "tiny", "-o", out))
-    assert "--seed must be in" in _error_line(run_resx("export", "resnet18", "--seed", "-1", "-o", out))
-    assert "--seed must be in" in _error_line(run_resx("export", "resnet18", "--seed", str(2**64), "-o", out))
+    assert "unknown model 'resnet19'" in _error_line(in_process("export", "resnet19", "-o", out))
+    assert "num_classes" in _error_line(in_process("export", "resnet18", "--num-classes", "0", "-o", out))
+    assert "unknown stem" in _error_line(in_process("export", "resnet18", "--stem", "tiny", "-o", out))
+    assert "--seed must be in" in _error_line(in_process("export", "resnet18", "--seed", "-1", "-o", out))
+    assert "--seed must be in" in _error_line(in_process("export", "resnet18", "--seed", str(2**64), "-o", out))
     assert not (tmp_path / "x.pt").exists()
 
 

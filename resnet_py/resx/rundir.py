@@ -35,11 +35,11 @@ import torch
 from resx.errors import ResxError
 from resx.files import atomic_write, is_temp, safe_torch_load, torch_bytes
 
-CONFIG_JSON = "train_config.json"
-CPP_CONFIG = "config.json"
+RECIPE_FILE = "train_config.json"  # the run's recipe (resx.recipe.TrainConfig), authoritative on resume
+CPP_JOB_FILE = "config.json"  # what the C++ loop reads (resx-config/2), written from the recipe at every start
 # What C++ read before resx-config/2: a key = value file. An old run resumes (its config.json is written
 # from train_config.json, as at every start), and the old file is removed then.
-LEGACY_CPP_CONFIG = "config.txt"
+LEGACY_CPP_JOB_FILE = "config.txt"
 MODEL = "model.pt"
 WEIGHTS = "model.pth"
 CHECKPOINT = "checkpoint.pt"
@@ -185,9 +185,9 @@ METRICS = Table(
     ),
 )
 RUN_FILES = (
-    CONFIG_JSON,
-    CPP_CONFIG,
-    LEGACY_CPP_CONFIG,
+    RECIPE_FILE,
+    CPP_JOB_FILE,
+    LEGACY_CPP_JOB_FILE,
     MODEL,
     WEIGHTS,
     STEPS.file,
@@ -339,8 +339,8 @@ class RunDir:
     @classmethod
     def resume(cls, path: Path) -> RunDir:
         rd = cls(path)
-        if not (rd / CONFIG_JSON).is_file():
-            raise ResxError(f"{rd.path}: not a resx run directory (no {CONFIG_JSON}); start a run with -o")
+        if not (rd / RECIPE_FILE).is_file():
+            raise ResxError(f"{rd.path}: not a resx run directory (no {RECIPE_FILE}); start a run with -o")
         rd._lock()
         rd.remove_temporaries()
         return rd
@@ -391,7 +391,7 @@ class RunDir:
 
     # -- state
     def status(self) -> RunStatus:
-        if not (self / CONFIG_JSON).is_file():
+        if not (self / RECIPE_FILE).is_file():
             return RunStatus("none")
         epochs = int(self.read_config().get("config", {}).get("epochs", 0))
         info = self.read_run_json() if (self / RUN_JSON).is_file() else {}
@@ -412,10 +412,10 @@ class RunDir:
         return value
 
     def read_config(self) -> dict:
-        return self._json(CONFIG_JSON)
+        return self._json(RECIPE_FILE)
 
     def write_config(self, saved: dict) -> None:
-        atomic_write(self / CONFIG_JSON, json.dumps(saved, indent=2))
+        atomic_write(self / RECIPE_FILE, json.dumps(saved, indent=2))
 
     def read_run_json(self) -> dict:
         return self._json(RUN_JSON)

@@ -11,7 +11,7 @@ import threading
 
 from resx.cpp import _cpp, executable
 from resx.errors import CppRuntimeError, TrainError
-from resx.rundir import CPP_CONFIG
+from resx.rundir import CPP_JOB_FILE
 from resx.train.prepare import Prepared
 from resx.train.progress import ProgressFn, Stop, parse_progress, progress_of
 
@@ -22,7 +22,7 @@ def train_extension(job: Prepared, progress: ProgressFn | None, stop: Stop, poll
     stops on SIGINT/SIGTERM after the current step, like the Python one."""
     w = job.world
     lock_fd = -1 if job.run_dir.lock_fd is None else job.run_dir.lock_fd
-    trainer = _cpp.Trainer(str(job.run_dir / CPP_CONFIG), "cpp", lock_fd, w.rank, w.size, w.backend, w.group_name)
+    trainer = _cpp.Trainer(str(job.run_dir / CPP_JOB_FILE), "cpp", lock_fd, w.rank, w.size, w.backend, w.group_name)
     finished = threading.Event()
     raised: list[BaseException] = []
 
@@ -62,7 +62,7 @@ def train_executable(job: Prepared, progress: ProgressFn | None, stop: Stop) -> 
     fd = job.run_dir.lock_fd
     env = os.environ | {"RESX_LOCK_FD": str(fd), "RESX_PARENT_PID": str(os.getpid())}
     proc = subprocess.Popen(
-        [str(executable()), "train", str(job.run_dir / CPP_CONFIG)],
+        [str(executable()), "train", str(job.run_dir / CPP_JOB_FILE)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

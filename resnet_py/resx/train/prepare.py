@@ -20,8 +20,8 @@ from resx.models import load_state
 from resx.recipe import TrainConfig
 from resx.rundir import (
     CHECKPOINT,
-    CPP_CONFIG,
-    LEGACY_CPP_CONFIG,
+    CPP_JOB_FILE,
+    LEGACY_CPP_JOB_FILE,
     MODEL,
     WEIGHTS,
     RunDir,
@@ -209,7 +209,7 @@ def prepare(
 
 def _read_run(config, runtime, module, run_dir, directory, layout, steps, resume, world) -> Prepared:
     """A rank other than 0: the run directory that rank 0 has just written, on a shared file system."""
-    if not (run_dir / CPP_CONFIG).is_file():
+    if not (run_dir / CPP_JOB_FILE).is_file():
         raise TrainError(
             f"{run_dir.path}: rank 0's run directory is not visible on {os.uname().nodename}; every "
             f"node must see it at the same path (a shared file system)"
@@ -257,9 +257,9 @@ def _write_run(
         run_files=run_dir.cpp_files(),
         saved=saved,
     )
-    atomic_write(run_dir / CPP_CONFIG, json.dumps(cpp, indent=1))
+    atomic_write(run_dir / CPP_JOB_FILE, json.dumps(cpp, indent=1))
     if resume:  # a run from before resx-config/2 kept its key = value file: config.json replaces it
-        (run_dir / LEGACY_CPP_CONFIG).unlink(missing_ok=True)
+        (run_dir / LEGACY_CPP_JOB_FILE).unlink(missing_ok=True)
     job = Prepared(config, runtime, module, run_dir, directory, layout, fp, steps, resume, checkpoint, world)
     if not resume:
         write_run_json(job, "started", 0, None)
