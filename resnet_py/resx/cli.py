@@ -30,6 +30,7 @@ from resx.errors import PeerError, ResxError, first_line
 from resx.export.aoti import CompileSettings
 from resx.export.executorch import ProgramSettings
 from resx.recipe import TrainConfig
+from resx.sources import SourceOptions
 
 EXIT_BUG = 70  # EX_SOFTWARE, as resx-cpp
 
@@ -119,7 +120,7 @@ def _short(key: str, value: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ExportOptions:
-    source: O.SourceOptions = O.concern(O.SourceOptions)
+    source: SourceOptions = O.concern(SourceOptions)
     compile: CompileSettings = O.concern(CompileSettings)
     program: ProgramSettings = O.concern(ProgramSettings)
 

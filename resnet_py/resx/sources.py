@@ -32,6 +32,7 @@ from torch import nn
 from resx.data import AUGMENT, IMAGE_SHAPE
 from resx.errors import ConfigError, first_line
 from resx.models import ARCHITECTURES, ModelConfig, build
+from resx.options import json_object, option, shape3, stages
 
 KINDS = ("builtin", "torchvision", "factory", "file")
 BUILD_TIMEOUT = 300.0  # seconds a factory may take to import and build its model (RESX_BUILD_TIMEOUT)
@@ -47,7 +48,6 @@ SPEC_HELP = (
 
 def input_shape(text: str | None, option: str = "--input-shape") -> tuple[int, int, int] | None:
     """'3,224,224' -> (3, 224, 224); None stays None; anything else is one line naming the option."""
-    from resx.options import shape3
 
     return None if text is None else shape3(text, option)
 
@@ -436,6 +436,41 @@ def _tv() -> str:
 
 def parse_kwargs(text: str | None, option: str = "--model-kwargs") -> dict:
     """--model-kwargs '{"width_mult": 0.5}' -> dict; anything but a JSON object is one line."""
-    from resx.options import json_object
 
     return {} if text is None else json_object(text, option)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How every command that takes a model (resx.sources) shapes it, beyond its name."""
+
+    model_kwargs: dict = option(
+        {}, "torchvision or factory models: keyword arguments as a JSON object.", parse=json_object, show="none"
+    )
+    input_shape: tuple[int, int, int] | None = option(
+        None,
+        "C,H,W of one input.",
+        parse=shape3,
+        show="the model's own: 3,32,32 for the ResNets and factories, 3,224,224 for torchvision",
+    )
+    num_classes: int | None = option(None, "Classes of the head.", show="the model's own: 10 for the ResNets")
+    stem: str = option(
+        "cifar",
+        "ResNets: cifar (3x3 conv), or imagenet (7x7/2 conv and max-pool): what a mismatched architecture measures.",
+    )
+    layers: tuple[int, ...] | None = option(
+        None, "ResNets: blocks per stage, e.g. 3,3,3,3.", parse=stages, show="the depth's own"
+    )
+    width: int = option(64, "ResNets: channels of the first stage (resx.models.DEFAULT_WIDTH: the published ResNets').")
+    seed: int = option(0, "Seed of the weights (and of the bench's inputs).")
+
+    def source(self, spec: str, among: bool = False):
+        """The model `spec` names, shaped by these options (resx.sources.Source). `among`: one of several
+        models of kinds mixed, where --model-kwargs applies to the torchvision and factory ones alone."""
+        files = (".pt", ".pt2", ".pth", ".pte")
+        applies = spec.startswith("torchvision:") or (":" in spec and not spec.endswith(files))
+        layers = list(self.layers) if self.layers else None
+        kwargs = self.model_kwargs if applies or not among else None
+        return Source.parse(
+            spec, kwargs, self.num_classes, self.input_shape, stem=self.stem, layers=layers, width=self.width
+        )

@@ -16,7 +16,8 @@ import tomllib
 
 from resx.codec import decode, encode
 from resx.errors import BenchError
-from resx.options import SourceOptions, concern, option, positive_floats, positive_ints, stages, words
+from resx.options import concern, option, positive_floats, positive_ints, stages, words
+from resx.sources import SourceOptions
 
 MODEL_HELP = (
     "resnet18, resnet34, resnet50, resnet101, resnet152; torchvision:NAME (a classification builder); "
