@@ -16,6 +16,7 @@ import numpy as np
 
 from resx import stats
 from resx.bench.config import BenchConfig
+from resx.bench.protocol import Compiled  # as each runtime reports it, kept in the gate's report
 from resx.bench.serving import ServePlan, ServeResult
 from resx.codec import decode, encode
 from resx.errors import BenchError
@@ -218,18 +219,6 @@ class Ratio:
 
 
 # ------------------------------------------------------------------------------------ the fairness gate
-
-
-@dataclass(frozen=True)
-class Compiled:
-    """What a runtime's engine was compiled for and what opening it took, from inside the runtime: threads
-    (0 dynamic, -1 nothing compiled), load and compile seconds, and whether fingerprint and weights are the
-    ones recorded at export (compiled code shows neither)."""
-
-    threads: int
-    load_seconds: float
-    compile_seconds: float
-    recorded: bool
 
 
 @dataclass(frozen=True)
