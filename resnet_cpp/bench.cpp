@@ -16,37 +16,15 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#if __has_include(<valgrind/callgrind.h>)
-#include <valgrind/callgrind.h>
-#define RESX_WITH_CALLGRIND 1
-#endif
-
 #include <ATen/Parallel.h>
 
+#include "callgrind.h"
 #include "env.h"
 #include "serving.h"
+#include "timing.h"
 
 namespace resx {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<int64_t> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? static_cast<double>(v[n / 2]) : 0.5 * static_cast<double>(v[n / 2 - 1] + v[n / 2]);
-}
-
-int64_t one_call(Engine& engine, const at::Tensor& input) {
-  const auto t0 = now_ns();
-  auto out = engine.forward(input);
-  sync_device(engine.device());
-  return now_ns() - t0;
-}
 
 // The operators seen on the profiling thread, and those open now (the innermost last).
 struct OpRecord {
@@ -89,51 +67,41 @@ at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device, co
   return at::randn(sizes, gen, at::kFloat).to(device);
 }
 
+namespace {
+
+// One forward call, the device synchronised: what every loop times.
+struct Forward {
+  Engine& engine;
+  const at::Tensor& input;
+  void operator()() {
+    auto out = engine.forward(input);
+    sync_device(engine.device());
+  }
+};
+
+// A caller of its own thread: inference mode for the thread's life (it is thread-local), its own input.
+struct Caller {
+  Caller(Engine& engine, const at::Tensor& input) : x(input.clone()), forward{engine, x} {}
+  c10::InferenceMode guard;
+  at::Tensor x;
+  Forward forward;
+  void operator()() { forward(); }
+};
+
+}  // namespace
+
 int64_t warm_up(Engine& engine, const at::Tensor& input, const WarmupRule& rule) {
   c10::InferenceMode guard;
-  std::vector<int64_t> times;
-  while (static_cast<int64_t>(times.size()) < rule.max_calls) {
-    times.push_back(one_call(engine, input));
-    const auto n = static_cast<int64_t>(times.size());
-    if (n >= 2 * rule.window) {
-      const double last = median({times.end() - rule.window, times.end()});
-      const double before = median({times.end() - 2 * rule.window, times.end() - rule.window});
-      if (std::abs(last - before) <= rule.tolerance * before) break;
-    }
-  }
-  return static_cast<int64_t>(times.size());
+  return warm_up(Forward{engine, input}, rule);
 }
 
 std::vector<int64_t> time_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
   c10::InferenceMode guard;
-  std::vector<int64_t> times(calls);
-  for (auto& t : times) t = one_call(engine, input);
-  return times;
+  return time_calls(Forward{engine, input}, calls);
 }
 
 ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads, double seconds) {
-  std::atomic<int64_t> calls{0};
-  std::atomic<bool> go{false};
-  const auto duration = std::chrono::duration<double>(seconds);
-  std::vector<std::thread> pool;
-  for (int i = 0; i < threads; ++i) {
-    pool.emplace_back([&, x = input.clone()] {
-      c10::InferenceMode guard;  // thread-local: each worker sets its own
-      while (!go.load()) std::this_thread::yield();
-      const auto end = Clock::now() + duration;
-      int64_t mine = 0;
-      while (Clock::now() < end) {
-        engine.forward(x);
-        sync_device(engine.device());
-        ++mine;
-      }
-      calls += mine;
-    });
-  }
-  const auto t0 = now_ns();
-  go.store(true);
-  for (auto& t : pool) t.join();
-  return {calls.load(), now_ns() - t0};
+  return time_callers([&] { return Caller(engine, input); }, threads, seconds);
 }
 
 Json profile_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
@@ -180,36 +148,9 @@ Json device_memory(const at::Device& device) {
 #endif
 }
 
-bool callgrind_available() {
-#ifdef RESX_WITH_CALLGRIND
-  return true;
-#else
-  return false;
-#endif
-}
-
-bool under_valgrind() {
-#ifdef RESX_WITH_CALLGRIND
-  return RUNNING_ON_VALGRIND != 0;
-#else
-  return false;
-#endif
-}
-
 void count_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
   c10::InferenceMode guard;
-#ifdef RESX_WITH_CALLGRIND
-  CALLGRIND_START_INSTRUMENTATION;
-  CALLGRIND_TOGGLE_COLLECT;
-#endif
-  for (int64_t i = 0; i < calls; ++i) {
-    auto out = engine.forward(input);
-    sync_device(engine.device());
-  }
-#ifdef RESX_WITH_CALLGRIND
-  CALLGRIND_TOGGLE_COLLECT;
-  CALLGRIND_STOP_INSTRUMENTATION;
-#endif
+  count_calls(Forward{engine, input}, calls);
 }
 
 namespace {
@@ -333,6 +274,7 @@ Json schema() {
           {"DeviceMemory", Json::array()},
           {"Loadgen", fields_of<Loadgen>()},
           {"Count", fields_of<Count>()},
+          {"Input", fields_of<Input>()},
           {"Quit", Json::array()},
           {"Ready", fields_of<Ready>()},
           {"Identity", fields_of<Identity>()},
@@ -343,7 +285,8 @@ Json schema() {
           {"Profiled", fields_of<Profiled>()},
           {"Held", fields_of<Held>()},
           {"Served", fields_of<Served>()},
-          {"Counted", fields_of<Counted>()}};
+          {"Counted", fields_of<Counted>()},
+          {"Received", fields_of<Received>()}};
 }
 
 }  // namespace protocol

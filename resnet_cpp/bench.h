@@ -5,20 +5,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "callgrind.h"
 #include "engines.h"
 #include "json.h"
 #include "protocol.h"
+#include "timing.h"
 
 namespace resx {
-
-// When to stop warming up: the median of the last `window` calls is within `tolerance` of the
-// median of the window before (TorchScript's profiling executor re-optimises during its first
-// calls), or `max_calls` were made. Mirrors resx.bench.WarmupRule.
-struct WarmupRule {
-  int64_t window;
-  double tolerance;
-  int64_t max_calls;
-};
 
 // The benchmark input of a batch size: randn from a CPU generator seeded with `seed`, the same
 // ATen call as resx.bench.runners.make_input, so every runtime sees the same numbers. shape: C, H, W.
@@ -29,10 +22,6 @@ at::Tensor make_input(int64_t batch, uint64_t seed, const at::Device& device,
 int64_t warm_up(Engine& engine, const at::Tensor& input, const WarmupRule& rule);
 std::vector<int64_t> time_forward(Engine& engine, const at::Tensor& input, int64_t calls);
 
-struct ThreadsResult {
-  int64_t calls = 0;
-  int64_t wall_ns = 0;
-};
 // `threads` std::threads, each calling forward on its own copy of `input` until `seconds` pass.
 ThreadsResult time_threads(Engine& engine, const at::Tensor& input, int threads, double seconds);
 
@@ -47,11 +36,6 @@ Json profile_forward(Engine& engine, const at::Tensor& input, int64_t calls);
 // reserved_bytes, peak_allocated_bytes, peak_reserved_bytes}; {} off CUDA. Mirrors
 // resx.bench.runners.python.PyRunner.device_memory (torch.cuda.memory_stats).
 Json device_memory(const at::Device& device);
-
-// Whether this build has valgrind's callgrind client requests (callgrind.h was found), and whether this
-// process runs under valgrind now.
-bool callgrind_available();
-bool under_valgrind();
 
 // `calls` forward calls with callgrind's instrumentation and collection switched on around them alone
 // (valgrind's client requests; a no-op outside valgrind). c10::InferenceMode, device synchronised.

@@ -11,18 +11,9 @@
 #include <string>
 #include <vector>
 
-namespace resx {
+#include "protocol.h"
 
-struct EngineOptions {
-  std::string engine = "script";  // eager (the C++ frontend, from a weights export), script, frozen, aoti
-  std::string device = "cpu";
-  std::string dtype = "fp32";  // fp32, or bf16: autocast (TorchScript) / compiled in (AOTInductor)
-  bool channels_last = false;
-  int64_t runners = 1;                          // AOTInductor: models that may run at once (concurrent callers)
-  bool deterministic = false;                   // set_deterministic for the process (CUDA)
-  bool cuda_graphs = false;                     // capture the forward in a CUDA graph per batch size, replay it
-  std::vector<int64_t> input_shape{3, 32, 32};  // C, H, W of one input (the bench's inputs)
-};
+namespace resx {
 
 // Whether this build can capture CUDA graphs (it found CUDA's runtime headers: meson.build).
 bool cuda_graphs_available();

@@ -1,6 +1,7 @@
 #include "env.h"
 
 #include "files.h"
+#include "machine.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -18,17 +19,6 @@
 namespace resx {
 namespace {
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      return colon == std::string::npos ? "" : line.substr(line.find_first_not_of(" \t", colon + 1));
-    }
-  }
-  return "unknown";
-}
-
 // Device name through the CUDA driver API, so that the runtime needs no CUDA headers to build.
 std::string cuda_device_name() {
   void* lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
@@ -45,14 +35,6 @@ std::string cuda_device_name() {
       name(buf, sizeof buf, device) != 0) {
     return "";
   }
-  return buf;
-}
-
-std::string load_average() {
-  double load[3] = {0, 0, 0};
-  if (getloadavg(load, 3) != 3) return "";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", load[0], load[1], load[2]);
   return buf;
 }
 
@@ -81,7 +63,7 @@ EnvReport env_report() {
       {"tf32_matmul", yes_no(ctx.allowTF32CuBLAS())},
       {"tf32_cudnn", yes_no(ctx.allowTF32CuDNN())},
       {"cpu_model", cpu_model()},
-      {"cpu_cores", std::to_string(std::thread::hardware_concurrency())},
+      {"cpu_cores", cpu_cores()},
       {"load_average", load_average()},
   };
 }

@@ -5,12 +5,31 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <tuple>
 #include <vector>
 
-#include "engines.h"
 #include "json.h"
+
+namespace resx {
+
+// How an engine runs a model (resx.bench.protocol.EngineOptions; resx::Engine, resx::executorch::Program).
+struct EngineOptions {
+  std::string engine = "script";  // eager (the C++ frontend, from a weights export), script, frozen, aoti, executorch
+  std::string device = "cpu";
+  std::string dtype = "fp32";  // fp32, or bf16: autocast (TorchScript) / compiled in (AOTInductor)
+  bool channels_last = false;
+  int64_t runners = 1;                          // AOTInductor: models that may run at once (concurrent callers)
+  bool deterministic = false;                   // set_deterministic for the process (CUDA)
+  bool cuda_graphs = false;                     // capture the forward in a CUDA graph per batch size, replay it
+  std::vector<int64_t> input_shape{3, 32, 32};  // C, H, W of one input (the bench's inputs)
+};
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EngineOptions, engine, device, dtype, channels_last, runners, deterministic,
+                                   cuda_graphs, input_shape)
+
+}  // namespace resx
 
 namespace resx::protocol {
 
@@ -72,6 +91,11 @@ struct Count {
   uint64_t seed = 0;
   int64_t calls = 1;
 };
+struct Input {
+  int64_t batch = 1;
+  uint64_t seed = 0;
+  std::string file;
+};
 struct Quit {};
 
 // ---- answers
@@ -107,17 +131,15 @@ struct Served {
   double seconds = 0;
   std::string sut;
 };
+struct Received {
+  std::string input_hash;
+};
 struct Counted {
   int64_t calls = 0;
   bool under_valgrind = false;
 };
 
 }  // namespace resx::protocol
-
-namespace resx {
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EngineOptions, engine, device, dtype, channels_last, runners, deterministic,
-                                   cuda_graphs, input_shape)
-}  // namespace resx
 
 namespace resx::protocol {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Open, runtime, file, options)
@@ -129,6 +151,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ThreadsRun, threads, seconds, seed)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Profile, batch, seed, calls)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Loadgen, settings, workers, batch, samples, seed, outdir)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Count, batch, seed, calls)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Input, batch, seed, file)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Ready, load_s)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Identity, fingerprint, weights_hash, state, input_hash, output, env, compiled)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ThreadsSet, threads)
@@ -139,6 +162,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Profiled, calls, wall_ns, ops)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Held, allocated_bytes, reserved_bytes, peak_allocated_bytes, peak_reserved_bytes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Served, seconds, sut)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Counted, calls, under_valgrind)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Received, input_hash)
 template <typename J>
 void to_json(J& j, const DeviceMemory&) {
   j = J::object();

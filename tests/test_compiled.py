@@ -4,6 +4,7 @@ channels-last. Compiles take seconds even for a narrow ResNet: each package is b
 import json
 import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,13 +14,14 @@ from typer.testing import CliRunner
 from resx import _cpp, cpp
 from resx import train as T
 from resx.bench import gate as G
-from resx.bench.registry import RUNTIMES
+from resx.bench.monitor import mapped_libraries
+from resx.bench.registry import RUNTIMES, takes_input
 from resx.bench.runners import make_runner
 from resx.bench.workers.python import make_input
 from resx.cli import app
 from resx.engines import Engine, EngineOptions
 from resx.errors import BenchError, ResxError
-from resx.export import CompileSettings, export, export_aoti, export_weights, inspect, read_manifest
+from resx.export import CompileSettings, export, export_aoti, export_weights, inspect, read_manifest, tensor_sha1
 from resx.export.aoti import MANIFEST_NAME
 from resx.export.executorch import export_executorch
 from resx.models import ModelConfig, build
@@ -122,7 +124,8 @@ def test_a_package_is_refused_under_settings_it_was_not_compiled_for(files):
             _cpp.Engine(str(paths["fp32"]), "aoti", "cpu", options.dtype, options.channels_last)
 
 
-ALL = [name for name in RUNTIMES if RUNTIMES[name].language != "exe"]
+# The runtimes whose engine opens in this process (ExecuTorch's C++ runtime is given its inputs instead: below).
+ALL = [name for name in RUNTIMES if RUNTIMES[name].language != "exe" and not takes_input(name)]
 
 
 def forward_of(name: str, file, dtype: str):
@@ -152,6 +155,82 @@ def test_every_path_gives_eager_s_outputs_within_its_tolerance(files, dtype):
         with torch.inference_mode():
             diff = float((forward_of(name, file, dtype)(make_input(3, 5)).cpu() - reference).abs().max())
         assert diff <= TOLERANCE[(engine, dtype)], (name, dtype, diff)
+
+
+ET = ["py-executorch", "cpp-executorch", "exe-executorch"]
+
+
+def test_executorch_runs_in_every_language_and_its_executable_loads_no_libtorch(files):
+    """Each ExecuTorch runtime in its own worker process: the same input (the C++ runtimes are given it and
+    hash what they got), eager's outputs within the engine's tolerance, its threadpool sized from inside,
+    and a batch of 3 timed; resx-executorch, and cpp-executorch's Python worker (which never imports torch),
+    map ExecuTorch's libraries and no libtorch."""
+    paths, _ = files
+    eager = build(SMALL, seed=0).eval()
+    with torch.inference_mode():
+        reference = eager(make_input(1, 5))
+    for name in ET:
+        with make_runner(name, paths["pte"], EngineOptions("executorch")) as runner:
+            assert runner.set_threads(2) == 2 and runner.set_threads(1) == 1
+            identity = runner.identity(5)
+            assert identity.input_hash == tensor_sha1(make_input(1, 5)), name
+            diff = float((torch.tensor(identity.output) - reference.reshape(-1)).abs().max())
+            assert diff <= TOLERANCE[("executorch", "fp32")], (name, diff)
+            assert identity.env["executorch_version"] == "1.5.1" and identity.env["intra_op_threads"] == "1"
+            assert len(runner.time(3, 7, 2)) == 2
+            libraries = [Path(p).name for p in mapped_libraries(runner.pid)]
+        assert any(n.startswith("libexecutorch") for n in libraries) or name == "py-executorch", name
+        loads_torch = any(n.startswith(("libtorch", "libc10")) for n in libraries)
+        assert loads_torch == (name == "py-executorch"), (name, libraries)
+
+
+def test_a_program_is_verified_in_python_and_in_cpp(files):
+    paths, manifest = files
+    result = inspect(paths["pte"])
+    assert result.checks["runs"] == {"python": "yes", "c++": "yes", "manifest": "yes"}
+    assert result.checks["manifest"]["c++"] == "same" and not result.failures
+    assert result.manifest["fingerprint"] == manifest["fingerprint"]
+    shown = CliRunner().invoke(app, ["inspect", str(paths["pte"])])
+    assert shown.exit_code == 0, shown.output
+
+
+def foreign_programs(folder: Path) -> dict[str, Path]:
+    """ExecuTorch programs resx did not write: one with no manifest (a Linear), one with an operator XNNPACK
+    does not take and ExecuTorch's C++ kernels lack (sort)."""
+    from executorch import exir
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    class Sorted(torch.nn.Module):
+        def forward(self, x):
+            return x.sort(dim=1).values
+
+    out = {}
+    for name, module, x in (("plain", torch.nn.Linear(4, 2), torch.randn(1, 4)), ("sort", Sorted(), torch.randn(1, 4))):
+        program = torch.export.export(module.eval(), (x,))
+        lowered = exir.to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        out[name] = folder / f"{name}.pte"
+        out[name].write_bytes(lowered.to_executorch().buffer)
+    return out
+
+
+def test_bad_programs_are_one_line_in_every_language(files, tmp_path):
+    paths, _ = files
+    truncated = tmp_path / "truncated.pte"
+    truncated.write_bytes(paths["pte"].read_bytes()[:4096])
+    foreign = foreign_programs(tmp_path)
+    cases = [
+        (truncated, "not a loadable ExecuTorch program", ET),
+        (foreign["plain"], "no resx manifest", ET),
+        (foreign["sort"], "an operator XNNPACK did not take has no kernel", ["cpp-executorch", "exe-executorch"]),
+        (tmp_path / "absent.pte", "no such file", ET),
+    ]
+    for file, message, runtimes in cases:
+        for name in runtimes:
+            with pytest.raises(BenchError, match=message) as refused:
+                make_runner(name, file, EngineOptions("executorch")).start()
+            assert "\n" not in str(refused.value), (name, str(refused.value))
+        shown = CliRunner().invoke(app, ["inspect", str(file)])
+        assert shown.exit_code != 0 and "Traceback" not in shown.output, shown.output
 
 
 def test_the_gate_checks_compiled_threads_and_refuses_other_weights(files):

@@ -90,6 +90,15 @@ def _version() -> str:
     return version("executorch")
 
 
+def runtime_env() -> dict[str, str]:
+    """What ExecuTorch's Python runtime reports of itself, with resx.env's keys where they apply (the C++
+    runtime's resx::et::env_report has the same): its release, and its threadpool's threads as the
+    intra-op threads (XNNPACK's kernels run on it, not on LibTorch's)."""
+    from executorch.extension.pybindings import portable_lib
+
+    return {"executorch_version": _version(), "intra_op_threads": str(portable_lib._threadpool_get_thread_count())}
+
+
 def load_program(path: Path):
     """The program, loaded by ExecuTorch's Python runtime (torch first: its bindings need libtorch loaded)."""
     path = Path(path)
@@ -126,7 +135,10 @@ class Program:
 
     def __init__(self, path: Path):
         self.program = load_program(path)
-        self.method = self.program.load_method("forward")
+        try:
+            self.method = self.program.load_method("forward")
+        except Exception as e:  # noqa: BLE001  (the runtime raises for an operator it has no kernel for)
+            raise ExportError(f"{path}: its forward cannot be loaded ({first_line(e, None)})") from None
         self.lock = threading.Lock()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +155,14 @@ def inspect_program(path: Path, cpp: bool = True) -> Inspection:
     source = Source.from_manifest(manifest)
     found = {"runs": runs(forward, int(manifest["model"]["num_classes"]), source.shape)}
     claims = {"runs": "yes"}
+    seen = {}
+    if cpp:  # ExecuTorch's C++ runtime, in a process with no libtorch: it reads the manifest and runs it too
+        from resx.executorch_cpp import inspect
+
+        cpp_view = inspect(path)
+        seen = {"runs": cpp_view["runs"], "manifest": "same" if cpp_view["manifest"] == manifest else "differs"}
+        claims["manifest"] = "same"
+        found["manifest"] = "same"
     if manifest.get("weights_from") is None and source.buildable:
         tol = TOLERANCE[("executorch", "fp32")]
         net = source.build(seed=manifest["seed"], check=False).eval()
@@ -152,7 +172,9 @@ def inspect_program(path: Path, cpp: bool = True) -> Inspection:
         found["outputs"] = f"within {tol:g}" if diff <= tol else f"differ by {diff:.3g}"
         claims["outputs"] = f"within {tol:g}"
     result = Inspection(Path(path), manifest)
-    result.checks = {k: {"python": found[k], "manifest": claims[k]} for k in claims}
+    sources = {"python": found} | ({"c++": seen} if seen else {}) | {"manifest": claims}
+    # C++ runs the program and reads its manifest; the outputs against a rebuilt model are Python's to check.
+    result.checks = {k: {src: values[k] for src, values in sources.items() if k in values} for k in claims}
     return result
 
 

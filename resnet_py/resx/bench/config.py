@@ -25,8 +25,8 @@ MODEL_HELP = (
 )
 # Typed here so that the CLI starts without torch; tests check them against the registry.
 RUNTIME_HELP = (
-    "py-eager, py-script, py-frozen, py-compile, py-aoti, py-executorch, cpp-eager, cpp-script (cpp), cpp-frozen, cpp-aoti, "
-    "exe-eager, exe-script (cpp-exe), exe-frozen, exe-aoti"
+    "py-eager, py-script, py-frozen, py-compile, py-aoti, py-executorch, cpp-eager, cpp-script (cpp), cpp-frozen, "
+    "cpp-aoti, cpp-executorch, exe-eager, exe-script (cpp-exe), exe-frozen, exe-aoti, exe-executorch"
 )
 
 

@@ -49,6 +49,7 @@ _KERNEL = re.compile(
     r"(mkl_|dnnl|mkldnn|xbyak|jit_|sgemm|gemm|Vectorized|vectorized|VectorizedLoop|AVX2|avx2|cpu_kernel|"
     r"unfolded2d|at::native::.*(kernel|_impl|conv|batch_norm|pool|relu|add|copy|fill)|im2col|col2im)"
 )
+_XNN_KERNEL = re.compile(r"(xnn_.*(ukernel|gemm|igemm|dwconv|vbinary|vunary|conv|pool|clamp|copy))|pthreadpool_")
 _ALLOC = re.compile(r"(malloc|free|calloc|realloc|memalign|c10::alloc_cpu|c10::free_cpu|CPUAllocator|_int_)")
 
 
@@ -59,10 +60,12 @@ def layer(obj: str, function: str, file: str = "") -> str:
         return LAYERS[0]
     if name.startswith("libtorch_python"):
         return LAYERS[1]
-    if name.startswith(("_cpp.", "_valgrind.", "resx-cpp")):
+    if name.startswith(("_cpp.", "_valgrind.", "resx-cpp", "_executorch.", "resx-executorch")):
         return LAYERS[2]
     if _ALLOC.search(function) or "malloc" in file:
         return LAYERS[5]
+    if name.startswith("libexecutorch"):  # ExecuTorch's runtime is its framework; XNNPACK's micro-kernels its kernels
+        return LAYERS[4] if (_XNN_KERNEL.search(function) or _KERNEL.search(function)) else LAYERS[3]
     if name.startswith(("libtorch", "libc10", "libdnnl", "libmkl")) or not obj or obj == "???":
         # Code with no object is generated at run time (oneDNN's JIT): a kernel.
         return LAYERS[4] if (_KERNEL.search(function) or not obj or obj == "???") else LAYERS[3]

@@ -60,7 +60,9 @@ def fairness_gate(
         diffs[name], ok = f"{diff:.2g} (<= {limit:g})", ok and diff <= limit
     check(report, f"outputs (max abs diff from {baseline if baseline in ids else next(iter(ids))})", diffs, ok)
     threads_seen = {"requested": str(threads)} | {n: i.env["intra_op_threads"] for n, i in ids.items()}
-    cuda = {n: tuple(i.env.get(k, "(absent)") for k in CUDA_SETTINGS) for n, i in ids.items()}
+    # LibTorch's rows compare the runtimes that load it; ExecuTorch's C++ runtime loads none.
+    libtorch = {n: i for n, i in ids.items() if "torch_version" in i.env}
+    cuda = {n: tuple(i.env.get(k, "(absent)") for k in CUDA_SETTINGS) for n, i in libtorch.items()}
     check(report, "CUDA settings (" + ", ".join(CUDA_SETTINGS) + ")", cuda)
     check(report, "intra-op threads", threads_seen)
     compiled = {n: c.threads for n, c in report.compiled.items() if c.threads >= 0}
@@ -72,9 +74,12 @@ def fairness_gate(
     )
     builds = {
         n: (i.env["torch_version"], hashlib.sha1(i.env["build_config"].encode()).hexdigest()[:12])
-        for n, i in ids.items()
+        for n, i in libtorch.items()
     }
     check(report, "LibTorch build", builds)
+    releases = {n: i.env["executorch_version"] for n, i in ids.items() if "executorch_version" in i.env}
+    if releases:
+        check(report, "ExecuTorch release", releases)
     return report
 
 

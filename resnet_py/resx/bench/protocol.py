@@ -1,6 +1,7 @@
 """The bench worker protocol, defined once in Python; resnet_cpp/protocol.h mirrors it name for name (a
 test compares the two). Every runtime `resx bench` measures runs in a worker process of its own, new each
-round: `resx-cpp worker` for exe, `python -m resx.bench.worker` for the runtimes that live in Python.
+round: `resx-cpp worker` for exe (`resx-executorch worker` for exe-executorch), `python -m resx.bench.workers`
+for the runtimes that live in Python.
 
 The protocol has a channel of its own: two pipes whose descriptors the worker finds in $RESX_WORKER_FDS
 ("requests,answers"), so that whatever a model prints to stdout or stderr goes to the worker's log and
@@ -134,6 +135,18 @@ class Count:
 
 
 @dataclass(frozen=True)
+class Input:
+    """The input of `batch` and `seed`, for a runtime that cannot make it (ExecuTorch's C++ runtime has no
+    ATen generator): `file` holds the tensor every other runtime makes itself (resx.bench.workers.python.
+    make_input), raw float32 in C order. The runtime hashes what it received (Received), and the gate
+    compares that hash with the others'. Sent by the Runner before the first request that needs it."""
+
+    batch: int
+    seed: int
+    file: str
+
+
+@dataclass(frozen=True)
 class Quit:
     pass
 
@@ -205,6 +218,11 @@ class Counted:
     under_valgrind: bool  # False: the calls ran, but nothing counted them (no valgrind around the process)
 
 
+@dataclass(frozen=True)
+class Received:
+    input_hash: str  # SHA-1 of the bytes received, as resx.export.tensor_sha1 hashes a tensor's
+
+
 # Each request and the type of its answer.
 ANSWERS: dict[type, type | None] = {
     Open: Ready,
@@ -217,6 +235,7 @@ ANSWERS: dict[type, type | None] = {
     DeviceMemory: Held,
     Loadgen: Served,
     Count: Counted,
+    Input: Received,
     Quit: None,
 }
 
@@ -228,6 +247,17 @@ def command(request: type | object) -> str:
 
 
 REQUESTS: dict[str, type] = {command(r): r for r in ANSWERS}
+
+
+def input_of(request) -> tuple[int, int] | None:
+    """The (batch, seed) input a request runs on, if any: what a runtime that takes its inputs needs first."""
+    if isinstance(request, (Warmup, Time, Profile, Count)):
+        return request.batch, request.seed
+    if isinstance(request, (Identify, ThreadsRun)):
+        return 1, request.seed
+    if isinstance(request, Loadgen):
+        return request.samples, request.seed
+    return None
 
 
 def schema() -> dict[str, list[str]]:

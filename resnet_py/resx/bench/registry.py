@@ -1,8 +1,9 @@
 """The runtimes `resx bench` compares, named language-engine: one entry per runtime. A language is py
-(Python calling torch), cpp (Python calling the C++ runtime through the extension, GIL released) or exe
-(resx-cpp, a process with no Python); an engine is one of resx.engines' (eager, script, frozen, compile,
-aoti). Adding a runtime is adding an entry here (and, for a new engine, teaching resx.engines /
-resx::Engine to open it). A leaf of the bench package: config and runners both read it."""
+(Python calling torch), cpp (Python calling the C++ runtime through an extension, GIL released) or exe
+(resx-cpp, a process with no Python; for ExecuTorch resx-executorch, which loads no libtorch either); an
+engine is one of resx.engines' (eager, script, frozen, compile, aoti, executorch). Adding a runtime is
+adding an entry here (and, for a new engine, teaching resx.engines / resx::Engine to open it). A leaf of
+the bench package: config and runners both read it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Runtime:
 
 
 def _runtimes() -> dict[str, Runtime]:
-    languages = {"py": "from Python", "cpp": "in LibTorch C++ called from Python", "exe": "in resx-cpp, no Python"}
+    languages = {"py": "from Python", "cpp": "in C++ called from Python", "exe": "in C++, no Python"}
     engines = {
         "eager": "the module written in the language (nn.Module; in C++ its torch::nn mirror)",
         "script": "the TorchScript file",
@@ -41,7 +42,7 @@ def _runtimes() -> dict[str, Runtime]:
         ("exe", "script"): {"runtime": "cpp-exe", "module": "scripted"},
     }
     combos = [("py", e) for e in ("eager", "script", "frozen", "compile", "aoti", "executorch")] + [
-        (lang, e) for lang in ("cpp", "exe") for e in ("eager", "script", "frozen", "aoti")
+        (lang, e) for lang in ("cpp", "exe") for e in ("eager", "script", "frozen", "aoti", "executorch")
     ]
     return {
         f"{lang}-{e}": Runtime(f"{lang}-{e}", lang, e, training.get((lang, e)), f"{engines[e]}, {languages[lang]}")
@@ -93,19 +94,30 @@ def engines_of(source: Source) -> tuple[str, ...]:
     return ("eager", "script", "frozen", "compile", "aoti", "executorch")
 
 
-def executorch_missing() -> bool:
+def executorch_missing(language: str = "py") -> bool:
+    """Whether ExecuTorch is absent: its wheel (the export and the Python runtime), and for C++ resx's
+    build against it (resx._executorch and resx-executorch, built where meson found the wheel)."""
     import importlib.util
 
-    return importlib.util.find_spec("executorch") is None
+    if importlib.util.find_spec("executorch") is None:
+        return True
+    return language != "py" and importlib.util.find_spec("resx._executorch") is None
 
 
 def runs(runtime: str, source: Source) -> bool:
     """Whether a runtime can run the model: its engine opens the model's files, and an eager engine in
     C++ needs the network written in the C++ frontend (resx::ResNet: the ResNets)."""
     r = RUNTIMES[resolve(runtime)]
-    if r.engine not in engines_of(source) or (r.engine == "executorch" and executorch_missing()):
+    if r.engine not in engines_of(source) or (r.engine == "executorch" and executorch_missing(r.language)):
         return False
     return not (r.engine == "eager" and r.language != "py" and not source.cpp_module)
+
+
+def takes_input(runtime: str) -> bool:
+    """Whether the runtime is given each input (protocol.Input) instead of making it: ExecuTorch's C++
+    runtime has no ATen generator."""
+    r = RUNTIMES[resolve(runtime)]
+    return r.engine == "executorch" and r.language != "py"
 
 
 def why_not(runtime: str, source: Source) -> str:
@@ -114,6 +126,10 @@ def why_not(runtime: str, source: Source) -> str:
         from resx.export.executorch import INSTALL
 
         return f"ExecuTorch is not installed ({INSTALL})"
+    if r.engine == "executorch" and executorch_missing(r.language):
+        from resx.executorch_cpp import MISSING
+
+        return MISSING
     if r.engine == "eager" and r.language != "py" and source.kind != "file":
         return f"resx writes no C++ module for {source.spec} (its C++ frontend has the ResNets)"
     return f"a {source.label} file runs on its own format's engines ({', '.join(engines_of(source))})"

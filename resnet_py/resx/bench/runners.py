@@ -1,10 +1,13 @@
 """The bench's side of every runtime it measures: a Runner speaks the worker protocol (resx.bench.protocol)
-to a worker in a process of its own, new at every start (ProcessRunner: `resx-cpp worker` for exe, `python
--m resx.bench.workers` for the runtimes that live in Python), or to a worker in this process (LocalRunner:
-tests that change what it runs). The typed requests are the Runner's methods."""
+to a worker in a process of its own, new at every start (ProcessRunner: `resx-cpp worker` for exe,
+`resx-executorch worker` for exe-executorch, `python -m resx.bench.workers` for the runtimes that live in
+Python), or to a worker in this process (LocalRunner: tests that change what it runs). The typed requests
+are the Runner's methods; a runtime that cannot make the bench's input (ExecuTorch's C++ runtime) is sent
+each input first (protocol.Input)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from resx.bench import protocol as P
 from resx.bench.config import WarmupRule
-from resx.bench.registry import RUNTIMES, resolve
+from resx.bench.registry import RUNTIMES, resolve, takes_input
 from resx.codec import decode, encode
 from resx.errors import BenchError
 
@@ -38,6 +41,8 @@ class Runner(ABC):
         self.name, self.model_file, self.options, self.device = name, Path(model_file), options, options.device
         self.runtime = resolve(runtime or name)
         self.shape = tuple(options.input_shape)
+        self.given: set[tuple[int, int]] = set()  # the inputs this start of the worker holds (takes_input)
+        self._inputs: tempfile.TemporaryDirectory | None = None
 
     @property
     def opening(self) -> P.Open:
@@ -50,8 +55,27 @@ class Runner(ABC):
     def stop(self) -> None: ...
 
     @abstractmethod
-    def ask(self, request):
+    def _ask(self, request):
         """One request, its typed answer; an error answer is a BenchError naming the runtime and request."""
+
+    def ask(self, request):
+        """One request, its typed answer; a runtime that takes its inputs is given the request's first."""
+        needed = P.input_of(request)
+        if needed is not None and needed not in self.given and takes_input(self.runtime):
+            self._ask(P.Input(*needed, str(self._input_file(*needed))))  # its hash: in the identity
+            self.given.add(needed)
+        return self._ask(request)
+
+    def _input_file(self, batch: int, seed: int) -> Path:
+        """The input every other runtime makes itself, as raw float32, written once per runner."""
+        from resx.bench.workers.python import make_input
+
+        if self._inputs is None:
+            self._inputs = tempfile.TemporaryDirectory(prefix=f"resx-{self.name}-inputs-")
+        path = Path(self._inputs.name) / f"b{batch}-s{seed}.f32"
+        if not path.exists():
+            path.write_bytes(make_input(batch, seed, shape=self.shape).contiguous().numpy().tobytes())
+        return path
 
     def restart(self) -> None:
         self.stop()
@@ -102,12 +126,13 @@ class LocalRunner(Runner):
     def start(self) -> None:
         from resx.bench.workers import handler
 
+        self.given = set()
         self.worker = handler(self.opening)
 
     def stop(self) -> None:
         self.worker = None
 
-    def ask(self, request):
+    def _ask(self, request):
         return self.worker.handle(request)
 
 
@@ -131,6 +156,7 @@ class ProcessRunner(Runner):
         self.command, self.env, self.start_timeout = command, env or {}, start_timeout
 
     def start(self) -> None:
+        self.given = set()
         self.log = tempfile.NamedTemporaryFile(mode="w+", prefix=f"resx-{self.name}-", suffix=".log")  # noqa: SIM115
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()
@@ -179,7 +205,8 @@ class ProcessRunner(Runner):
                 self.proc.kill()
                 self.proc.wait()
         for stream in (self._requests, self._answers, self.log):
-            stream.close()
+            with contextlib.suppress(OSError):  # a request still buffered for a worker that exited: nobody reads it
+                stream.close()
         self.proc, self.pid, self.startup = None, None, None
 
     def _send(self, request) -> None:
@@ -224,7 +251,7 @@ class ProcessRunner(Runner):
         lines = [line.strip() for line in self.log.read().splitlines() if line.strip()]
         return lines[-1][:300] if lines else ""
 
-    def ask(self, request):
+    def _ask(self, request):
         name = P.command(request)
         self._send(request)
         answer = self._read()
@@ -259,7 +286,11 @@ def make_runner(
     (py-aoti@bf16, say); `env` is added to its process's environment; `wrapper` runs it under another
     program (valgrind, for instruction counts)."""
     runtime = RUNTIMES[resolve(name)]
-    if runtime.language == "exe":
+    if runtime.language == "exe" and runtime.engine == "executorch":
+        from resx.executorch_cpp import executable
+
+        command = [str(executable()), "worker"]
+    elif runtime.language == "exe":
         from resx.cpp import executable
 
         command = [str(executable()), "worker"]

@@ -1,7 +1,8 @@
 """`python -m resx.bench.workers`: the bench worker of a runtime that lives in Python (the py and cpp
 languages), speaking the protocol of resx.bench.protocol on the pipes $RESX_WORKER_FDS names, as `resx-cpp
 worker` does for exe. It imports only the runtime it serves: the Python engines (resx.bench.workers.python)
-or the C++ runtime through the extension (resx.bench.workers.cpp), never the rest of the bench.
+or the C++ runtime through an extension (resx.bench.workers.cpp: resx._cpp, or resx._executorch for
+ExecuTorch), never the rest of the bench.
 
 A model that prints goes to the worker's log (its stdout and stderr); one that raises, exits or aborts
 while it is built is one line for the bench, which names the runtime."""
@@ -19,10 +20,15 @@ from resx.codec import decode, encode
 
 def worker_class(runtime: str) -> type:
     """The worker of a runtime's language, imported (the runtime's libraries with it)."""
-    if runtime.partition("-")[0] == "py":
+    language, _, engine = runtime.partition("-")
+    if language == "py":
         from resx.bench.workers.python import PyWorker
 
         return PyWorker
+    if engine == "executorch":
+        from resx.bench.workers.cpp import EtWorker
+
+        return EtWorker
     from resx.bench.workers.cpp import CppWorker
 
     return CppWorker

@@ -43,13 +43,18 @@ class PyWorker:
         with torch.inference_mode():
             output = e(self._input(1, r.seed)).cpu()
         input_hash = tensor_sha1(make_input(1, r.seed, shape=self.shape))
+        env = python_env()
+        if e.options.engine == "executorch":
+            from resx.export.executorch import runtime_env
+
+            env |= runtime_env()
         return P.Identity(
             e.fingerprint(),
             e.weights_hash(),
             e.state_fingerprint(),
             input_hash,
             output.reshape(-1).tolist(),
-            python_env(),
+            env,
             compiled,
         )
 
