@@ -76,6 +76,12 @@ def test_layers_of_callgrind_entries():
     assert K.layer("???", "0x0000000004a1b2c0") == K.LAYERS[4]  # oneDNN's generated code has no object
     assert K.layer("/lib/x86_64-linux-gnu/libc.so.6", "malloc") == K.LAYERS[5]
     assert K.layer("/lib/x86_64-linux-gnu/libc.so.6", "memcpy") == K.LAYERS[6]
+    # ExecuTorch: its runtime is the framework; XNNPACK's micro-kernels (their names stripped) the kernels
+    xnn = "/x/executorch/lib/libexecutorch_backend_xnnpack.so"
+    assert K.layer(xnn, "0x00000000000ffcc0") == K.LAYERS[4]
+    assert K.layer(xnn, "xnn_reshape_runtime") == K.LAYERS[3]
+    assert K.layer("/x/executorch/lib/libexecutorch.so", "executorch::runtime::Method::execute") == K.LAYERS[3]
+    assert K.layer("/x/resx/resx-executorch", "resx::et::Program::forward") == K.LAYERS[2]
 
 
 def test_split_of_entries_sums_per_call():

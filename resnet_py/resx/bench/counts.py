@@ -64,8 +64,11 @@ def layer(obj: str, function: str, file: str = "") -> str:
         return LAYERS[2]
     if _ALLOC.search(function) or "malloc" in file:
         return LAYERS[5]
-    if name.startswith("libexecutorch"):  # ExecuTorch's runtime is its framework; XNNPACK's micro-kernels its kernels
-        return LAYERS[4] if (_XNN_KERNEL.search(function) or _KERNEL.search(function)) else LAYERS[3]
+    if name.startswith("libexecutorch"):
+        # ExecuTorch's runtime is its framework; XNNPACK's micro-kernels its kernels, and the wheel strips
+        # their names (static functions): an address alone in XNNPACK's library is a micro-kernel.
+        xnn_kernel = name.startswith("libexecutorch_backend_xnnpack") and function.startswith("0x")
+        return LAYERS[4] if (xnn_kernel or _XNN_KERNEL.search(function) or _KERNEL.search(function)) else LAYERS[3]
     if name.startswith(("libtorch", "libc10", "libdnnl", "libmkl")) or not obj or obj == "???":
         # Code with no object is generated at run time (oneDNN's JIT): a kernel.
         return LAYERS[4] if (_KERNEL.search(function) or not obj or obj == "???") else LAYERS[3]
