@@ -31,6 +31,7 @@ std::string version() { return RESX_EXECUTORCH_VERSION; }
 struct Program::Impl {
   std::unique_ptr<ex::Module> module;
   std::mutex lock;
+  int64_t max_batch = 0;  // the batch ExecuTorch planned the input's buffer for
 };
 
 Program::Program(const std::string& path) : path_(path), impl_(std::make_unique<Impl>()) {
@@ -54,12 +55,23 @@ void Program::load() {
   } else if (e != rt::Error::Ok) {
     throw Error(path_ + ": its forward cannot be loaded (" + why(e) + ")");
   }
+  const auto meta = module->method_meta("forward");
+  if (meta.ok()) {
+    const auto input = meta->input_tensor_meta(0);
+    if (input.ok() && !input->sizes().empty()) impl_->max_batch = input->sizes()[0];
+  }
   impl_->module = std::move(module);
 }
+
+int64_t Program::max_batch() const { return impl_->max_batch; }
 
 std::vector<float> Program::forward(const float* data, int64_t batch, const std::vector<int64_t>& shape) {
   std::vector<::executorch::aten::SizesType> sizes{static_cast<::executorch::aten::SizesType>(batch)};
   for (const auto d : shape) sizes.push_back(static_cast<::executorch::aten::SizesType>(d));
+  if (impl_->max_batch > 0 && batch > impl_->max_batch) {
+    throw Error(path_ + ": batch " + std::to_string(batch) + " exceeds the " + std::to_string(impl_->max_batch) +
+                " ExecuTorch planned the program's buffers for; run batches up to " + std::to_string(impl_->max_batch));
+  }
   auto input = ex::from_blob(const_cast<float*>(data), sizes);  // read, never written
   std::lock_guard guard(impl_->lock);
   const auto result = impl_->module->forward(input);

@@ -29,6 +29,8 @@ class Program {
   // The forward of a float32 batch [batch, shape...] in C order; the float32 output, flattened. A loaded
   // method owns its planned buffers: one call at a time (concurrent callers queue, as in Python).
   std::vector<float> forward(const float* data, int64_t batch, const std::vector<int64_t>& shape);
+  // The largest batch ExecuTorch planned the input's buffer for (0: unknown); a larger batch is refused.
+  int64_t max_batch() const;
   // The resx manifest the program carries (its resx_manifest method); resx::Error for a program without.
   Json manifest() const;
 

@@ -140,8 +140,15 @@ class Program:
         except Exception as e:  # noqa: BLE001  (the runtime raises for an operator it has no kernel for)
             raise ExportError(f"{path}: its forward cannot be loaded ({first_line(e, None)})") from None
         self.lock = threading.Lock()
+        sizes = self.method.metadata.input_tensor_meta(0).sizes()
+        self.max_batch = int(sizes[0]) if sizes else 0  # the batch ExecuTorch planned the input's buffer for
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.max_batch and x.shape[0] > self.max_batch:
+            raise ExportError(
+                f"batch {x.shape[0]} exceeds the {self.max_batch} ExecuTorch planned the program's buffers for; "
+                f"run batches up to {self.max_batch}"
+            )
         with self.lock:
             return self.method.execute([x.contiguous()])[0]
 
