@@ -457,6 +457,21 @@ def test_the_plan_is_a_function_of_the_config():
     assert 0 < e.expected_s <= e.at_most_s
 
 
+def test_batches_past_an_executorch_program_s_bound_skip_its_paths_or_refuse_them_when_named():
+    from resx.bench import plan as P
+    from resx.export.executorch import MAX_BATCH
+
+    big = {"batch_sizes": [1, MAX_BATCH * 2]}
+    (model,) = P.make(bench_config(inference=big), 2, 2).models
+    assert not any("executorch" in p.label for p in model.paths) and model.paths[0].label == "py-eager"
+    assert f"exported for batches up to {MAX_BATCH}" in model.skipped["py-executorch"]
+    (model,) = P.make(bench_config(inference={"batch_sizes": [1, MAX_BATCH]}), 2, 2).models
+    assert "py-executorch" in [p.label for p in model.paths]
+    named = bench_config(paths={"runtimes": ["py-eager", "py-executorch"]}, inference=big)
+    with pytest.raises(BenchError, match=rf"^py-executorch: .* up to {MAX_BATCH}, below --batch-sizes {MAX_BATCH * 2}"):
+        P.make(named, 2, 2)
+
+
 def test_results_round_trip_through_the_codec_and_a_reader_refuses_other_formats(tmp_path):
     from resx.bench.results import FORMAT, Results, write_json
     from resx.codec import decode, encode

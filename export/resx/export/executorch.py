@@ -74,10 +74,15 @@ def export_executorch(
 
             partitioner = [XnnpackPartitioner()]
         try:
-            edge = exir.to_edge_transform_and_lower(
-                program, partitioner=partitioner, constant_methods={MANIFEST_METHOD: text}
-            )
-            buffer = edge.to_executorch().buffer
+            # XNNPACK's passes re-run each convolution on fake tensors, and ATen's choice of a CPU backend
+            # (oneDNN below a batch of 16, then NNPACK) guards on the batch: with the example's batch as
+            # hint, the batch's range narrows to 2..15 and the input is planned for 15. The kernels are
+            # XNNPACK's, not ATen's: with that choice off, the program is planned for MAX_BATCH.
+            with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
+                edge = exir.to_edge_transform_and_lower(
+                    program, partitioner=partitioner, constant_methods={MANIFEST_METHOD: text}
+                )
+                buffer = edge.to_executorch().buffer
         except Exception as e:  # noqa: BLE001  (the lowering names the operator it cannot take)
             raise ExportError(f"ExecuTorch cannot lower {source.spec} ({first_line(e, None)})") from None
     atomic_write(path, buffer)

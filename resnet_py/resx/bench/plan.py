@@ -16,6 +16,7 @@ from resx.bench.results import Scenario
 from resx.bench.serving import SCENARIOS as SERVE_SCENARIOS
 from resx.engines import EngineOptions
 from resx.errors import BenchError
+from resx.export.executorch import MAX_BATCH as EXECUTORCH_MAX_BATCH
 from resx.models import DTYPES, architecture_of
 from resx.sources import Source
 
@@ -200,6 +201,14 @@ def _model(cfg: BenchConfig, spec: str, runtimes: list[str], threads: int) -> Mo
     skipped = {
         r: why_not(r, source) for r in dict.fromkeys(x.partition("@")[0] for x in runtimes) if not runs(r, source)
     }
+    largest = max(cfg.inference.batch_sizes, default=1) if cfg.inference.enabled else 1
+    beyond = [p for p in paths if RUNTIMES[p.runtime].engine == "executorch" and largest > EXECUTORCH_MAX_BATCH]
+    if beyond:  # an ExecuTorch program's buffers are planned for the export's bound: larger batches cannot run
+        why = f"its program is exported for batches up to {EXECUTORCH_MAX_BATCH}, below --batch-sizes {largest}"
+        if cfg.paths.named:
+            raise BenchError(f"{beyond[0].runtime}: {why}; give batches up to {EXECUTORCH_MAX_BATCH} or drop it")
+        paths = [p for p in paths if p not in beyond]
+        skipped |= {p.runtime: why for p in beyond}
     profile = cfg.inference.profile_calls or (MAP_PROFILE_CALLS if cfg.map.enabled else 0)
     return ModelPlan(
         source.label, source, cfg, threads, tuple(paths), tuple(train), _scenarios(cfg), base, skipped, profile
