@@ -22,6 +22,7 @@
 #include "env.h"
 #include "serving.h"
 #include "timing.h"
+#include "worker_loop.h"
 
 namespace resx {
 namespace {
@@ -155,82 +156,63 @@ void count_forward(Engine& engine, const at::Tensor& input, int64_t calls) {
 
 namespace {
 
-using Handler = std::function<Json(Worker&, const Json&)>;
-
-template <typename Request>
-Request read(const Json& request, const std::string& name) {
-  Json fields = request;
-  fields.erase("cmd");
-  try {
-    return fields.get<Request>();
-  } catch (const nlohmann::json::exception& e) {
-    const std::string what = e.what();
-    throw Error("request '" + name + "': " + what.substr(what.find(']') + 2));
-  }
-}
-
-// Each request by its name on the wire, and what answers it.
-template <typename Request>
-std::pair<std::string, Handler> on(const std::string& name, std::function<Json(Worker&, const Request&)> answer) {
-  return {name, [name, answer](Worker& w, const Json& request) { return answer(w, read<Request>(request, name)); }};
-}
-
 at::Tensor input_of(Worker& w, int64_t batch, uint64_t seed) {
   return make_input(batch, seed, w.engine().device(), w.engine().options().input_shape);
 }
 
-const std::map<std::string, Handler>& handlers() {
+const Answers<Worker>& answers() {
   namespace p = protocol;
-  static const std::map<std::string, Handler> table{
-      on<p::Identify>("identify",
-                      [](Worker& w, const p::Identify& r) {
-                        auto& e = w.engine();
-                        at::Tensor y;
-                        {
-                          c10::InferenceMode guard;
-                          y = e.forward(input_of(w, 1, r.seed)).to(at::kCPU).contiguous();
-                        }
-                        const p::Compiled compiled{e.compiled_threads(), e.load_seconds(), 0.0, e.recorded()};
-                        return Json(
-                            p::Identity{e.fingerprint(), e.weights_hash(), e.state_fingerprint(),
-                                        tensor_sha1(make_input(1, r.seed, at::kCPU, e.options().input_shape)),
-                                        std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel()),
-                                        env_report(), compiled});
-                      }),
-      on<p::Threads>("threads",
-                     [](Worker&, const p::Threads& r) {
-                       set_num_threads(r.n, 0);
-                       return Json(p::ThreadsSet{at::get_num_threads()});
-                     }),
-      on<p::Warmup>("warmup",
-                    [](Worker& w, const p::Warmup& r) {
-                      const WarmupRule rule{r.window, r.tolerance, r.max_calls};
-                      return Json(p::Warmed{warm_up(w.engine(), input_of(w, r.batch, r.seed), rule)});
-                    }),
-      on<p::Time>("time",
-                  [](Worker& w, const p::Time& r) {
-                    return Json(p::Times{time_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls)});
-                  }),
-      on<p::ThreadsRun>("threads_run",
-                        [](Worker& w, const p::ThreadsRun& r) {
-                          const auto done = time_threads(w.engine(), input_of(w, 1, r.seed), r.threads, r.seconds);
-                          return Json(p::ThreadsDone{done.calls, done.wall_ns});
+  using A = Answers<Worker>;
+  static const A table{
+      A::on<p::Identify>("identify",
+                         [](Worker& w, const p::Identify& r) {
+                           auto& e = w.engine();
+                           at::Tensor y;
+                           {
+                             c10::InferenceMode guard;
+                             y = e.forward(input_of(w, 1, r.seed)).to(at::kCPU).contiguous();
+                           }
+                           const p::Compiled compiled{e.compiled_threads(), e.load_seconds(), 0.0, e.recorded()};
+                           return Json(
+                               p::Identity{e.fingerprint(), e.weights_hash(), e.state_fingerprint(),
+                                           tensor_sha1(make_input(1, r.seed, at::kCPU, e.options().input_shape)),
+                                           std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel()),
+                                           env_report(), compiled});
+                         }),
+      A::on<p::Threads>("threads",
+                        [](Worker&, const p::Threads& r) {
+                          set_num_threads(r.n, 0);
+                          return Json(p::ThreadsSet{at::get_num_threads()});
                         }),
-      on<p::Profile>("profile",
-                     [](Worker& w, const p::Profile& r) {
-                       return profile_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls);
+      A::on<p::Warmup>("warmup",
+                       [](Worker& w, const p::Warmup& r) {
+                         const WarmupRule rule{r.window, r.tolerance, r.max_calls};
+                         return Json(p::Warmed{warm_up(w.engine(), input_of(w, r.batch, r.seed), rule)});
+                       }),
+      A::on<p::Time>("time",
+                     [](Worker& w, const p::Time& r) {
+                       return Json(p::Times{time_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls)});
                      }),
-      on<p::DeviceMemory>("device_memory",
-                          [](Worker& w, const p::DeviceMemory&) {
-                            const auto held = device_memory(w.engine().device());
-                            return held.empty() ? Json(p::Held{}) : held;
-                          }),
+      A::on<p::ThreadsRun>("threads_run",
+                           [](Worker& w, const p::ThreadsRun& r) {
+                             const auto done = time_threads(w.engine(), input_of(w, 1, r.seed), r.threads, r.seconds);
+                             return Json(p::ThreadsDone{done.calls, done.wall_ns});
+                           }),
+      A::on<p::Profile>("profile",
+                        [](Worker& w, const p::Profile& r) {
+                          return profile_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls);
+                        }),
+      A::on<p::DeviceMemory>("device_memory",
+                             [](Worker& w, const p::DeviceMemory&) {
+                               const auto held = device_memory(w.engine().device());
+                               return held.empty() ? Json(p::Held{}) : held;
+                             }),
       {"loadgen", [](Worker& w, const Json& request) { return run_loadgen(w.engine(), request); }},
-      on<p::Count>("count",
-                   [](Worker& w, const p::Count& r) {
-                     count_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls);
-                     return Json(p::Counted{r.calls, under_valgrind()});
-                   }),
+      A::on<p::Count>("count",
+                      [](Worker& w, const p::Count& r) {
+                        count_forward(w.engine(), input_of(w, r.batch, r.seed), r.calls);
+                        return Json(p::Counted{r.calls, under_valgrind()});
+                      }),
   };
   return table;
 }
@@ -252,12 +234,7 @@ Worker::Worker(const protocol::Open& open) {
   load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
 }
 
-Json Worker::handle(const Json& request) {
-  const auto name = get<std::string>(request, "cmd", "request");
-  const auto it = handlers().find(name);
-  if (it == handlers().end()) throw Error("unknown request '" + name + "'");
-  return it->second(*this, request);
-}
+Json Worker::handle(const Json& request) { return answers().answer(*this, request); }
 
 namespace protocol {
 

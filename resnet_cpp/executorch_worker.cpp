@@ -10,6 +10,7 @@
 #include "loadgen_run.h"
 #include "machine.h"
 #include "timing.h"
+#include "worker_loop.h"
 
 namespace resx::et {
 namespace {
@@ -46,63 +47,48 @@ Forward forward_of(Worker& w, int64_t batch, uint64_t seed) {
   return {w.program(), w.input(batch, seed), batch, w.options().input_shape};
 }
 
-using Handler = std::function<Json(Worker&, const Json&)>;
-
-template <typename Request>
-std::pair<std::string, Handler> on(const std::string& name, std::function<Json(Worker&, const Request&)> answer) {
-  return {name, [name, answer](Worker& w, const Json& request) {
-            Json fields = request;
-            fields.erase("cmd");
-            try {
-              return answer(w, fields.get<Request>());
-            } catch (const nlohmann::json::exception& e) {
-              const std::string what = e.what();
-              throw Error("request '" + name + "': " + what.substr(what.find(']') + 2));
-            }
-          }};
-}
-
-const std::map<std::string, Handler>& handlers() {
+const Answers<Worker>& answers() {
   namespace p = protocol;
-  static const std::map<std::string, Handler> table{
-      on<p::Input>("input", [](Worker& w, const p::Input& r) { return Json(p::Received{w.take_input(r)}); }),
-      on<p::Identify>("identify",
-                      [](Worker& w, const p::Identify& r) {
-                        const auto manifest = w.program().manifest();
-                        const auto& x = w.input(1, r.seed);
-                        auto y = w.program().forward(x.data(), 1, w.options().input_shape);
-                        const std::string bytes(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float));
-                        const p::Compiled compiled{0, w.load_seconds(), 0.0, true};  // threads: sized at run time
-                        return Json(p::Identity{manifest.value("fingerprint", ""), manifest.value("weights_hash", ""),
-                                                manifest.value("state_fingerprint", ""), sha1_hex(bytes), std::move(y),
-                                                env_report(), compiled});
-                      }),
-      on<p::Threads>("threads",
-                     [](Worker& w, const p::Threads& r) { return Json(p::ThreadsSet{w.program().set_threads(r.n)}); }),
-      on<p::Warmup>("warmup",
-                    [](Worker& w, const p::Warmup& r) {
-                      const WarmupRule rule{r.window, r.tolerance, r.max_calls};
-                      return Json(p::Warmed{warm_up(forward_of(w, r.batch, r.seed), rule)});
-                    }),
-      on<p::Time>("time",
-                  [](Worker& w, const p::Time& r) {
-                    return Json(p::Times{time_calls(forward_of(w, r.batch, r.seed), r.calls)});
-                  }),
-      on<p::ThreadsRun>("threads_run",
-                        [](Worker& w, const p::ThreadsRun& r) {
-                          const auto& x = w.input(1, r.seed);
-                          const auto done = time_callers(
-                              [&] {
-                                return [&w, mine = x] { w.program().forward(mine.data(), 1, w.options().input_shape); };
-                              },
-                              r.threads, r.seconds);
-                          return Json(p::ThreadsDone{done.calls, done.wall_ns});
-                        }),
-      on<p::Profile>("profile",
-                     [](Worker&, const p::Profile&) -> Json {
-                       throw Error("ExecuTorch's kernels are not ATen's: no operators to record");
+  using A = Answers<Worker>;
+  static const A table{
+      A::on<p::Input>("input", [](Worker& w, const p::Input& r) { return Json(p::Received{w.take_input(r)}); }),
+      A::on<p::Identify>("identify",
+                         [](Worker& w, const p::Identify& r) {
+                           const auto manifest = w.program().manifest();
+                           const auto& x = w.input(1, r.seed);
+                           auto y = w.program().forward(x.data(), 1, w.options().input_shape);
+                           const std::string bytes(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float));
+                           const p::Compiled compiled{0, w.load_seconds(), 0.0, true};  // threads: sized at run time
+                           return Json(p::Identity{manifest.value("fingerprint", ""),
+                                                   manifest.value("weights_hash", ""),
+                                                   manifest.value("state_fingerprint", ""), sha1_hex(bytes),
+                                                   std::move(y), env_report(), compiled});
+                         }),
+      A::on<p::Threads>(
+          "threads", [](Worker& w, const p::Threads& r) { return Json(p::ThreadsSet{w.program().set_threads(r.n)}); }),
+      A::on<p::Warmup>("warmup",
+                       [](Worker& w, const p::Warmup& r) {
+                         const WarmupRule rule{r.window, r.tolerance, r.max_calls};
+                         return Json(p::Warmed{warm_up(forward_of(w, r.batch, r.seed), rule)});
+                       }),
+      A::on<p::Time>("time",
+                     [](Worker& w, const p::Time& r) {
+                       return Json(p::Times{time_calls(forward_of(w, r.batch, r.seed), r.calls)});
                      }),
-      on<p::DeviceMemory>("device_memory", [](Worker&, const p::DeviceMemory&) { return Json(p::Held{}); }),
+      A::on<p::ThreadsRun>(
+          "threads_run",
+          [](Worker& w, const p::ThreadsRun& r) {
+            const auto& x = w.input(1, r.seed);
+            const auto done = time_callers(
+                [&] { return [&w, mine = x] { w.program().forward(mine.data(), 1, w.options().input_shape); }; },
+                r.threads, r.seconds);
+            return Json(p::ThreadsDone{done.calls, done.wall_ns});
+          }),
+      A::on<p::Profile>("profile",
+                        [](Worker&, const p::Profile&) -> Json {
+                          throw Error("ExecuTorch's kernels are not ATen's: no operators to record");
+                        }),
+      A::on<p::DeviceMemory>("device_memory", [](Worker&, const p::DeviceMemory&) { return Json(p::Held{}); }),
       {"loadgen",
        [](Worker& w, const Json& request) {
          const auto& all = w.input(get<int64_t>(request, "samples", "loadgen request"),
@@ -119,11 +105,11 @@ const std::map<std::string, Handler>& handlers() {
            };
          });
        }},
-      on<p::Count>("count",
-                   [](Worker& w, const p::Count& r) {
-                     count_calls(forward_of(w, r.batch, r.seed), r.calls);
-                     return Json(p::Counted{r.calls, under_valgrind()});
-                   }),
+      A::on<p::Count>("count",
+                      [](Worker& w, const p::Count& r) {
+                        count_calls(forward_of(w, r.batch, r.seed), r.calls);
+                        return Json(p::Counted{r.calls, under_valgrind()});
+                      }),
   };
   return table;
 }
@@ -173,11 +159,6 @@ const std::vector<float>& Worker::input(int64_t batch, uint64_t seed) const {
   return it->second;
 }
 
-Json Worker::handle(const Json& request) {
-  const auto name = get<std::string>(request, "cmd", "request");
-  const auto it = handlers().find(name);
-  if (it == handlers().end()) throw Error("unknown request '" + name + "'");
-  return it->second(*this, request);
-}
+Json Worker::handle(const Json& request) { return answers().answer(*this, request); }
 
 }  // namespace resx::et

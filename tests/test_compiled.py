@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from resx import _cpp, cpp
 from resx import train as T
 from resx.bench import gate as G
+from resx.bench import protocol as P
 from resx.bench.monitor import mapped_libraries
 from resx.bench.registry import RUNTIMES, takes_input
 from resx.bench.runners import make_runner
@@ -181,6 +182,11 @@ def test_executorch_runs_in_every_language_and_its_executable_loads_no_libtorch(
             assert len(runner.time(MAX_BATCH, 7, 1)) == 1  # planned for the export's stated bound
             with pytest.raises(BenchError, match=f"batch {MAX_BATCH + 1} exceeds the {MAX_BATCH} ExecuTorch planned"):
                 runner.time(MAX_BATCH + 1, 7, 1)
+            if name == "exe-executorch":  # the request table resx-cpp's worker shares
+                with pytest.raises(BenchError, match=r"request 'time': type must be number, but is string$"):
+                    runner._ask(P.Time("one", 7, 1))  # straight to the worker: no input exists for it
+                with pytest.raises(BenchError, match=r"'profile' failed: ExecuTorch's kernels are not ATen's"):
+                    runner.profile(1, 7, 1)
             libraries = [Path(p).name for p in mapped_libraries(runner.pid)]
         assert any(n.startswith("libexecutorch") for n in libraries) or name == "py-executorch", name
         loads_torch = any(n.startswith(("libtorch", "libc10")) for n in libraries)

@@ -13,10 +13,11 @@ from conftest import make_cifar, run_resx
 from resx import _cpp, cpp
 from resx import train as T
 from resx.bench import gate as G
+from resx.bench import protocol as P
 from resx.bench.runners import make_runner
 from resx.bench.workers.python import make_input
 from resx.engines import EngineOptions
-from resx.errors import ResxError
+from resx.errors import BenchError, ResxError
 from resx.export import export, export_weights, read_weights
 from resx.files import atomic_write, torch_bytes
 from resx.models import ModelConfig, build
@@ -103,6 +104,15 @@ def test_the_gate_proves_the_cpp_module_by_its_state_weights_and_outputs(files):
     bad = gate([("py-eager", "py-eager", "pth"), ("exe-eager", "exe-eager", "other")])
     failed = {c.check.split(" (")[0] for c in bad.failures}
     assert {"parameters and buffers", "weights", "outputs"} <= failed
+
+
+def test_the_cpp_worker_names_a_malformed_request_and_passes_an_answer_s_own_error(files):
+    with make_runner("exe-eager", files["pth"], EngineOptions()) as r:
+        with pytest.raises(BenchError, match=r"'time' failed: request 'time': type must be number, but is string$"):
+            r.ask(P.Time("one", 7, 1))
+        with pytest.raises(BenchError, match=r"'time' failed: Trying to create tensor with negative dimension"):
+            r.ask(P.Time(-1, 7, 1))  # raised by LibTorch while answering: not relabelled as the request's fields
+        assert len(r.time(1, 7, 2)) == 2  # still serving
 
 
 def _no_torchscript_in(run) -> bool:
