@@ -9,9 +9,12 @@ executorch is an optional dependency (its Python bindings link libtorch; require
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +37,17 @@ INSTALL = "pip install --no-deps executorch==1.5.1 torchao==0.18.0 ruamel.yaml f
 
 
 def _exir():
+    # torchao, imported by exir, registers an Enum with torch's pytree, which logs a deprecation warning
+    # about torchao's own code on every export: not the user's to act on.
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
     try:
         from executorch import exir
     except ImportError:
         raise ExportError(f"ExecuTorch is not installed; {INSTALL}") from None
+    finally:
+        pytree_log.setLevel(level)
     return exir
 
 
@@ -78,7 +88,7 @@ def export_executorch(
             # (oneDNN below a batch of 16, then NNPACK) guards on the batch: with the example's batch as
             # hint, the batch's range narrows to 2..15 and the input is planned for 15. The kernels are
             # XNNPACK's, not ATen's: with that choice off, the program is planned for MAX_BATCH.
-            with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
+            with _no_aten_conv_backends():
                 edge = exir.to_edge_transform_and_lower(
                     program, partitioner=partitioner, constant_methods={MANIFEST_METHOD: text}
                 )
@@ -87,6 +97,15 @@ def export_executorch(
             raise ExportError(f"ExecuTorch cannot lower {source.spec} ({first_line(e, None)})") from None
     atomic_write(path, buffer)
     return manifest | {"compile_seconds": time.perf_counter() - start}
+
+
+@contextlib.contextmanager
+def _no_aten_conv_backends():
+    """oneDNN and NNPACK off for ATen's convolutions (their flags also warn about TF32 on Intel GPUs)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
+            yield
 
 
 def _version() -> str:
