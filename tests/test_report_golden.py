@@ -27,6 +27,8 @@ def test_a_stored_run_renders_its_golden_report(run, tmp_path):
     assert (tmp_path / "report.md").read_text() == (GOLDEN / run / "report.md").read_text()
     text = (tmp_path / "report.md").read_text()
     assert "Instructions per call" in text and "py-eager+again" in text  # the counts and the noise floor
+    floor = text.split("### The run's noise floor")[1].split("###")[0]
+    assert "exe-script / py-script" in floor  # a language's own ratio named as one, not as a repeated path
     assert (tmp_path / "resnet18-instructions.png").exists()
 
 

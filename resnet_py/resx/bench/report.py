@@ -632,7 +632,11 @@ def _noise_section(entry: ModelResults) -> str:
         return ""
     rows = []
     for f in floors:
-        narrower = [r.path for r in entry.ratios if r.scenario == f.scenario and analysis.within_noise(entry, r)]
+        narrower = [
+            r.path if r.baseline == entry.baseline else f"{r.path} / {r.baseline}"  # a language's own ratio
+            for r in entry.ratios
+            if r.scenario == f.scenario and analysis.within_noise(entry, r)
+        ]
         half = f"±{f.half_width:.1%}" if math.isfinite(f.half_width) else "—"
         rows.append([f.scenario.title, ci(f), half, ", ".join(narrower) or "none"])
     return (
