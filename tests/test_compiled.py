@@ -193,6 +193,29 @@ def test_executorch_runs_in_every_language_and_its_executable_loads_no_libtorch(
         assert loads_torch == (name == "py-executorch"), (name, libraries)
 
 
+def test_a_program_is_exported_once_then_taken_from_the_cache(tmp_path, monkeypatch):
+    from resx.export import executorch as X
+    from resx.sources import Source
+
+    monkeypatch.setenv("RESX_CACHE", str(tmp_path))
+    exported = []
+
+    def export(source, path, seed, weights, backend):  # the lowering itself is tested above, on real programs
+        exported.append(path)
+        Path(path).write_bytes(b"program")
+        return {"format": X.FORMAT}
+
+    monkeypatch.setattr(X, "export_executorch", export)
+    source, manifest = Source.of_config(SMALL), {"fingerprint": "f", "weights_hash": "w", "created": "now"}
+    first = X.cached_program(source, 0, manifest)
+    assert not first[1] and first[0].parent == tmp_path / "executorch" and exported == [first[0]]
+    assert X.cached_program(source, 0, manifest | {"created": "later"}) == (first[0], True) and len(exported) == 1
+    other = X.cached_program(source, 0, manifest | {"weights_hash": "v"})  # other weights: another program
+    assert not other[1] and other[0] != first[0]
+    first[0].with_suffix(".json").unlink()  # an export that did not finish is done again
+    assert X.cached_program(source, 0, manifest) == (first[0], False)
+
+
 def test_a_program_is_verified_in_python_and_in_cpp(files):
     paths, manifest = files
     result = inspect(paths["pte"])

@@ -10,6 +10,7 @@ executorch is an optional dependency (its Python bindings link libtorch; require
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from resx.errors import ExportError, first_line
-from resx.export.aoti import Inference, runs
+from resx.export.aoti import Inference, cache_dir, runs
 from resx.export.torchscript import Inspection, as_source, prepared
 from resx.files import atomic_write
 from resx.models import ModelConfig
@@ -106,6 +107,23 @@ def _no_aten_conv_backends():
         warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
         with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
             yield
+
+
+def cached_program(
+    source: Source, seed: int, manifest: dict, weights: Path | None = None, backend: str = "xnnpack"
+) -> tuple[Path, bool]:
+    """A program for this model, exported once (10-60 s here): kept in the cache beside the AOTInductor
+    packages, keyed by the manifest it would carry (graph, weights, every key a newer resx records), the
+    backend, the planned batch and ExecuTorch's and torch's versions. Returns (path, whether cached)."""
+    recorded = {k: v for k, v in manifest.items() if k not in ("created", "weights_from")}
+    key = json.dumps([recorded, backend, MAX_BATCH, _version(), torch.__version__], sort_keys=True)
+    path = cache_dir() / "executorch" / f"{source.label}-{backend}-{hashlib.sha1(key.encode()).hexdigest()[:20]}.pte"
+    index = path.with_suffix(".json")  # written after the program: both present, the program is whole
+    if path.is_file() and index.is_file():
+        return path, True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(index, json.dumps(export_executorch(source, path, seed, weights, backend)))
+    return path, False
 
 
 def _version() -> str:

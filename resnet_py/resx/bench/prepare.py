@@ -1,9 +1,9 @@
 """The files a model's paths open, made before any round and timing nothing: the weights export of the
 eager engines (the module in each language), the TorchScript graph of script and frozen (scripted, or
-traced where the model does not script), the AOTInductor packages of each dtype (cached across runs:
-keyed by manifest and compile settings; with --aoti-freezing auto both the frozen and the unfrozen one,
-which the rounds time to choose); for a model file resx did not write, the file and a manifest derived
-from it."""
+traced where the model does not script), the AOTInductor packages of each dtype and the ExecuTorch
+program (cached across runs: keyed by manifest and settings; with --aoti-freezing auto both the frozen
+and the unfrozen package, which the rounds time to choose); for a model file resx did not write, the
+file and a manifest derived from it."""
 
 from __future__ import annotations
 
@@ -62,11 +62,10 @@ def prepare(model: ModelPlan, work: Path, notify: Callable[[str], None]) -> Prep
     save_weights(module, weights_file, manifest)
     out = Prepared(manifest, Source.from_manifest(manifest), {"script": model_file, "eager": weights_file})
     if any(p.engine == "executorch" for p in model.paths):
-        from resx.export.executorch import export_executorch
+        from resx.export.executorch import cached_program
 
-        notify(f"ExecuTorch program for {source.spec} (XNNPACK)")
-        out.files["executorch"] = work / f"{source.label}.pte"
-        export_executorch(source, out.files["executorch"], cfg.model.seed, weights)
+        notify(f"ExecuTorch program for {source.spec} (XNNPACK; exported once, then cached)")
+        out.files["executorch"], _ = cached_program(source, cfg.model.seed, manifest, weights)
     freezing = ("on", "off") if cfg.paths.aoti_freezing == "auto" else (cfg.paths.aoti_freezing,)
     for dtype in dict.fromkeys(p.dtype for p in model.paths if p.engine == "aoti"):
         notify(f"AOTInductor package for {source.spec} {dtype} (compiled once, then cached)")
