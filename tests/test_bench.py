@@ -455,6 +455,8 @@ def test_the_plan_is_a_function_of_the_config():
     assert P.make(cfg.replace(paths={"threads": 1}), 2, 2).threads == 1
     e = P.estimate(a, {"resnet18": 0.56})
     assert 0 < e.expected_s <= e.at_most_s
+    assert e.first_s == 2 * P.AOTI_S  # bf16's package with and without freezing, when the cache lacks them
+    assert "plus up to 1.3 min compiling the packages and programs not cached yet" in report.plan_lines(a, e)[-1]
 
 
 def test_batches_past_an_executorch_program_s_bound_skip_its_paths_or_refuse_them_when_named():

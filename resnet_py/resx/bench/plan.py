@@ -397,6 +397,9 @@ GFLOPS_PER_THREAD = 20.0  # a rough CPU rate for the estimate (the report measur
 START_S = {"py": 3.0, "cpp": 3.5, "exe": 1.5}  # a fresh process to ready, by language (compile: + COMPILE_S)
 COMPILE_S = 25.0  # torch.compile in every fresh process
 COUNT_S = 60.0  # one path's process under callgrind: starting it is most of it
+# Made once, then cached (resx.export.aoti.cached, resx.export.executorch.cached_program): an AOTInductor
+# package (each dtype; with --aoti-freezing auto two) took 25-45 s here, an ExecuTorch program 24-50 s.
+AOTI_S, EXECUTORCH_S = 40.0, 40.0
 
 
 @dataclass(frozen=True)
@@ -406,6 +409,7 @@ class Estimate:
 
     expected_s: float
     at_most_s: float
+    first_s: float = 0.0  # compiling what the cache does not hold yet: the first run of a model pays it
 
 
 def _per_round(model: ModelPlan, call_s: float) -> float:
@@ -471,4 +475,14 @@ def estimate(plan: Plan, gflop: dict[str, float]) -> Estimate:
         width = point.model.config.model.width
         e, m = _model_seconds(point.model, gflop.get(point.label, 0.56 * (width / 64) ** 2))
         expected, most = expected + e, most + m
-    return Estimate(expected, most)
+    return Estimate(expected, most, sum(_first_seconds(m) for m in [*plan.models, *(p.model for p in plan.sweep)]))
+
+
+def _first_seconds(model: ModelPlan) -> float:
+    """The packages and the program a model's paths open, compiled when the cache lacks them."""
+    if model.source.kind == "file":
+        return 0.0  # a model file is opened as it is
+    freezing = 2 if model.config.paths.aoti_freezing == "auto" else 1
+    packages = len({p.dtype for p in model.paths if p.engine == "aoti"}) * freezing
+    program = any(p.engine == "executorch" for p in model.paths)
+    return packages * AOTI_S + program * EXECUTORCH_S

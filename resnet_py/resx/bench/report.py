@@ -209,8 +209,13 @@ def plan_lines(plan: Plan, estimate: Expected) -> list[str]:
     if plan.sweep:
         lines.append(f"  the language map: {len(plan.sweep)} graphs, {cfg.map.rounds} rounds each")
     bound = fmt_time(estimate.at_most_s)
+    first = (
+        f", plus up to {fmt_time(estimate.first_s)} compiling the packages and programs not cached yet"
+        if estimate.first_s
+        else ""
+    )
     lines.append(
-        f"expected to take about {fmt_time(estimate.expected_s)} (at most about {bound} by the budgets); "
+        f"expected to take about {fmt_time(estimate.expected_s)} (at most about {bound} by the budgets{first}); "
         "--quick, --budget S, --train-budget S or fewer --runtime shorten it"
     )
     return lines
