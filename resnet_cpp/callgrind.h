@@ -40,18 +40,29 @@ inline void stop_instrumentation() {
 #endif
 }
 
-// `calls` calls with instrumentation and collection switched on around them alone.
-template <typename Call>
-void count_calls(Call&& call, int64_t calls) {
+// Instrumentation and collection on around what is counted alone, then off (resx.callgrind.count_on/off).
+inline void count_on() {
   start_instrumentation();
 #ifdef RESX_WITH_CALLGRIND
   CALLGRIND_TOGGLE_COLLECT;
 #endif
-  for (int64_t i = 0; i < calls; ++i) call();
+}
+inline void count_off() {
 #ifdef RESX_WITH_CALLGRIND
   CALLGRIND_TOGGLE_COLLECT;
 #endif
   stop_instrumentation();
 }
+
+// `calls` calls with instrumentation and collection switched on around them alone.
+template <typename Call>
+void count_calls(Call&& call, int64_t calls) {
+  count_on();
+  for (int64_t i = 0; i < calls; ++i) call();
+  count_off();
+}
+
+// Set by the bench for a training run it counts: "FIRST,N" counts steps FIRST+1..FIRST+N (resx.callgrind).
+inline constexpr const char* kCountSteps = "RESX_COUNT_STEPS";
 
 }  // namespace resx

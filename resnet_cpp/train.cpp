@@ -6,8 +6,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
+#include "callgrind.h"
 #include "engines.h"
 #include "env.h"
 #include "files.h"
@@ -183,6 +185,23 @@ Json world_json(const World& world, const DataParallelReport* ddp, const std::ve
 
 // ---------------------------------------------------------------------------------------- Trainer
 
+namespace {
+
+// $RESX_COUNT_STEPS as (steps before counting, steps counted), or nullopt (resx.callgrind.counted_steps).
+std::optional<std::pair<int64_t, int64_t>> counted_steps() {
+  const char* text = std::getenv(kCountSteps);
+  if (text == nullptr || *text == '\0') return std::nullopt;
+  long long first = -1, n = 0;
+  char end = 0;
+  if (std::sscanf(text, "%lld,%lld%c", &first, &n, &end) != 2 || first < 0 || n < 1) {
+    throw Error(std::string("$") + kCountSteps + " '" + text +
+                "': give FIRST,N (steps before counting, at least 0; steps counted, at least 1)");
+  }
+  return std::make_pair(static_cast<int64_t>(first), static_cast<int64_t>(n));
+}
+
+}  // namespace
+
 Trainer::Trainer(TrainConfig config, int lock_fd, World world)
     : config_(std::move(config)),
       world_(std::move(world)),
@@ -195,6 +214,7 @@ Trainer::Trainer(TrainConfig config, int lock_fd, World world)
   }
   if (config_.threads > 0) set_num_threads(static_cast<int>(config_.threads), 0);
   set_deterministic(config_.deterministic);
+  counted_ = counted_steps();
   if (config_.channels_last) model_->to_channels_last();
   params_ = model_->named_parameters();
   std::vector<at::Tensor> tensors;
@@ -268,6 +288,16 @@ void Trainer::restore(const c10::impl::GenericDict& checkpoint) {
 }
 
 std::optional<StepRecord> Trainer::step(int64_t epoch) {
+  if (counted_ && steps_done_ == counted_->first) count_on();
+  auto record = take_step(epoch);
+  if (counted_ && record && steps_done_ == counted_->first + counted_->second) {
+    count_off();
+    counted_.reset();
+  }
+  return record;
+}
+
+std::optional<StepRecord> Trainer::take_step(int64_t epoch) {
   const auto t0 = Clock::now();
   auto batch = train_loader_->next();
   if (!batch) return std::nullopt;

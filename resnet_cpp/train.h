@@ -95,7 +95,9 @@ class Trainer {
   explicit Trainer(TrainConfig config, int lock_fd = -1, World world = {});
 
   void restore(const c10::impl::GenericDict& checkpoint);
-  std::optional<StepRecord> step(int64_t epoch);  // one optimizer step; nullopt at the epoch's end
+  // One optimizer step; nullopt at the epoch's end. Under a bench's count ($RESX_COUNT_STEPS), the counted
+  // steps run with callgrind on, whole.
+  std::optional<StepRecord> step(int64_t epoch);
   EvalResult evaluate();
   void save_checkpoint(const std::string& name, bool with_momentum) const;
   void write_outputs(const std::string& status);  // a collective in a data-parallel run
@@ -117,6 +119,7 @@ class Trainer {
 
  private:
   void report(const Progress& p);
+  std::optional<StepRecord> take_step(int64_t epoch);
 
   TrainConfig config_;
   World world_;
@@ -135,6 +138,7 @@ class Trainer {
   std::atomic<int> stop_signal_{0};
   mutable std::mutex progress_mutex_;
   Progress progress_;
+  std::optional<std::pair<int64_t, int64_t>> counted_;  // steps before counting, steps counted
 };
 
 // Trainer::run with SIGINT/SIGTERM turned into request_stop() for its duration (the previous handlers

@@ -67,6 +67,40 @@ def test_two_collections_of_the_same_path_agree_within_one_percent(three, tmp_pa
     assert again == pytest.approx(three["exe-eager"].instructions, rel=0.01)
 
 
+@needs_valgrind
+def test_the_training_step_is_counted_and_a_launcher_adds_nothing(tmp_path):
+    """cpp-exe's `resx train` under callgrind (its Python launcher and resx-cpp both), steps 3-4 counted by
+    resx::Trainer: the count is the C++ trainer's alone (no interpreter in it) and its split sums to it.
+    Python's trainer switches callgrind on with the calls' own requests (resx.callgrind, counted above)."""
+    runtimes = {"runtimes": ["exe-eager"]}
+    plan = bench_plan(
+        model=TINY | {"input_shape": (3, 32, 32)},
+        paths=runtimes,
+        training=runtimes | {"batch": 4},
+        counts={"enabled": True, "steps": 2},
+    )
+    warnings: list[str] = []
+    got = K.count_training(plan.models[0], tmp_path, lambda _: None, warnings.append)
+    assert not warnings and set(got) == {"exe-eager"}, warnings
+    c = got["exe-eager"]
+    assert c.instructions > 0 and c.calls == 2 and c.layers[0].instructions == 0  # no interpreter
+    assert sum(lay.instructions for lay in c.layers) == pytest.approx(c.instructions, rel=0.01)
+    assert c.layers[4].instructions > 0  # the kernels ran, and were found
+
+
+def test_the_counted_steps_are_read_from_the_environment(monkeypatch):
+    from resx import callgrind
+
+    monkeypatch.delenv(callgrind.COUNT_STEPS, raising=False)
+    assert callgrind.counted_steps() is None
+    monkeypatch.setenv(callgrind.COUNT_STEPS, "2,3")
+    assert callgrind.counted_steps() == (2, 3)
+    for bad in ("2", "x,1", "2,0", "-1,2"):
+        monkeypatch.setenv(callgrind.COUNT_STEPS, bad)
+        with pytest.raises(ValueError, match=r"RESX_COUNT_STEPS"):
+            callgrind.counted_steps()
+
+
 def test_layers_of_callgrind_entries():
     assert K.layer("/usr/lib/libpython3.12.so.1.0", "_PyEval_EvalFrameDefault") == K.LAYERS[0]
     assert K.layer("/x/torch/lib/libtorch_python.so", "THPVariable_conv2d") == K.LAYERS[1]

@@ -11,6 +11,7 @@ import torch
 from conftest import make_cifar, run_resx
 
 from resx import train as T
+from resx.errors import ResxError
 from resx.recipe import TrainConfig
 from resx.rundir import RunDir, read_checkpoint
 
@@ -91,6 +92,19 @@ def test_cpp_runtimes_train_bit_identically_to_python(tiny, tmp_path, reference,
     assert info["runtime"] == runtime and info["status"] == "complete" and info["epochs_done"] == 2
     assert info["config"] == json.loads((other / "train_config.json").read_text())
     assert len(RunDir(other).read_steps()) == 10
+
+
+@pytest.mark.parametrize("runtime", ["py", "cpp-exe"])
+def test_steps_a_bench_counts_train_as_any_others(tiny, tmp_path, reference, runtime, monkeypatch):
+    """$RESX_COUNT_STEPS switches callgrind on around steps 3-7 (across the epochs' boundary): outside
+    valgrind nothing changes; a malformed window is one line."""
+    from resx.callgrind import COUNT_STEPS
+
+    monkeypatch.setenv(COUNT_STEPS, "2,5")
+    assert_same_training(reference, run(tiny, tmp_path / runtime, runtime))
+    monkeypatch.setenv(COUNT_STEPS, "2")
+    with pytest.raises(ResxError, match=r"\$RESX_COUNT_STEPS '2': give FIRST,N"):
+        T.start(TrainConfig(**CONFIG), tmp_path / "bad", runtime=runtime, data=tiny)
 
 
 @pytest.fixture(scope="module")

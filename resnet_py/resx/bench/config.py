@@ -230,6 +230,11 @@ class CountOptions:
         flag="--counts",
     )
     calls: int = option(10, "Calls counted per path (after warm-up), the same for every path.", flag="--count-calls")
+    steps: int = option(
+        2,
+        "Training steps counted per path that trains (after 2 uncounted), at the training batch.",
+        flag="--count-steps",
+    )
 
 
 @dataclass(frozen=True)

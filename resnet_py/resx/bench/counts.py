@@ -26,6 +26,7 @@ from pathlib import Path
 from resx.bench.config import WarmupRule
 from resx.bench.plan import AGAIN, VALGRIND_INSTALL, BenchPath, ModelPlan
 from resx.bench.prepare import Prepared
+from resx.bench.registry import RUNTIMES
 from resx.bench.results import Counts, Layer
 from resx.bench.runners import make_runner
 from resx.errors import BenchError
@@ -91,15 +92,20 @@ def read(out: Path) -> tuple[float, list[tuple[float, str, str, str]]]:
     total, entries, body = 0.0, [], False
     for line in proc.stdout.splitlines():
         if "PROGRAM TOTALS" in line:
-            total = float(line.split()[0].replace(",", ""))
+            total = _number(line.split()[0])
         elif line.strip().startswith("Ir") and "file:function" in line:
             body = True
         elif body and line.strip() and not line.startswith("-"):
             m = _LINE.match(line)
             if m:
                 count, file, function, obj = m.groups()
-                entries.append((float(count.replace(",", "")), obj or "", function, file))
+                entries.append((_number(count), obj or "", function, file))
     return total, entries
+
+
+def _number(text: str) -> float:
+    """callgrind_annotate's count: digits with commas, or "." for none (a process that collected nothing)."""
+    return 0.0 if text == "." else float(text.replace(",", ""))
 
 
 def split(total: float, entries: list[tuple[float, str, str, str]], calls: int, seconds: float, version: str) -> Counts:
@@ -138,14 +144,7 @@ def countable(path: BenchPath) -> bool:
 def count_one(make: Callable[[list[str]], object], calls: int, seed: int, work: Path, version: str) -> Counts:
     """One path in one valgrind process: warm up, count `calls` calls, read what callgrind wrote."""
     out = work / "callgrind.out"
-    wrapper = [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        "--collect-atstart=no",
-        f"--callgrind-out-file={out}",
-        "--quiet",
-    ]
+    wrapper = _wrapper(out)
     began = time.monotonic()
     with make(wrapper) as runner:
         runner.set_threads(1)
@@ -157,6 +156,75 @@ def count_one(make: Callable[[list[str]], object], calls: int, seed: int, work: 
     if total <= 0:
         raise BenchError(f"{runner.name}: callgrind counted no instructions (were its client requests compiled in?)")
     return split(total, entries, calls, time.monotonic() - began, version)
+
+
+WARM_STEPS = 2  # training steps taken before the counted ones (the first pays one-off costs)
+
+
+def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -> dict[str, Counts]:
+    """Every path that trains, its training step counted: `resx train` of WARM_STEPS + N steps under callgrind
+    (every process of it: resx-cpp for cpp-exe), collection on around steps WARM_STEPS+1..WARM_STEPS+N alone
+    ($RESX_COUNT_STEPS, resx.callgrind), at the training batch and one intra-op thread."""
+    from resx.bench.training import synthetic_cifar, train_command
+    from resx.callgrind import COUNT_STEPS
+    from resx.rundir import RunDir
+
+    _, version = valgrind()
+    cfg, n = model.config, model.config.counts.steps
+    steps = WARM_STEPS + n
+    data = synthetic_cifar(work / "count-data", steps * cfg.training.batch, cfg.training.batch, cfg.model.seed)
+    out: dict[str, Counts] = {}
+    for p in model.train_paths:
+        spec = RUNTIMES[p.runtime].train
+        why = available(p.runtime) or (
+            "not attempted: torch.compile would compile forward and backward under callgrind"
+            if spec.get("compile")
+            else None
+        )
+        if why:
+            warn(f"instruction counts of {p.label}'s training step: {why}")
+            continue
+        notify(f"instruction counts: {model.label} {p.label}'s training step under callgrind")
+        with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as tmp:
+            work_dir = Path(tmp)
+            run = work_dir / "run"
+            command = train_command(model, spec, p.dtype, data, run, steps=steps, threads=1)
+            # cpp-exe's launcher runs resx-cpp: both under callgrind (the launcher counts nothing).
+            children = ["--trace-children=yes"] if spec["runtime"] == "cpp-exe" else []
+            wrapper = [*_wrapper(work_dir / "callgrind.out.%p"), *children]
+            began = time.monotonic()
+            proc = subprocess.run(
+                [*wrapper, *command],
+                env=os.environ | {COUNT_STEPS: f"{WARM_STEPS},{n}"},
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode != 0:
+                lines = [line for line in proc.stderr.splitlines() if line.strip()]
+                raise BenchError(f"counting {p.label}'s training step: {lines[-1] if lines else proc.returncode}")
+            taken = len(RunDir(run).read_steps())
+            if taken < steps:
+                raise BenchError(f"counting {p.label}'s training step: the run took {taken} of {steps} steps")
+            total, entries = 0.0, []
+            for file in sorted(work_dir.glob("callgrind.out.*")):  # the launcher's counts nothing
+                t, e = read(file)
+                total, entries = total + t, entries + e
+            if total <= 0:
+                raise BenchError(f"{p.label}: callgrind counted no instructions of its training steps")
+            out[p.label] = split(total, entries, n, time.monotonic() - began, version)
+    return out
+
+
+def _wrapper(out: Path) -> list[str]:
+    """valgrind under callgrind with instrumentation and collection off until the counted code switches them on."""
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--collect-atstart=no",
+        f"--callgrind-out-file={out}",
+        "--quiet",
+    ]
 
 
 def available(runtime: str) -> str | None:

@@ -22,6 +22,7 @@ from resx.bench.results import (
     MEMORY,
     STARTUP_PHASES,
     STEP_PARTS,
+    Counts,
     Drift,
     Estimate,
     GateReport,
@@ -1162,50 +1163,61 @@ def _loadgen_summaries(results: Results, out: Path) -> list[Path]:
 
 
 def _counts_section(entry: ModelResults) -> str:
-    """Instructions per call under callgrind, by layer, and what each language adds to the same engine."""
-    if not entry.counts:
+    """Instructions per call (and per training step) under callgrind, by layer, and what each language adds
+    to the same engine."""
+    if not entry.counts and not entry.training_counts:
         return ""
-    layers = [layer.name for layer in next(iter(entry.counts.values())).layers]
-    base = entry.counts.get(entry.baseline)
+    out = ""
+    if entry.counts:
+        c0 = next(iter(entry.counts.values()))
+        out += (
+            f"\n### Instructions per call (callgrind)\n\n{c0.calls} batch-1 calls per path at one intra-op thread, "
+            f"counted by {c0.valgrind or 'valgrind'} with collection on around those calls alone (after warm-up), "
+            "one valgrind process per path: deterministic, whatever the machine's load. The split is by where the "
+            "instructions ran (callgrind's per-function output: each function's shared object and name); it sums "
+            "to the total. valgrind presents a CPU without AVX-512 or AMX, so the kernels counted are the AVX2 "
+            "ones: the framework's and the language's counts do not depend on that, the kernels' do. ns per "
+            "instruction: the path's timed batch-1 p50 over its count.\n\n"
+            + _counts_tables(entry, entry.counts, "call", LATENCY)
+        )
+    if entry.training_counts:
+        c0 = next(iter(entry.training_counts.values()))
+        step = next((s for s in entry.scenarios() if s.kind == "training"), None)
+        out += (
+            f"\n### Instructions per training step (callgrind)\n\n{c0.calls} training step(s) per path at the "
+            "training batch and one intra-op thread, counted in a `resx train` under callgrind with collection on "
+            "around those steps alone (after two uncounted): the batch's loading, forward, loss, backward and the "
+            "optimizer's step. ns per instruction: the path's timed step (at the run's threads) over its count.\n\n"
+            + _counts_tables(entry, entry.training_counts, "step", step)
+        )
+    return out
+
+
+def _counts_tables(entry: ModelResults, counts: dict[str, Counts], per: str, timed: Scenario | None) -> str:
+    """Each path's count by layer, then Python's path less C++'s on the same engine."""
+    layers = [layer.name for layer in next(iter(counts.values())).layers]
+    base = counts.get(entry.baseline)
     rows = []
-    for path, c in entry.counts.items():
-        latency = entry.measurement(LATENCY, path)
-        per = f"{latency.value * 1e9 / c.instructions:.3f}" if latency else "—"
+    for path, c in counts.items():
+        measured = entry.measurement(timed, path) if timed else None
+        ns = f"{measured.value * 1e9 / c.instructions:.3f}" if measured else "—"
         vs = f"{c.instructions / base.instructions:.4f}" if base else "—"
         by = {layer.name: layer.instructions for layer in c.layers}
-        rows.append([path, f"{c.instructions:,.0f}", vs, per, *(f"{by[name] / 1e3:,.1f}" for name in layers)])
-    c0 = next(iter(entry.counts.values()))
-    out = (
-        f"\n### Instructions per call (callgrind)\n\n{c0.calls} batch-1 calls per path at one intra-op thread, "
-        f"counted by {c0.valgrind or 'valgrind'} with collection on around those calls alone (after warm-up), one "
-        "valgrind process per path: deterministic, whatever the machine's load. The split is by where the "
-        "instructions ran (callgrind's per-function output: each function's shared object and name); it sums to "
-        "the total. valgrind presents a CPU without AVX-512 or AMX, so the kernels counted are the AVX2 ones: "
-        "the framework's and the language's counts do not depend on that, the kernels' do. ns per instruction: "
-        "the path's timed batch-1 p50 over its count.\n\n"
-        + md_table(
-            [
-                "path",
-                "instructions per call",
-                f"vs {entry.baseline}",
-                "ns per instruction",
-                *(f"{n}, k" for n in layers),
-            ],
-            rows,
-        )
-    )
-    pairs = [(p, analysis.language_counterpart(p)) for p in entry.counts]
-    pairs = [(a, b) for a, b in pairs if b in entry.counts]
+        rows.append([path, f"{c.instructions:,.0f}", vs, ns, *(f"{by[name] / 1e3:,.1f}" for name in layers)])
+    header = ["path", f"instructions per {per}", f"vs {entry.baseline}", "ns per instruction"]
+    out = md_table([*header, *(f"{n}, k" for n in layers)], rows)
+    pairs = [(p, analysis.language_counterpart(p)) for p in counts]
+    pairs = [(a, b) for a, b in pairs if b in counts]
     if pairs:
         rows = []
         for cpp, py in pairs:
-            a = {layer.name: layer.instructions for layer in entry.counts[py].layers}
-            b = {layer.name: layer.instructions for layer in entry.counts[cpp].layers}
-            diff = entry.counts[py].instructions - entry.counts[cpp].instructions
+            a = {layer.name: layer.instructions for layer in counts[py].layers}
+            b = {layer.name: layer.instructions for layer in counts[cpp].layers}
+            diff = counts[py].instructions - counts[cpp].instructions
             rows.append([f"{py} − {cpp}", f"{diff:+,.0f}", *(f"{(a[n] - b[n]) / 1e3:+,.1f}" for n in layers)])
         out += (
-            "\nWhat the language costs, in instructions per call: Python's path less C++'s on the same engine, "
-            "by layer (k).\n\n" + md_table(["paths", "instructions per call", *layers], rows)
+            f"\nWhat the language costs, in instructions per {per}: Python's path less C++'s on the same engine, "
+            f"by layer (k).\n\n" + md_table(["paths", f"instructions per {per}", *layers], rows)
         )
     return out
 

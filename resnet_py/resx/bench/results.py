@@ -503,6 +503,7 @@ class ModelResults:
     serving: dict[str, list[ServeResult]] = field(default_factory=dict)
     profiles: dict[str, OpProfile] = field(default_factory=dict)
     counts: dict[str, Counts] = field(default_factory=dict)  # per path: instructions per call (--counts)
+    training_counts: dict[str, Counts] = field(default_factory=dict)  # per path that trains: per step (--counts)
 
     def measurement(self, scenario: Scenario, path: str) -> Measurement | None:
         return next((m for m in self.measurements if m.scenario == scenario and m.path == path), None)

@@ -117,9 +117,10 @@ def measure_model(model: ModelPlan, work: Path, notify: Notify, warn: Notify, lo
         train_rounds, entry.training = training(model, work, notify)
         _collect(entry, train_rounds, "training", loads)
     if cfg.counts.enabled:
-        from resx.bench.counts import count_paths
+        from resx.bench.counts import count_paths, count_training
 
         entry.counts = count_paths(model, prepared, notify, warn)
+        entry.training_counts = count_training(model, work, notify, warn)
     entry.ratios = analysis.ratios(entry)
     return entry
 

@@ -41,14 +41,24 @@ def synthetic_cifar(root: Path, n_train: int, n_test: int, seed: int) -> Path:
     return root
 
 
-def train_command(model: ModelPlan, spec: dict, dtype: str, data: Path, out: Path) -> list[str]:
-    """The `resx train` that trains this path (a new process: the language's own start-up included)."""
+def train_command(
+    model: ModelPlan,
+    spec: dict,
+    dtype: str,
+    data: Path,
+    out: Path,
+    steps: int | None = None,
+    threads: int | None = None,
+) -> list[str]:
+    """The `resx train` that trains this path (a new process: the language's own start-up included);
+    `steps` and `threads` instead of the run's (the counts: a few steps at one thread)."""
     cfg, source, t = model.config, model.source, model.config.training
-    full = t.epochs > 0
+    full = t.epochs > 0 and steps is None
+    threads = cfg.paths.threads if threads is None else threads
     args = ["-o", str(out), "--runtime", spec["runtime"], "--module", spec["module"], "--data", str(data)]
-    args += ["--model", source.spec, "--epochs", str(max(1, t.epochs)), "--batch-size", str(t.batch)]
-    args += ["--seed", str(cfg.model.seed), "--threads", str(cfg.paths.threads), "--device", cfg.paths.device]
-    args += ["--dtype", dtype, "--subset", "0" if full else str(t.steps * t.batch)]
+    args += ["--model", source.spec, "--epochs", str(max(1, t.epochs) if full else 1), "--batch-size", str(t.batch)]
+    args += ["--seed", str(cfg.model.seed), "--threads", str(threads), "--device", cfg.paths.device]
+    args += ["--dtype", dtype, "--subset", "0" if full else str((steps or t.steps) * t.batch)]
     args += ["--test-subset", "0" if full else str(t.batch)]
     if source.kind == "builtin":
         args += ["--stem", cfg.model.stem, "--width", str(cfg.model.width)]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from resx import callgrind, distributed
 from resx import data as D
-from resx import distributed
 from resx.device import autocast, set_deterministic, sync, to_channels_last, to_device
 from resx.errors import TrainError
 from resx.export import load
@@ -129,6 +129,10 @@ class Trainer:
         self._batches: Iterator[D.Batch] = iter(())
         self._progress = Progress(epochs=cfg.epochs, steps=job.steps_per_epoch)
         self._taken = [0, 0.0, 0.0, 0.0, 0.0]  # steps this process took, their data/forward/backward/optimizer s
+        try:
+            self._counted = callgrind.counted_steps()  # the steps a bench counts under callgrind, if any
+        except ValueError as e:
+            raise TrainError(str(e)) from None
         if job.checkpoint is not None:
             self.restore(job.checkpoint)
         # DDP after the restore (its construction broadcasts rank 0's parameters and buffers). What the steps
@@ -163,7 +167,17 @@ class Trainer:
         self.wall_time, self.steps, self.epochs = checkpoint["wall_time"], steps, epochs
 
     def step(self, epoch: int) -> StepRecord | None:
-        """One optimizer step on the epoch's next batch, timed in four parts; None at the epoch's end."""
+        """One optimizer step on the epoch's next batch, timed in four parts; None at the epoch's end.
+        Under a bench's count (resx.callgrind.COUNT_STEPS), the counted steps run with callgrind on, whole."""
+        if self._counted is not None and self.steps_done == self._counted[0]:
+            callgrind.count_on()
+        record = self._step(epoch)
+        if self._counted is not None and record is not None and self.steps_done == sum(self._counted):
+            callgrind.count_off()
+            self._counted = None
+        return record
+
+    def _step(self, epoch: int) -> StepRecord | None:
         t0 = time.perf_counter()
         batch = next(self._batches, None)
         if batch is None:

@@ -140,20 +140,14 @@ class PyWorker:
         return P.Served(served["seconds"], served["sut"])
 
     def count(self, r: P.Count) -> P.Counted:
-        """Instrumentation on (resx._valgrind) and collection on (torch's own client request, what
-        Timer.collect_callgrind uses) around the calls alone."""
-        from resx import _valgrind
+        """Instrumentation and collection on around the calls alone (resx.callgrind)."""
+        from resx import callgrind
 
         x = self._input(r.batch, r.seed)
-        under = _valgrind.running()
         with torch.inference_mode():
-            _valgrind.start_instrumentation()
-            if under:
-                torch._C._valgrind_toggle()
+            callgrind.count_on()
             for _ in range(r.calls):
                 self.engine(x)
                 sync(self.device)
-            if under:
-                torch._C._valgrind_toggle()
-            _valgrind.stop_instrumentation()
-        return P.Counted(r.calls, under)
+            callgrind.count_off()
+        return P.Counted(r.calls, callgrind.running())
