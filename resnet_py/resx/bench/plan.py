@@ -397,6 +397,7 @@ GFLOPS_PER_THREAD = 20.0  # a rough CPU rate for the estimate (the report measur
 START_S = {"py": 3.0, "cpp": 3.5, "exe": 1.5}  # a fresh process to ready, by language (compile: + COMPILE_S)
 COMPILE_S = 25.0  # torch.compile in every fresh process
 COUNT_S = 60.0  # one path's process under callgrind: starting it is most of it
+TRAIN_COUNT_S = 150.0  # one `resx train` under callgrind (its preparation too): 146 s for cpp-exe here
 # Made once, then cached (resx.export.aoti.cached, resx.export.executorch.cached_program): an AOTInductor
 # package (each dtype; with --aoti-freezing auto two) took 25-45 s here, an ExecuTorch program 24-50 s.
 AOTI_S, EXECUTORCH_S = 40.0, 40.0
@@ -447,6 +448,7 @@ def _model_seconds(model: ModelPlan, gflop: float) -> tuple[float, float]:
         expected, most = expected + serve, most + serve
     if cfg.counts.enabled:
         counts = len([p for p in model.paths if not p.label.endswith(AGAIN)]) * COUNT_S
+        counts += len([p for p in model.train_paths if not RUNTIMES[p.runtime].train.get("compile")]) * TRAIN_COUNT_S
         expected, most = expected + counts, most + counts
     return expected, most
 
