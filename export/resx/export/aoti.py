@@ -283,6 +283,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RESX_CACHE") or Path.home() / ".cache" / "resx")
 
 
+def cache_path(kind: str, name: str, suffix: str, manifest: dict, *settings) -> Path:
+    """Where the cache keeps a compiled file: under `kind`, keyed by the manifest it carries (graph,
+    weights, every key a newer resx records; not when it was made or from which file) and what it was
+    compiled with (`settings`: versions among them)."""
+    recorded = {k: v for k, v in manifest.items() if k not in ("created", "weights_from")}
+    key = json.dumps([recorded, *settings], sort_keys=True)
+    return cache_dir() / kind / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:20]}{suffix}"
+
+
 def cached(
     model: Source | ModelConfig,
     seed: int,
@@ -295,11 +304,9 @@ def cached(
     whether it was cached). manifest: prepared()'s for this config and seed, when the caller has it."""
     source = as_source(model)
     manifest = manifest if manifest is not None else prepared(source, seed, weights)[2]
-    recorded = {k: v for k, v in manifest.items() if k not in ("created", "weights_from")}
-    key = hashlib.sha1(
-        json.dumps([recorded, asdict(settings), torch.__version__, _cpu()], sort_keys=True).encode()
-    ).hexdigest()[:20]
-    path = cache_dir() / "aoti" / f"{source.label}-{settings.dtype}-{key}.pt2"
+    path = cache_path(
+        "aoti", f"{source.label}-{settings.dtype}", ".pt2", manifest, asdict(settings), torch.__version__, _cpu()
+    )
     index = path.with_suffix(".json")
     if path.is_file() and index.is_file():
         with contextlib.suppress(ExportError, json.JSONDecodeError, OSError):

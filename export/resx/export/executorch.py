@@ -10,7 +10,6 @@ executorch is an optional dependency (its Python bindings link libtorch; require
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from resx.errors import ExportError, first_line
-from resx.export.aoti import Inference, cache_dir, runs
+from resx.export.aoti import Inference, cache_path, runs
 from resx.export.torchscript import Inspection, as_source, prepared
 from resx.files import atomic_write
 from resx.models import ModelConfig
@@ -115,9 +114,8 @@ def cached_program(
     """A program for this model, exported once (10-60 s here): kept in the cache beside the AOTInductor
     packages, keyed by the manifest it would carry (graph, weights, every key a newer resx records), the
     backend, the planned batch and ExecuTorch's and torch's versions. Returns (path, whether cached)."""
-    recorded = {k: v for k, v in manifest.items() if k not in ("created", "weights_from")}
-    key = json.dumps([recorded, backend, MAX_BATCH, _version(), torch.__version__], sort_keys=True)
-    path = cache_dir() / "executorch" / f"{source.label}-{backend}-{hashlib.sha1(key.encode()).hexdigest()[:20]}.pte"
+    settings = (backend, MAX_BATCH, _version(), torch.__version__)
+    path = cache_path("executorch", f"{source.label}-{backend}", ".pte", manifest, *settings)
     index = path.with_suffix(".json")  # written after the program: both present, the program is whole
     if path.is_file() and index.is_file():
         return path, True

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from resx.bench.config import WarmupRule
-from resx.bench.plan import AGAIN, VALGRIND_INSTALL, BenchPath, ModelPlan
+from resx.bench.plan import AGAIN, VALGRIND_INSTALL, BenchPath, ModelPlan, training_countable
 from resx.bench.prepare import Prepared
 from resx.bench.registry import RUNTIMES
 from resx.bench.results import Counts, Layer
@@ -176,11 +176,8 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
     out: dict[str, Counts] = {}
     for p in model.train_paths:
         spec = RUNTIMES[p.runtime].train
-        why = available(p.runtime) or (
-            "not attempted: torch.compile would compile forward and backward under callgrind"
-            if spec.get("compile")
-            else None
-        )
+        compiles = "not attempted: torch.compile would compile forward and backward under callgrind"
+        why = available(p.runtime) or (None if training_countable(p) else compiles)
         if why:
             warn(f"instruction counts of {p.label}'s training step: {why}")
             continue

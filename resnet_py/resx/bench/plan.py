@@ -403,6 +403,12 @@ TRAIN_COUNT_S = 150.0  # one `resx train` under callgrind (its preparation too):
 AOTI_S, EXECUTORCH_S = 40.0, 40.0
 
 
+def training_countable(path: BenchPath) -> bool:
+    """Whether --counts counts a training path's step: not torch.compile's, which would compile forward
+    and backward under callgrind."""
+    return not RUNTIMES[path.runtime].train.get("compile")
+
+
 @dataclass(frozen=True)
 class Estimate:
     """How long a run should take: `expected` from the plan and the models' sizes, `at_most` where the
@@ -448,7 +454,7 @@ def _model_seconds(model: ModelPlan, gflop: float) -> tuple[float, float]:
         expected, most = expected + serve, most + serve
     if cfg.counts.enabled:
         counts = len([p for p in model.paths if not p.label.endswith(AGAIN)]) * COUNT_S
-        counts += len([p for p in model.train_paths if not RUNTIMES[p.runtime].train.get("compile")]) * TRAIN_COUNT_S
+        counts += len([p for p in model.train_paths if training_countable(p)]) * TRAIN_COUNT_S
         expected, most = expected + counts, most + counts
     return expected, most
 
