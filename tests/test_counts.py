@@ -68,10 +68,11 @@ def test_two_collections_of_the_same_path_agree_within_one_percent(three, tmp_pa
 
 
 @needs_valgrind
-def test_the_training_step_is_counted_and_a_launcher_adds_nothing(tmp_path):
-    """cpp-exe's `resx train` under callgrind (its Python launcher and resx-cpp both), steps 3-4 counted by
+def test_the_training_step_is_counted_without_its_preparation(tmp_path):
+    """cpp-exe's run prepared in this process, then resx-cpp itself under callgrind, steps 3-4 counted by
     resx::Trainer: the count is the C++ trainer's alone (no interpreter in it) and its split sums to it.
-    Python's trainer switches callgrind on with the calls' own requests (resx.callgrind, counted above)."""
+    Python's trainer switches callgrind on with the calls' own requests (resx.callgrind, counted above);
+    test_train proves that a run prepared alone and trained this way trains bit for bit like any other."""
     runtimes = {"runtimes": ["exe-eager"]}
     plan = bench_plan(
         model=TINY | {"input_shape": (3, 32, 32)},

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import make_cifar, run_resx
 
+from resx import cpp
 from resx import train as T
 from resx.errors import ResxError
 from resx.recipe import TrainConfig
@@ -96,12 +97,21 @@ def test_cpp_runtimes_train_bit_identically_to_python(tiny, tmp_path, reference,
 
 @pytest.mark.parametrize("runtime", ["py", "cpp-exe"])
 def test_steps_a_bench_counts_train_as_any_others(tiny, tmp_path, reference, runtime, monkeypatch):
-    """$RESX_COUNT_STEPS switches callgrind on around steps 3-7 (across the epochs' boundary): outside
-    valgrind nothing changes; a malformed window is one line."""
+    """As the bench's counts train: the run prepared alone (prepare_only), then trained by `resx train
+    --resume` or by resx-cpp itself, $RESX_COUNT_STEPS switching callgrind on around steps 3-7 (across the
+    epochs' boundary): outside valgrind nothing changes; a malformed window is one line."""
     from resx.callgrind import COUNT_STEPS
+    from resx.rundir import CPP_JOB_FILE
+    from resx.train.run import prepare_only
 
     monkeypatch.setenv(COUNT_STEPS, "2,5")
-    assert_same_training(reference, run(tiny, tmp_path / runtime, runtime))
+    run_dir = prepare_only(TrainConfig(**CONFIG), tmp_path / runtime, runtime=runtime, data=tiny)
+    assert RunDir(run_dir).status().state == "started" and not (run_dir / "steps.csv").exists()
+    if runtime == "py":
+        assert T.resume(run_dir).complete
+    else:
+        subprocess.run([str(cpp.executable()), "train", str(run_dir / CPP_JOB_FILE)], check=True, capture_output=True)
+    assert_same_training(reference, run_dir)
     monkeypatch.setenv(COUNT_STEPS, "2")
     with pytest.raises(ResxError, match=r"\$RESX_COUNT_STEPS '2': give FIRST,N"):
         T.start(TrainConfig(**CONFIG), tmp_path / "bad", runtime=runtime, data=tiny)

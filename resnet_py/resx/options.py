@@ -147,6 +147,22 @@ def flags(cls: type, panels: dict[str, str] | None = None, prefix: tuple[str, ..
     return out
 
 
+def argv(cls: type, values: dict[str, Any]) -> list[str]:
+    """The command-line options that give `cls`'s own fields these values ({field: value}), in field order:
+    what a command line of its command would say (a switch by its --name or --no-name)."""
+    out = []
+    for fl in flags(cls):
+        if fl.name not in values:
+            continue
+        value = values[fl.name]
+        if fl.kind is bool:
+            on, _, off = fl.flag.partition("/")
+            out.append(on if value else off or "--no-" + on.removeprefix("--"))
+        else:
+            out += [fl.flag, shown(value)]
+    return out
+
+
 def kind_of(tp: Any) -> type:
     """What the command line reads an option as: a switch, a number, or text its parser turns into the value."""
     return tp if tp in (bool, int, float) else str

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -162,12 +163,16 @@ WARM_STEPS = 2  # training steps taken before the counted ones (the first pays o
 
 
 def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -> dict[str, Counts]:
-    """Every path that trains, its training step counted: `resx train` of WARM_STEPS + N steps under callgrind
-    (every process of it: resx-cpp for cpp-exe), collection on around steps WARM_STEPS+1..WARM_STEPS+N alone
-    ($RESX_COUNT_STEPS, resx.callgrind), at the training batch and one intra-op thread."""
-    from resx.bench.training import synthetic_cifar, train_command
+    """Every path that trains, its training step counted: the run prepared here (exported, configured), then
+    trained for WARM_STEPS + N steps under callgrind (resx-cpp itself for cpp-exe, else `resx train --resume`),
+    collection on around steps WARM_STEPS+1..WARM_STEPS+N alone ($RESX_COUNT_STEPS, resx.callgrind), at the
+    training batch and one intra-op thread. The preparation stays out of valgrind, where it took minutes."""
+    from resx.bench.training import synthetic_cifar, train_config
     from resx.callgrind import COUNT_STEPS
-    from resx.rundir import RunDir
+    from resx.cpp import executable
+    from resx.recipe import TrainConfig
+    from resx.rundir import CPP_JOB_FILE, RunDir
+    from resx.train.run import prepare_only
 
     _, version = valgrind()
     cfg, n = model.config, model.config.counts.steps
@@ -184,14 +189,16 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
         notify(f"instruction counts: {model.label} {p.label}'s training step under callgrind")
         with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as tmp:
             work_dir = Path(tmp)
-            run = work_dir / "run"
-            command = train_command(model, spec, p.dtype, data, run, steps=steps, threads=1)
-            # cpp-exe's launcher runs resx-cpp: both under callgrind (the launcher counts nothing).
-            children = ["--trace-children=yes"] if spec["runtime"] == "cpp-exe" else []
-            wrapper = [*_wrapper(work_dir / "callgrind.out.%p"), *children]
+            config = TrainConfig(**train_config(model, spec, p.dtype, steps=steps, threads=1))
+            run = prepare_only(config, work_dir / "run", runtime=spec["runtime"], data=data, module=spec["module"])
+            trains = (
+                [str(executable()), "train", str(run / CPP_JOB_FILE)]
+                if spec["runtime"] == "cpp-exe"
+                else [sys.executable, "-m", "resx", "train", "--resume", str(run)]
+            )
             began = time.monotonic()
             proc = subprocess.run(
-                [*wrapper, *command],
+                [*_wrapper(work_dir / "callgrind.out"), *trains],
                 env=os.environ | {COUNT_STEPS: f"{WARM_STEPS},{n}"},
                 capture_output=True,
                 text=True,
@@ -202,10 +209,7 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
             taken = len(RunDir(run).read_steps())
             if taken < steps:
                 raise BenchError(f"counting {p.label}'s training step: the run took {taken} of {steps} steps")
-            total, entries = 0.0, []
-            for file in sorted(work_dir.glob("callgrind.out.*")):  # the launcher's counts nothing
-                t, e = read(file)
-                total, entries = total + t, entries + e
+            total, entries = read(work_dir / "callgrind.out")
             if total <= 0:
                 raise BenchError(f"{p.label}: callgrind counted no instructions of its training steps")
             out[p.label] = split(total, entries, n, time.monotonic() - began, version)

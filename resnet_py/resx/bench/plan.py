@@ -397,7 +397,7 @@ GFLOPS_PER_THREAD = 20.0  # a rough CPU rate for the estimate (the report measur
 START_S = {"py": 3.0, "cpp": 3.5, "exe": 1.5}  # a fresh process to ready, by language (compile: + COMPILE_S)
 COMPILE_S = 25.0  # torch.compile in every fresh process
 COUNT_S = 60.0  # one path's process under callgrind: starting it is most of it
-TRAIN_COUNT_S = 150.0  # one `resx train` under callgrind (its preparation too): 146 s for cpp-exe here
+TRAIN_COUNT_S = 100.0  # one trainer under callgrind, prepared outside it: 68 s cpp-exe, 113 s py here (width 4)
 # Made once, then cached (resx.export.aoti.cached, resx.export.executorch.cached_program): an AOTInductor
 # package (each dtype; with --aoti-freezing auto two) took 25-45 s here, an ExecuTorch program 24-50 s.
 AOTI_S, EXECUTORCH_S = 40.0, 40.0

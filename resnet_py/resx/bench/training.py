@@ -4,24 +4,26 @@ record field, never by column position."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from resx import data as D
+from resx import options as O
 from resx.bench.monitor import OtherLoad
 from resx.bench.plan import ModelPlan
 from resx.bench.registry import RUNTIMES
 from resx.bench.results import STEP_PARTS, Scenario, TrainingDetail
 from resx.bench.rounds import Notify, Rounds, rotations
 from resx.errors import BenchError
+from resx.recipe import TrainConfig
 from resx.rundir import RunDir
 
 SPLIT = tuple(f"{part}_s" for part in STEP_PARTS)  # resx.rundir.StepRecord's fields of a step's parts
@@ -41,6 +43,26 @@ def synthetic_cifar(root: Path, n_train: int, n_test: int, seed: int) -> Path:
     return root
 
 
+def train_config(
+    model: ModelPlan, spec: dict, dtype: str, steps: int | None = None, threads: int | None = None
+) -> dict[str, Any]:
+    """The training config ({TrainConfig field: value}) that trains this path: the run's, or `steps` steps
+    at `threads` threads (the counts: a few steps at one thread)."""
+    cfg, source, t = model.config, model.source, model.config.training
+    full = t.epochs > 0 and steps is None
+    fields = dict(model=source.spec, epochs=max(1, t.epochs) if full else 1, batch_size=t.batch)
+    fields |= dict(seed=cfg.model.seed, threads=cfg.paths.threads if threads is None else threads)
+    fields |= dict(device=cfg.paths.device, dtype=dtype, subset=0 if full else (steps or t.steps) * t.batch)
+    fields |= dict(test_subset=0 if full else t.batch)
+    if source.kind == "builtin":
+        fields |= dict(stem=cfg.model.stem, width=cfg.model.width)
+        fields |= dict(layers=list(cfg.model.layers)) if cfg.model.layers else {}
+    elif source.kwargs:
+        fields["model_kwargs"] = source.kwargs
+    switches = dict(compile=bool(spec.get("compile")), channels_last=cfg.paths.channels_last)
+    return fields | {k: True for k, on in (switches | {"deterministic": cfg.paths.deterministic}).items() if on}
+
+
 def train_command(
     model: ModelPlan,
     spec: dict,
@@ -50,24 +72,9 @@ def train_command(
     steps: int | None = None,
     threads: int | None = None,
 ) -> list[str]:
-    """The `resx train` that trains this path (a new process: the language's own start-up included);
-    `steps` and `threads` instead of the run's (the counts: a few steps at one thread)."""
-    cfg, source, t = model.config, model.source, model.config.training
-    full = t.epochs > 0 and steps is None
-    threads = cfg.paths.threads if threads is None else threads
+    """The `resx train` that trains this path (a new process: the language's own start-up included)."""
     args = ["-o", str(out), "--runtime", spec["runtime"], "--module", spec["module"], "--data", str(data)]
-    args += ["--model", source.spec, "--epochs", str(max(1, t.epochs) if full else 1), "--batch-size", str(t.batch)]
-    args += ["--seed", str(cfg.model.seed), "--threads", str(threads), "--device", cfg.paths.device]
-    args += ["--dtype", dtype, "--subset", "0" if full else str((steps or t.steps) * t.batch)]
-    args += ["--test-subset", "0" if full else str(t.batch)]
-    if source.kind == "builtin":
-        args += ["--stem", cfg.model.stem, "--width", str(cfg.model.width)]
-        args += ["--layers", ",".join(map(str, cfg.model.layers))] if cfg.model.layers else []
-    else:
-        args += ["--model-kwargs", json.dumps(source.kwargs)] if source.kwargs else []
-    args += ["--compile"] if spec.get("compile") else []
-    args += ["--channels-last"] if cfg.paths.channels_last else []
-    args += ["--deterministic"] if cfg.paths.deterministic else []
+    args += O.argv(TrainConfig, train_config(model, spec, dtype, steps, threads))
     return [sys.executable, "-m", "resx", "train", *args]
 
 

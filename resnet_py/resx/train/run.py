@@ -94,6 +94,21 @@ def start(
         distributed.finish(world)
 
 
+def prepare_only(config: TrainConfig, output: Path, *, runtime: str, data: Path, module: str | None = None) -> Path:
+    """A new run in `output`, prepared (every input checked, the model exported, both runtimes' config files
+    written) and not trained: `resx train --resume` or `resx-cpp train` takes its first step. The bench's
+    counts prepare here and train under callgrind, which then runs the training alone."""
+    config.validate()
+    check_world(runtime, 1)
+    with RunDir.create(output) as rd:
+        try:
+            prepare(config, runtime, data, rd, module=module or default_module(runtime, config.source()))
+        except BaseException:
+            rd.remove_run_files()
+            raise
+    return output
+
+
 def resume(
     run: Path,
     *,
