@@ -183,11 +183,12 @@ def test_map_options_are_refused_in_one_line():
     with pytest.raises(BenchError, match="drop --no-inference"):
         bench_plan(paths=paths, map={"enabled": True}, inference={"enabled": False})
     plan = bench_plan("language")
-    assert plan.threads == 1 and len(plan.sweep) == 11 and plan.models[0].profile_calls == 10
-    assert plan.config.counts.enabled  # the preset counts instructions too
-    assert [p.label for p in plan.sweep if not p.fitted] == ["2-2-2-2/w8", "2-2-2-2/w32"]
-    point = plan.sweep[-3].model  # 3,4,6,3 is resnet34's own: named so, not overridden
-    assert point.source.name == "resnet34" and point.label == "3-4-6-3/w64" and point.config.model.layers is None
+    assert plan.threads == 1 and len(plan.sweep) == 4 and plan.models[0].profile_calls == 10
+    assert plan.config.counts.enabled  # the preset counts instructions too: the graphs' calls, the model's steps
+    assert plan.models[0].config.counts.steps and not any(p.model.config.counts.steps for p in plan.sweep)
+    assert [p.label for p in plan.sweep if not p.fitted] == ["2-2-2-2/w8"]
+    point = plan.sweep[-2].model  # 3,4,6,3 is resnet34's own: named so, not overridden
+    assert point.source.name == "resnet34" and point.label == "3-4-6-3/w16" and point.config.model.layers is None
     assert [s.key for s in point.scenarios if s.kind != "concurrency"] == ["latency"]
 
 

@@ -232,7 +232,7 @@ class CountOptions:
     calls: int = option(10, "Calls counted per path (after warm-up), the same for every path.", flag="--count-calls")
     steps: int = option(
         2,
-        "Training steps counted per path that trains (after 2 uncounted), at the training batch.",
+        "Training steps counted per path that trains (after 2 uncounted), at the training batch; 0: none.",
         flag="--count-steps",
     )
 
@@ -331,17 +331,17 @@ PRESETS: dict[str, dict] = {
         },
         "training": {"steps": 8, "batch": 128, "rounds": 2},
     },
-    # Where the language matters: the map (resx.bench.language) at 1 intra-op thread, batch 1 and up to the
-    # cores' callers, for the runtimes that compare the languages and the engines that ship; the training
-    # step of the same module in each language at batch 8; and the instruction counts of every path.
+    # Where the language matters, within 30 minutes on a 2-core machine: the map (resx.bench.language) at 1
+    # intra-op thread, batch 1 and up to the cores' callers, for the runtimes that differ by language alone
+    # (the eager module from Python and C++; TorchScript from Python, C++ and an executable), on 3 depths at
+    # width 16 and a held-out width; the training step of the same module in each language at batch 8; and
+    # the instruction counts of every path. The engines that ship (torch.compile, AOTInductor, ExecuTorch)
+    # are the default run's question: compiling them per graph took most of this preset's time.
     "language": {
-        "paths": {
-            "threads": 1,
-            "runtimes": ["py-eager", "cpp-eager", "py-script", "cpp-script", "exe-script", "py-compile", "exe-aoti"],
-        },
+        "paths": {"threads": 1, "runtimes": ["py-eager", "cpp-eager", "py-script", "cpp-script", "exe-script"]},
         "rounds": {"min_rounds": 5, "max_rounds": 5},
         "inference": {"batch_sizes": [1], "latency_calls": 40},
-        "map": {"enabled": True},
+        "map": {"enabled": True, "widths": [16], "held_out": [8], "rounds": 3},
         "training": {"runtimes": ["py-eager", "cpp-eager"], "steps": 6, "batch": 8, "rounds": 5},
         "counts": {"enabled": True},
     },

@@ -22,10 +22,11 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from resx.bench.config import WarmupRule
-from resx.bench.plan import AGAIN, VALGRIND_INSTALL, BenchPath, ModelPlan, training_countable
+from resx.bench.plan import AGAIN, VALGRIND_INSTALL, BenchPath, ModelPlan, collectors, training_countable
 from resx.bench.prepare import Prepared
 from resx.bench.registry import RUNTIMES
 from resx.bench.results import Counts, Layer
@@ -174,31 +175,39 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
     from resx.rundir import CPP_JOB_FILE, RunDir
     from resx.train.run import prepare_only
 
-    _, version = valgrind()
     cfg, n = model.config, model.config.counts.steps
+    if n == 0:
+        return {}
+    _, version = valgrind()
     steps = WARM_STEPS + n
     data = synthetic_cifar(work / "count-data", steps * cfg.training.batch, cfg.training.batch, cfg.model.seed)
-    out: dict[str, Counts] = {}
+    paths = []
     for p in model.train_paths:
-        spec = RUNTIMES[p.runtime].train
         compiles = "not attempted: torch.compile would compile forward and backward under callgrind"
         why = available(p.runtime) or (None if training_countable(p) else compiles)
         if why:
             warn(f"instruction counts of {p.label}'s training step: {why}")
-            continue
-        notify(f"instruction counts: {model.label} {p.label}'s training step under callgrind")
-        with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as tmp:
-            work_dir = Path(tmp)
+        else:
+            paths.append(p)
+
+    with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as tmp:
+        runs = {}
+        for p in paths:  # here, one after the other: exports and FLOP counts are not for threads
+            spec = RUNTIMES[p.runtime].train
             config = TrainConfig(**train_config(model, spec, p.dtype, steps=steps, threads=1))
-            run = prepare_only(config, work_dir / "run", runtime=spec["runtime"], data=data, module=spec["module"])
-            trains = (
+            run = prepare_only(config, Path(tmp) / p.label, runtime=spec["runtime"], data=data, module=spec["module"])
+            runs[p.label] = (
                 [str(executable()), "train", str(run / CPP_JOB_FILE)]
                 if spec["runtime"] == "cpp-exe"
                 else [sys.executable, "-m", "resx", "train", "--resume", str(run)]
             )
+
+        def one(p: BenchPath) -> Counts:
+            notify(f"instruction counts: {model.label} {p.label}'s training step under callgrind")
+            run, out = Path(tmp) / p.label, Path(tmp) / f"{p.label}.callgrind.out"
             began = time.monotonic()
             proc = subprocess.run(
-                [*_wrapper(work_dir / "callgrind.out"), *trains],
+                [*_wrapper(out), *runs[p.label]],
                 env=os.environ | {COUNT_STEPS: f"{WARM_STEPS},{n}"},
                 capture_output=True,
                 text=True,
@@ -209,11 +218,12 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
             taken = len(RunDir(run).read_steps())
             if taken < steps:
                 raise BenchError(f"counting {p.label}'s training step: the run took {taken} of {steps} steps")
-            total, entries = read(work_dir / "callgrind.out")
+            total, entries = read(out)
             if total <= 0:
                 raise BenchError(f"{p.label}: callgrind counted no instructions of its training steps")
-            out[p.label] = split(total, entries, n, time.monotonic() - began, version)
-    return out
+            return split(total, entries, n, time.monotonic() - began, version)
+
+        return dict(zip((p.label for p in paths), side_by_side(one, paths), strict=True))
 
 
 def _wrapper(out: Path) -> list[str]:
@@ -243,22 +253,36 @@ def available(runtime: str) -> str | None:
 
 
 def count_paths(model: ModelPlan, prepared: Prepared, notify: Notify, warn: Notify) -> dict[str, Counts]:
-    """Every countable path of a model (or graph of the map), each in a valgrind process of its own."""
+    """Every countable path of a model (or graph of the map), each in a valgrind process of its own, side by
+    side (side_by_side)."""
     _, version = valgrind()
-    shape, cfg, out = prepared.source.shape, model.config, {}
+    shape, cfg = prepared.source.shape, model.config
+    paths = []
     for p in [p for p in model.paths if countable(p)]:
         why = available(p.runtime)
         if why:
             warn(f"instruction counts of {p.label}: {why}")
-            continue
+        else:
+            paths.append(p)
+
+    def one(p: BenchPath) -> Counts:
         notify(f"instruction counts: {model.label} {p.label} under callgrind")
         options = model.engine_options(p, shape)
 
-        def make(wrapper, p=p, options=options):
+        def make(wrapper):
             file = prepared.file(p.engine, p.dtype)
             timeout = max(cfg.rounds.start_timeout, START_TIMEOUT)
             return make_runner(p.runtime, file, options, p.label, p.env, timeout, wrapper)
 
         with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as work:
-            out[p.label] = count_one(make, cfg.counts.calls, cfg.model.seed, Path(work), version)
-    return out
+            return count_one(make, cfg.counts.calls, cfg.model.seed, Path(work), version)
+
+    return dict(zip((p.label for p in paths), side_by_side(one, paths), strict=True))
+
+
+def side_by_side(count: Callable[[BenchPath], Counts], paths: list[BenchPath]) -> list[Counts]:
+    """count(path) for every path, up to one valgrind process per core at once (plan.collectors): an
+    instruction count does not depend on what else runs, and each collection is one thread."""
+    cores = len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(max_workers=min(collectors(cores), max(1, len(paths)))) as pool:
+        return list(pool.map(count, paths))

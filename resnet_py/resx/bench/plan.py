@@ -249,6 +249,7 @@ def _sweep(cfg: BenchConfig, runtimes: list[str], threads: int, cores: int) -> t
                 "epochs": 0,
             },
             paths={"compile_cold": False},
+            counts={"steps": 0},  # the map's graphs count their calls; the training step is the models' to count
             rounds={
                 "min_rounds": m.rounds,
                 "max_rounds": m.rounds,
@@ -290,6 +291,8 @@ def _check(cfg: BenchConfig, cores: int, cuda: bool) -> None:
     for option, value in at_least_1.items():
         if value < 1:
             raise BenchError(f"{option} must be at least 1, got {value}")
+    if cfg.counts.steps < 0:
+        raise BenchError(f"--count-steps must be 0 (none) or more, got {cfg.counts.steps}")
     if i.drift_calls < 0 or 0 < i.drift_calls < DRIFT_SAMPLES:
         raise BenchError(f"--drift-calls must be 0 (off) or at least {DRIFT_SAMPLES}, got {i.drift_calls}")
     positive = {
@@ -397,6 +400,9 @@ GFLOPS_PER_THREAD = 20.0  # a rough CPU rate for the estimate (the report measur
 START_S = {"py": 3.0, "cpp": 3.5, "exe": 1.5}  # a fresh process to ready, by language (compile: + COMPILE_S)
 COMPILE_S = 25.0  # torch.compile in every fresh process
 COUNT_S = 60.0  # one path's process under callgrind: starting it is most of it
+# Counts do not depend on the machine's load: their valgrind processes run side by side, one per core (at
+# most COLLECTORS: each holds torch's libraries, about 1.5 GB under valgrind), after the model's timing.
+COLLECTORS = 8
 TRAIN_COUNT_S = 100.0  # one trainer under callgrind, prepared outside it: 68 s cpp-exe, 113 s py here (width 4)
 # Made once, then cached (resx.export.aoti.cached, resx.export.executorch.cached_program): an AOTInductor
 # package (each dtype; with --aoti-freezing auto two) took 25-45 s here, an ExecuTorch program 24-50 s.
@@ -430,7 +436,7 @@ def _per_round(model: ModelPlan, call_s: float) -> float:
     return total if model.scenarios else total / 2
 
 
-def _model_seconds(model: ModelPlan, gflop: float) -> tuple[float, float]:
+def _model_seconds(model: ModelPlan, gflop: float, cores: int) -> tuple[float, float]:
     cfg = model.config
     call_s = gflop / (GFLOPS_PER_THREAD * model.threads) + 2e-4
     low, high = cfg.rounds.span
@@ -453,10 +459,17 @@ def _model_seconds(model: ModelPlan, gflop: float) -> tuple[float, float]:
         serve = s.rounds * len(model.paths) * (tests * (s.seconds + 1) + START_S["py"])
         expected, most = expected + serve, most + serve
     if cfg.counts.enabled:
-        counts = len([p for p in model.paths if not p.label.endswith(AGAIN)]) * COUNT_S
-        counts += len([p for p in model.train_paths if training_countable(p)]) * TRAIN_COUNT_S
+        counted = len([p for p in model.paths if not p.label.endswith(AGAIN)])
+        trained = len([p for p in model.train_paths if training_countable(p)]) if cfg.counts.steps else 0
+        at_once = collectors(cores)
+        counts = math.ceil(counted / at_once) * COUNT_S + math.ceil(trained / at_once) * TRAIN_COUNT_S
         expected, most = expected + counts, most + counts
     return expected, most
+
+
+def collectors(cores: int) -> int:
+    """How many valgrind processes count at once on a machine of `cores` cores."""
+    return max(1, min(cores, COLLECTORS))
 
 
 def gflop(plan: Plan) -> dict[str, float]:
@@ -477,11 +490,11 @@ def estimate(plan: Plan, gflop: dict[str, float]) -> Estimate:
     model not in it counts as 1)."""
     expected = most = 20.0  # the machine's floor and the exports
     for model in plan.models:
-        e, m = _model_seconds(model, gflop.get(model.label, 1.0))
+        e, m = _model_seconds(model, gflop.get(model.label, 1.0), plan.cores)
         expected, most = expected + e, most + m
     for point in plan.sweep:
         width = point.model.config.model.width
-        e, m = _model_seconds(point.model, gflop.get(point.label, 0.56 * (width / 64) ** 2))
+        e, m = _model_seconds(point.model, gflop.get(point.label, 0.56 * (width / 64) ** 2), plan.cores)
         expected, most = expected + e, most + m
     return Estimate(expected, most, sum(_first_seconds(m) for m in [*plan.models, *(p.model for p in plan.sweep)]))
 
