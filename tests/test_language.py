@@ -184,8 +184,9 @@ def test_map_options_are_refused_in_one_line():
         bench_plan(paths=paths, map={"enabled": True}, inference={"enabled": False})
     plan = bench_plan("language")
     assert plan.threads == 1 and len(plan.sweep) == 4 and plan.models[0].profile_calls == 10
-    assert plan.config.counts.enabled  # the preset counts instructions too: the graphs' calls, the model's steps
-    assert plan.models[0].config.counts.steps and not any(p.model.config.counts.steps for p in plan.sweep)
+    counts = plan.config.counts  # the preset counts instructions too: each language's eager call, the reference's
+    assert counts.enabled and counts.runtimes == ("py-eager", "cpp-eager", "exe-script") and counts.steps == 0
+    assert all(p.model.config.counts == counts for p in plan.sweep)
     assert [p.label for p in plan.sweep if not p.fitted] == ["2-2-2-2/w8"]
     point = plan.sweep[-2].model  # 3,4,6,3 is resnet34's own: named so, not overridden
     assert point.source.name == "resnet34" and point.label == "3-4-6-3/w16" and point.config.model.layers is None

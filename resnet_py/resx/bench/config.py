@@ -229,6 +229,13 @@ class CountOptions:
         "Instructions per call of every CPU path under callgrind (valgrind): batch 1, one intra-op thread, and where they go.",
         flag="--counts",
     )
+    runtimes: tuple[str, ...] = option(
+        (),
+        "Comma list of the paths whose calls (and training steps) are counted.",
+        flag="--count-runtime",
+        parse=words,
+        show="every measured CPU path",
+    )
     calls: int = option(10, "Calls counted per path (after warm-up), the same for every path.", flag="--count-calls")
     steps: int = option(
         2,
@@ -335,15 +342,18 @@ PRESETS: dict[str, dict] = {
     # intra-op thread, batch 1 and up to the cores' callers, for the runtimes that differ by language alone
     # (the eager module from Python and C++; TorchScript from Python, C++ and an executable), on 3 depths at
     # width 16 and a held-out width; the training step of the same module in each language at batch 8; and
-    # the instruction counts of every path. The engines that ship (torch.compile, AOTInductor, ExecuTorch)
-    # are the default run's question: compiling them per graph took most of this preset's time.
+    # the instruction counts of the eager module in each language and of the reference, 3 calls each (a count
+    # is the same call after call). The engines that ship (torch.compile, AOTInductor, ExecuTorch) are the
+    # default run's question: compiling them per graph took most of this preset's time. Not counted: the
+    # training step (ResNet18's, under callgrind, takes about 25 minutes a path) and the other TorchScript
+    # paths (each collection is a minute of starting torch under valgrind).
     "language": {
         "paths": {"threads": 1, "runtimes": ["py-eager", "cpp-eager", "py-script", "cpp-script", "exe-script"]},
         "rounds": {"min_rounds": 5, "max_rounds": 5},
         "inference": {"batch_sizes": [1], "latency_calls": 40},
         "map": {"enabled": True, "widths": [16], "held_out": [8], "rounds": 3},
         "training": {"runtimes": ["py-eager", "cpp-eager"], "steps": 6, "batch": 8, "rounds": 5},
-        "counts": {"enabled": True},
+        "counts": {"enabled": True, "runtimes": ["py-eager", "cpp-eager", "exe-script"], "calls": 3, "steps": 0},
     },
     "custom": {},
 }

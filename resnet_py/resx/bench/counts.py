@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from resx.bench.config import WarmupRule
-from resx.bench.plan import AGAIN, VALGRIND_INSTALL, BenchPath, ModelPlan, collectors, training_countable
+from resx.bench.plan import VALGRIND_INSTALL, BenchPath, ModelPlan, collectors, counted_path, training_countable
 from resx.bench.prepare import Prepared
 from resx.bench.registry import RUNTIMES
 from resx.bench.results import Counts, Layer
@@ -138,11 +138,6 @@ def valgrind() -> tuple[str, str]:
     return path, version
 
 
-def countable(path: BenchPath) -> bool:
-    """The paths counted: every CPU path but the baseline's repeat (its count is the baseline's)."""
-    return not path.label.endswith(AGAIN) and not path.cuda_graphs
-
-
 def count_one(make: Callable[[list[str]], object], calls: int, seed: int, work: Path, version: str) -> Counts:
     """One path in one valgrind process: warm up, count `calls` calls, read what callgrind wrote."""
     out = work / "callgrind.out"
@@ -182,7 +177,7 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
     steps = WARM_STEPS + n
     data = synthetic_cifar(work / "count-data", steps * cfg.training.batch, cfg.training.batch, cfg.model.seed)
     paths = []
-    for p in model.train_paths:
+    for p in [p for p in model.train_paths if counted_path(p, cfg.counts.runtimes)]:
         compiles = "not attempted: torch.compile would compile forward and backward under callgrind"
         why = available(p.runtime) or (None if training_countable(p) else compiles)
         if why:
@@ -258,7 +253,7 @@ def count_paths(model: ModelPlan, prepared: Prepared, notify: Notify, warn: Noti
     _, version = valgrind()
     shape, cfg = prepared.source.shape, model.config
     paths = []
-    for p in [p for p in model.paths if countable(p)]:
+    for p in [p for p in model.paths if counted_path(p, cfg.counts.runtimes)]:
         why = available(p.runtime)
         if why:
             warn(f"instruction counts of {p.label}: {why}")

@@ -129,6 +129,12 @@ def make(cfg: BenchConfig, cores: int, default_threads: int, cuda: bool = False)
             f"--train-runtime {unknown[0]}: not a measured path that trains; choose from "
             f"{', '.join(sorted(trains)) or 'none'}"
         )
+    measured = {p.label for p in _paths(cfg, runtimes, None)}
+    unknown = [r for r in cfg.counts.runtimes if r not in measured]
+    if unknown:
+        raise BenchError(
+            f"--count-runtime {unknown[0]}: not a measured path; choose from {', '.join(sorted(measured)) or 'none'}"
+        )
     warnings = []
     if cfg.inference.enabled and max(cfg.inference.thread_counts, default=0) > cores:
         warnings.append(
@@ -409,6 +415,12 @@ TRAIN_COUNT_S = 100.0  # one trainer under callgrind, prepared outside it: 68 s 
 AOTI_S, EXECUTORCH_S = 40.0, 40.0
 
 
+def counted_path(path: BenchPath, chosen: tuple[str, ...] = ()) -> bool:
+    """Whether --counts counts a path's calls: every CPU path (or those of --count-runtime) but the
+    baseline's repeat, whose count is the baseline's."""
+    return not path.label.endswith(AGAIN) and not path.cuda_graphs and (not chosen or path.label in chosen)
+
+
 def training_countable(path: BenchPath) -> bool:
     """Whether --counts counts a training path's step: not torch.compile's, which would compile forward
     and backward under callgrind."""
@@ -459,8 +471,10 @@ def _model_seconds(model: ModelPlan, gflop: float, cores: int) -> tuple[float, f
         serve = s.rounds * len(model.paths) * (tests * (s.seconds + 1) + START_S["py"])
         expected, most = expected + serve, most + serve
     if cfg.counts.enabled:
-        counted = len([p for p in model.paths if not p.label.endswith(AGAIN)])
-        trained = len([p for p in model.train_paths if training_countable(p)]) if cfg.counts.steps else 0
+        chosen = cfg.counts.runtimes
+        counted = len([p for p in model.paths if counted_path(p, chosen)])
+        trained = len([p for p in model.train_paths if counted_path(p, chosen) and training_countable(p)])
+        trained = trained if cfg.counts.steps else 0
         at_once = collectors(cores)
         counts = math.ceil(counted / at_once) * COUNT_S + math.ceil(trained / at_once) * TRAIN_COUNT_S
         expected, most = expected + counts, most + counts
