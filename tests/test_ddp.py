@@ -237,8 +237,9 @@ def start(run: Path, data: Path, runtime: str) -> subprocess.Popen:
 
 
 def wait_for_epoch(run: Path, launcher: subprocess.Popen) -> None:
+    """Until the first epoch is recorded: its checkpoint is written before run.json counts it."""
     deadline = time.monotonic() + 120
-    while not (run / "checkpoint.pt").exists():
+    while not ((run / "checkpoint.pt").exists() and RunDir(run).status().epochs_done >= 1):
         assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
         time.sleep(0.05)
 

@@ -35,7 +35,10 @@ from resx.errors import BenchError
 
 Notify = Callable[[str], None]
 START_TIMEOUT = 1800.0  # a worker opening its model under valgrind (torch.compile there takes minutes)
-WARMUP = WarmupRule(window=3, tolerance=1.0, max_calls=8)  # under valgrind every call is slow: a short warm-up
+# Under valgrind a call is slow: a collection of ResNet18 at width 64 took 5.5-6.8 min here with 2 counted
+# calls and 7.3 with 3, so the calls before the count (6-8 with a window of 3) were most of it. Two calls
+# (three if the second took over twice the first) make oneDNN's primitives and fill the caches.
+WARMUP = WarmupRule(window=1, tolerance=1.0, max_calls=3)
 KEEP = 40  # the largest functions and objects kept per path
 
 # The layers of the stack, in the order a call goes down it; the first that matches an entry takes it.
