@@ -338,15 +338,16 @@ PRESETS: dict[str, dict] = {
         },
         "training": {"steps": 8, "batch": 128, "rounds": 2},
     },
-    # Where the language matters, within 30 minutes on a 2-core machine: the map (resx.bench.language) at 1
-    # intra-op thread, batch 1 and up to the cores' callers, for the runtimes that differ by language alone
-    # (the eager module from Python and C++; TorchScript from Python, C++ and an executable), on 3 depths at
-    # width 16 and a held-out width; the training step of the same module in each language at batch 8; and
-    # the instruction counts of the eager module in each language and of the reference, 3 calls each (a count
-    # is the same call after call). The engines that ship (torch.compile, AOTInductor, ExecuTorch) are the
-    # default run's question: compiling them per graph took most of this preset's time. Not counted: the
-    # training step (ResNet18's, under callgrind, takes about 25 minutes a path) and the other TorchScript
-    # paths (each collection is a minute of starting torch under valgrind).
+    # Where the language matters, sized toward 30 minutes on a 2-core machine (38.5 measured: benchmarks/
+    # README.md): the map (resx.bench.language) at 1 intra-op thread, batch 1 and up to the cores' callers,
+    # for the runtimes that differ by language alone (the eager module from Python and C++; TorchScript from
+    # Python, C++ and an executable), on 3 depths at width 16 and a held-out width; the training step of the
+    # same module in each language at batch 8; and the instruction counts of the eager module in each
+    # language and of the reference, 3 calls each (a count is the same call after call). The engines that
+    # ship (torch.compile, AOTInductor, ExecuTorch) are the default run's question (compiling them per graph
+    # added up to 16 minutes by the estimate). Not counted: the training step (ResNet18's at width 64 has
+    # ~16x the FLOPs of the width-16 step, whose collections took 10-12 min; `--counts` on a narrower model
+    # counts it) and the other TorchScript paths (each collection is a minute or more under valgrind).
     "language": {
         "paths": {"threads": 1, "runtimes": ["py-eager", "cpp-eager", "py-script", "cpp-script", "exe-script"]},
         "rounds": {"min_rounds": 5, "max_rounds": 5},
