@@ -259,3 +259,19 @@ def test_the_map_from_synthetic_graphs_recovers_costs_and_predicts_held_out_ones
     assert all(abs(p.predicted / p.measured - 1) < 0.02 for p in latency), latency  # intervals of 0.2% noise: tiny
     assert lm.crossovers["exe-script"]["2"] == pytest.approx(50e-6 + 460e-6, rel=0.05)
     assert decode(LanguageMap, json.loads(json.dumps(encode(lm)))) == lm
+
+
+def test_a_forecast_whose_extras_exceed_the_call_predicts_nothing():
+    """Too few graphs or rounds for the machine's noise can fit extras larger than the call: the forecast's
+    latency comes out negative, and its ratios are no prediction (not a miss by -120% or +1e8%)."""
+    entry = synthetic_entry("held", 69, 1e-3, {"py-eager": 5e-4, "exe-script": 0.0}, rounds=3)
+    f = L.Forecast({"py-eager": 1e-3, "exe-script": -1e-4}, {"py-eager": 2e3, "exe-script": 2e9}, 2)
+    predictions = L.check("held", entry, f)
+    assert {p.scenario for p in predictions} == {"latency", "concurrency/c2"}
+    assert all(math.isnan(p.predicted) and not p.made and not p.within for p in predictions)
+    fine = L.check(
+        "held", entry, L.Forecast({"py-eager": 1.5e-3, "exe-script": 1e-3}, {"py-eager": 1, "exe-script": 2}, 2)
+    )
+    assert all(p.made for p in fine) and {round(p.predicted, 3) for p in fine} == {0.667, 2.0}
+    again = decode(type(predictions[0]), json.loads(json.dumps(encode(predictions[0]))))  # NaN survives results.json
+    assert math.isnan(again.predicted) and not again.made

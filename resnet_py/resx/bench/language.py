@@ -197,15 +197,16 @@ def forecast(
 
 def check(label: str, entry: ModelResults, f: Forecast) -> list[Prediction]:
     """The forecast's ratios to the baseline beside the ones measured on the model (batch-1 latency, and
-    as many concurrent callers as cores)."""
+    as many concurrent callers as cores); NaN where the forecast's latency is not positive (Prediction.made)."""
     base, out = entry.baseline, []
     many = Scenario("concurrency", callers=f.callers)
     for path in f.latency:
         if path == base:
             continue
+        made = min(f.latency[path], f.latency[base]) > 0  # else the fitted extras exceed the call: no prediction
         for scenario, predicted in (
-            (LATENCY, f.latency[path] / f.latency[base]),
-            (many, f.rates[path] / f.rates[base]),
+            (LATENCY, f.latency[path] / f.latency[base] if made else math.nan),
+            (many, f.rates[path] / f.rates[base] if made else math.nan),
         ):
             r = entry.ratio(scenario, path, base)
             if r is not None and math.isfinite(r.low):

@@ -874,17 +874,23 @@ def _language_section(results: Results) -> str:
                 p.scenario,
                 f"{p.predicted:.3f}",
                 f"{p.measured:.3f} [{p.low:.3f}, {p.high:.3f}]",
-                "yes" if p.within else f"no, by {p.miss:+.0%}",
+                "yes" if p.within else f"no, by {p.miss:+.0%}" if p.made else "no prediction",
             ]
             for p in lm.predictions
         ]
-        held = sum(p.within for p in lm.predictions)
+        held, unmade = sum(p.within for p in lm.predictions), sum(not p.made for p in lm.predictions)
+        none = (
+            f" {unmade} made no prediction: the fitted extras exceed the call (too few graphs or rounds for the "
+            "machine's noise; more --map-rounds or --map-layers)."
+            if unmade
+            else ""
+        )
         out.append(
             f"\n### Predictions for what the fit did not use\n\nFrom each model's {base} profile at batch 1 (its "
             "operators and its profiled call, less the profiler's cost per operator): the ratio to "
             f"{base} of every path that runs the same operators, and with as many callers as cores (each call "
             f"longer by its path's cost per operator per extra caller). {held} of {len(lm.predictions)} within the "
-            "measured 95% interval.\n\n"
+            f"measured 95% interval.{none}\n\n"
             + md_table(["model", "path", "scenario", "predicted", "measured [95% CI]", "within"], rows)
         )
     if lm.count_costs:

@@ -440,8 +440,14 @@ class Prediction:
     high: float
 
     @property
+    def made(self) -> bool:
+        """Whether the fit predicted anything: a ratio of two latencies or rates is positive and finite; a fit
+        whose extras exceed the call (too few graphs or rounds for its noise) gives neither."""
+        return math.isfinite(self.predicted) and self.predicted > 0
+
+    @property
     def within(self) -> bool:
-        return self.low <= self.predicted <= self.high
+        return self.made and self.low <= self.predicted <= self.high
 
     @property
     def miss(self) -> float:
