@@ -407,7 +407,7 @@ START_S = {"py": 3.0, "cpp": 3.5, "exe": 1.5}  # a fresh process to ready, by la
 COMPILE_S = 25.0  # torch.compile in every fresh process
 COUNT_S = 60.0  # one path's process under callgrind: starting it is most of it
 # Counts do not depend on the machine's load: their valgrind processes run side by side, one per core (at
-# most COLLECTORS: each holds torch's libraries, about 1.5 GB under valgrind), after the model's timing.
+# most COLLECTORS: each held 1.2-1.4 GB resident here under valgrind), after the model's timing.
 COLLECTORS = 8
 TRAIN_COUNT_S = 100.0  # one trainer under callgrind, prepared outside it: 68 s cpp-exe, 113 s py here (width 4)
 # Made once, then cached (resx.export.aoti.cached, resx.export.executorch.cached_program): an AOTInductor
