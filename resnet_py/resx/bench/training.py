@@ -59,22 +59,16 @@ def train_config(
         fields |= dict(layers=list(cfg.model.layers)) if cfg.model.layers else {}
     elif source.kwargs:
         fields["model_kwargs"] = source.kwargs
-    switches = dict(compile=bool(spec.get("compile")), channels_last=cfg.paths.channels_last)
-    return fields | {k: True for k, on in (switches | {"deterministic": cfg.paths.deterministic}).items() if on}
+    switches = dict(
+        compile=bool(spec.get("compile")), channels_last=cfg.paths.channels_last, deterministic=cfg.paths.deterministic
+    )
+    return fields | {k: True for k, on in switches.items() if on}  # given when on, as a user would
 
 
-def train_command(
-    model: ModelPlan,
-    spec: dict,
-    dtype: str,
-    data: Path,
-    out: Path,
-    steps: int | None = None,
-    threads: int | None = None,
-) -> list[str]:
+def train_command(model: ModelPlan, spec: dict, dtype: str, data: Path, out: Path) -> list[str]:
     """The `resx train` that trains this path (a new process: the language's own start-up included)."""
     args = ["-o", str(out), "--runtime", spec["runtime"], "--module", spec["module"], "--data", str(data)]
-    args += O.argv(TrainConfig, train_config(model, spec, dtype, steps, threads))
+    args += O.argv(TrainConfig, train_config(model, spec, dtype))
     return [sys.executable, "-m", "resx", "train", *args]
 
 
