@@ -377,6 +377,7 @@ def test_report_re_renders_a_run_byte_for_byte_and_compare_reads_two(e2e, tmp_pa
         (["--drift-calls", "5"], "--drift-calls must be 0 (off) or at least 20"),
         (["--count-steps", "-1"], "--count-steps must be 0 (none) or more"),
         (["--count-runtime", "rust"], "--count-runtime rust: not a measured path"),
+        (["--count-kernels", "sse"], "--count-kernels 'sse': give avx or avx2"),
         (["--threads", "999"], "--threads 999: this machine has"),
         (["--preset", "fast"], "unknown preset 'fast'"),
         (["--serve", "server", "--serve-rates", "10,x"], "--serve-rates '10,x'"),

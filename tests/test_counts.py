@@ -125,7 +125,7 @@ def test_split_of_entries_sums_per_call():
         (300.0, "libtorch_cpu.so", "sgemm", ""),
         (100.0, "libc.so.6", "g", ""),
     ]
-    c = K.split(1000.0, entries, 2, 1.0, "valgrind-3.19.0")
+    c = K.split(1000.0, entries, 2, 1.0, "valgrind-3.19.0", "avx")
     assert c.instructions == 500 and sum(lay.instructions for lay in c.layers) == 500
     assert c.by_object == {"libpython3.12.so": 300, "libtorch_cpu.so": 150, "libc.so.6": 50}
 
@@ -145,6 +145,14 @@ def test_the_fit_on_counts_recovers_known_fixed_and_per_operator_costs():
     held = entry("h", 120)
     (p,) = language.predict_counts([("h", held)], {"h": 120.0}, costs)
     assert p.predicted == pytest.approx(p.measured)
+    # Fitted against the same module from C++ where it was counted: the language's cost alone.
+    assert language.count_reference(entries, "exe") == "exe"
+    for e in entries.values():
+        e.counts["cpp-eager"] = Counts(1, e.counts["py"].instructions - fixed - per_op * ops[e.name])
+    assert language.count_reference(entries, "exe") == "cpp-eager"
+    again = language.fit_counts(entries, ops, "cpp-eager")["py"]
+    assert again.reference == "cpp-eager" and again.fixed.value == pytest.approx(fixed)
+    assert again.per_op.value == pytest.approx(per_op)
 
 
 def test_counts_without_valgrind_is_one_line(monkeypatch, tmp_path):

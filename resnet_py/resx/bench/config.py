@@ -242,6 +242,13 @@ class CountOptions:
         "Training steps counted per path that trains (after 2 uncounted), at the training batch; 0: none.",
         flag="--count-steps",
     )
+    kernels: str = option(
+        "avx",
+        "The kernels' instruction set under valgrind: avx (oneDNN at AVX, MKL at SSE4.2: a collection ~100x faster "
+        "on convolutions) or avx2 (valgrind's own CPU: it emulates their FMA slowly). The framework's and the "
+        "language's counts do not depend on it; the kernels' do.",
+        flag="--count-kernels",
+    )
 
 
 @dataclass(frozen=True)
@@ -338,23 +345,29 @@ PRESETS: dict[str, dict] = {
         },
         "training": {"steps": 8, "batch": 128, "rounds": 2},
     },
-    # Where the language matters, sized toward 30 minutes on a 2-core machine (38.5 measured: benchmarks/
-    # README.md): the map (resx.bench.language) at 1 intra-op thread, batch 1 and up to the cores' callers,
-    # for the runtimes that differ by language alone (the eager module from Python and C++; TorchScript from
-    # Python, C++ and an executable), on 3 depths at width 16 and a held-out width; the training step of the
-    # same module in each language at batch 8; and the instruction counts of the eager module in each
-    # language and of the reference, 3 calls each (a count is the same call after call). The engines that
-    # ship (torch.compile, AOTInductor, ExecuTorch) are the default run's question (compiling them per graph
-    # added up to 16 minutes by the estimate). Not counted: the training step (ResNet18's at width 64 has
-    # ~16x the FLOPs of the width-16 step, whose collections took 10-12 min; `--counts` on a narrower model
-    # counts it) and the other TorchScript paths (each collection is a minute or more under valgrind).
+    # Where the language matters, sized toward 30 minutes on a 2-core machine (benchmarks/README.md): the
+    # map (resx.bench.language) at 1 intra-op thread, batch 1 and up to the cores' callers, for the runtimes
+    # that differ by language alone (the eager module from Python and C++; TorchScript from Python, C++ and
+    # an executable), on 4 depths at width 16 and a held-out width; the training step of the same module
+    # in each language at batch 8; and the instruction counts of the eager module in each language, 3 calls
+    # each (a count is the same call after call): py-eager's per-operator cost beyond cpp-eager's, fitted
+    # on 4 graphs. The engines that ship (torch.compile, AOTInductor, ExecuTorch) are the default run's
+    # question (compiling them per graph added up to 16 minutes by the estimate). Not counted: the training
+    # step (ResNet18's at width 64 has ~16x the FLOPs of the width-16 step; `--counts` on a narrower model
+    # counts it) and the TorchScript paths (each collection is a minute or more under valgrind).
     "language": {
         "paths": {"threads": 1, "runtimes": ["py-eager", "cpp-eager", "py-script", "cpp-script", "exe-script"]},
         "rounds": {"min_rounds": 5, "max_rounds": 5},
         "inference": {"batch_sizes": [1], "latency_calls": 40},
-        "map": {"enabled": True, "widths": [16], "held_out": [8], "rounds": 3},
+        "map": {
+            "enabled": True,
+            "layers": [[1, 1, 1, 1], [2, 2, 2, 2], [2, 3, 4, 2], [3, 4, 6, 3]],
+            "widths": [16],
+            "held_out": [8],
+            "rounds": 3,
+        },
         "training": {"runtimes": ["py-eager", "cpp-eager"], "steps": 6, "batch": 8, "rounds": 5},
-        "counts": {"enabled": True, "runtimes": ["py-eager", "cpp-eager", "exe-script"], "calls": 3, "steps": 0},
+        "counts": {"enabled": True, "runtimes": ["py-eager", "cpp-eager"], "calls": 3, "steps": 0},
     },
     "custom": {},
 }

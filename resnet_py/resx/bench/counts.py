@@ -8,8 +8,9 @@ same input, weights and number of calls for every path.
 
 callgrind's per-function output (callgrind_annotate), whose names carry their shared object, gives where
 the instructions go, by layer of the stack (LAYERS), by shared object and by function. valgrind presents a
-CPU without AVX-512 or AMX (its own CPUID), so the kernels it counts are the AVX2 ones: the framework's and
-the language's counts do not depend on that, the kernels' do."""
+CPU without AVX-512 or AMX (its own CPUID) and emulates AVX2's FMA slowly, so the kernels run at the
+instruction set of --count-kernels (KERNEL_ISA: AVX and SSE4.2 by default, AVX2 when asked): the
+framework's and the language's counts do not depend on that, the kernels' do."""
 
 from __future__ import annotations
 
@@ -25,8 +26,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from resx.bench.config import WarmupRule
-from resx.bench.plan import VALGRIND_INSTALL, BenchPath, ModelPlan, collectors, counted_path, training_countable
+from resx.bench.plan import (
+    COUNT_WARMUP,
+    KERNEL_ISA,
+    VALGRIND_INSTALL,
+    BenchPath,
+    ModelPlan,
+    collectors,
+    counted_path,
+    training_countable,
+)
 from resx.bench.prepare import Prepared
 from resx.bench.registry import RUNTIMES
 from resx.bench.results import Counts, Layer
@@ -35,10 +44,6 @@ from resx.errors import BenchError
 
 Notify = Callable[[str], None]
 START_TIMEOUT = 1800.0  # a worker opening its model under valgrind (torch.compile there takes minutes)
-# Under valgrind a call is slow: a collection of ResNet18 at width 64 took 5.5-6.8 min here with 2 counted
-# calls and 7.3 with 3, so the calls before the count (6-8 with a window of 3) were most of it. Two calls
-# (three if the second took over twice the first) make oneDNN's primitives and fill the caches.
-WARMUP = WarmupRule(window=1, tolerance=1.0, max_calls=3)
 KEEP = 40  # the largest functions and objects kept per path
 
 # The layers of the stack, in the order a call goes down it; the first that matches an entry takes it.
@@ -113,7 +118,9 @@ def _number(text: str) -> float:
     return 0.0 if text == "." else float(text.replace(",", ""))
 
 
-def split(total: float, entries: list[tuple[float, str, str, str]], calls: int, seconds: float, version: str) -> Counts:
+def split(
+    total: float, entries: list[tuple[float, str, str, str]], calls: int, seconds: float, version: str, kernels: str
+) -> Counts:
     """A collection's figures per call, by layer, shared object and function."""
     layers, objects, functions = defaultdict(float), defaultdict(float), defaultdict(float)
     for count, obj, function, file in entries:
@@ -129,6 +136,7 @@ def split(total: float, entries: list[tuple[float, str, str, str]], calls: int, 
         top(functions),
         version,
         seconds,
+        kernels,
     )
 
 
@@ -141,21 +149,23 @@ def valgrind() -> tuple[str, str]:
     return path, version
 
 
-def count_one(make: Callable[[list[str]], object], calls: int, seed: int, work: Path, version: str) -> Counts:
+def count_one(
+    make: Callable[[list[str]], object], calls: int, seed: int, work: Path, version: str, kernels: str
+) -> Counts:
     """One path in one valgrind process: warm up, count `calls` calls, read what callgrind wrote."""
     out = work / "callgrind.out"
     wrapper = _wrapper(out)
     began = time.monotonic()
     with make(wrapper) as runner:
         runner.set_threads(1)
-        runner.warm_up(1, seed, WARMUP)
+        runner.warm_up(1, seed, COUNT_WARMUP)
         counted = runner.count(1, seed, calls)
     if not counted.under_valgrind:
         raise BenchError(f"{runner.name}: its worker did not run under valgrind; nothing was counted")
     total, entries = read(out)
     if total <= 0:
         raise BenchError(f"{runner.name}: callgrind counted no instructions (were its client requests compiled in?)")
-    return split(total, entries, calls, time.monotonic() - began, version)
+    return split(total, entries, calls, time.monotonic() - began, version, kernels)
 
 
 WARM_STEPS = 2  # training steps taken before the counted ones (the first pays one-off costs)
@@ -206,7 +216,7 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
             began = time.monotonic()
             proc = subprocess.run(
                 [*_wrapper(out), *runs[p.label]],
-                env=os.environ | {COUNT_STEPS: f"{WARM_STEPS},{n}"},
+                env=os.environ | KERNEL_ISA[cfg.counts.kernels] | {COUNT_STEPS: f"{WARM_STEPS},{n}"},
                 capture_output=True,
                 text=True,
             )
@@ -219,7 +229,7 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
             total, entries = read(out)
             if total <= 0:
                 raise BenchError(f"{p.label}: callgrind counted no instructions of its training steps")
-            return split(total, entries, n, time.monotonic() - began, version)
+            return split(total, entries, n, time.monotonic() - began, version, cfg.counts.kernels)
 
         return dict(zip((p.label for p in paths), side_by_side(one, paths), strict=True))
 
@@ -270,10 +280,11 @@ def count_paths(model: ModelPlan, prepared: Prepared, notify: Notify, warn: Noti
         def make(wrapper):
             file = prepared.file(p.engine, p.dtype)
             timeout = max(cfg.rounds.start_timeout, START_TIMEOUT)
-            return make_runner(p.runtime, file, options, p.label, p.env, timeout, wrapper)
+            env = p.env | KERNEL_ISA[cfg.counts.kernels]
+            return make_runner(p.runtime, file, options, p.label, env, timeout, wrapper)
 
         with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as work:
-            return count_one(make, cfg.counts.calls, cfg.model.seed, Path(work), version)
+            return count_one(make, cfg.counts.calls, cfg.model.seed, Path(work), version, cfg.counts.kernels)
 
     return dict(zip((p.label for p in paths), side_by_side(one, paths), strict=True))
 

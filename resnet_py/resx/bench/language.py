@@ -278,7 +278,8 @@ def analyse(
     }
     train = _training(sweep, profiles, base)
     all_ops = {g: p[base].top_ops for g, p in profiles.items() if base in p}
-    count_costs = fit_counts({g: sweep[g] for g in fit_points}, ops, reference)
+    fitted = {g: sweep[g] for g in fit_points}
+    count_costs = fit_counts(fitted, ops, count_reference(fitted, reference))
     count_predictions = predict_counts([*((g, sweep[g]) for g in held), *models.items()], all_ops, count_costs)
     # The most overhead-bound graph: the least time inside operators per operator.
     bound = min((g for g in sweep if base in profiles[g]), key=lambda g: time_per_op(profiles[g][base]))
@@ -322,6 +323,16 @@ def fit_line(ops: list[float], extra: list[float]) -> tuple[Estimate, Estimate, 
     est = [Estimate(float(b), float(b) - hk, float(b) + hk, n) for b, hk in zip(beta, h, strict=True)]
     scale = max(float(np.max(np.abs(y))), 1.0)
     return est[0], est[1], float(np.sqrt(np.mean(residual**2))) / scale
+
+
+COUNT_REFERENCES = ("cpp-eager", "exe-eager")
+
+
+def count_reference(entries: dict[str, ModelResults], reference: str) -> str:
+    """What the counts are fitted against: the eager module from C++ where it was counted (so py-eager's
+    extra is the language's alone, the same module and kernels), else the time map's reference."""
+    counted = {p for e in entries.values() for p in e.counts}
+    return next((r for r in COUNT_REFERENCES if r in counted), reference)
 
 
 def fit_counts(entries: dict[str, ModelResults], ops: dict[str, float], reference: str) -> dict[str, CallCost]:

@@ -10,7 +10,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 
-from resx.bench.config import BenchConfig
+from resx.bench.config import BenchConfig, WarmupRule
 from resx.bench.registry import RUNTIMES, baseline_of, resolve, runs, why_not
 from resx.bench.results import Scenario
 from resx.bench.serving import SCENARIOS as SERVE_SCENARIOS
@@ -26,6 +26,9 @@ COLD_CACHE_ENV = "TORCHINDUCTOR_FORCE_DISABLE_CACHES"  # torch.compiler.config.f
 DRIFT_SAMPLES = 20  # resident-memory samples over a --drift-calls run
 MAP_PROFILE_CALLS = 10  # the language map's profile of each path, when --profile-calls is not given
 VALGRIND_INSTALL = "install valgrind (Debian and Ubuntu: apt-get install valgrind), or drop --counts"
+# --count-kernels: the environment of a worker under callgrind, by the kernels' instruction set. valgrind
+# emulates the AVX2 kernels' FMA slowly (ResNet18 at width 64: 40 s a call there, 0.4 s with these).
+KERNEL_ISA = {"avx": {"DNNL_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, "avx2": {}}
 AGAIN = "+again"  # the baseline's second path (resx.bench.analysis.noise_path): the run's noise floor
 
 
@@ -311,6 +314,8 @@ def _check(cfg: BenchConfig, cores: int, cuda: bool) -> None:
     for option, value in positive.items():
         if not (0 < value <= math.inf) or (math.isinf(value) and option not in ("--budget", "--train-budget")):
             raise BenchError(f"{option} must be a positive number, got {value}")
+    if cfg.counts.kernels not in KERNEL_ISA:
+        raise BenchError(f"--count-kernels '{cfg.counts.kernels}': give {' or '.join(KERNEL_ISA)}")
     if p.aoti_freezing not in ("auto", "on", "off"):
         raise BenchError(f"--aoti-freezing '{p.aoti_freezing}': give auto, on or off")
     _check_serving(cfg, cores)
@@ -405,7 +410,13 @@ def _check_serving(cfg: BenchConfig, cores: int) -> None:
 GFLOPS_PER_THREAD = 20.0  # a rough CPU rate for the estimate (the report measures the machine's own floor)
 START_S = {"py": 3.0, "cpp": 3.5, "exe": 1.5}  # a fresh process to ready, by language (compile: + COMPILE_S)
 COMPILE_S = 25.0  # torch.compile in every fresh process
-COUNT_S = 60.0  # one path's process under callgrind: starting it is most of it
+# A collection: starting the worker under callgrind (~50 s for torch), then the calls before the count
+# and the counted ones, each slow there: seconds per forward GFLOP by --count-kernels (ResNet18 at width
+# 64, 0.56 GFLOP: ~5 s a call at avx, ~40 s at avx2, whose FMA valgrind emulates). Two warm-up calls
+# (three if the second took over twice the first) make oneDNN's primitives and fill the caches.
+COUNT_S = 50.0
+COUNT_S_PER_GFLOP = {"avx": 9.0, "avx2": 75.0}
+COUNT_WARMUP = WarmupRule(window=1, tolerance=1.0, max_calls=3)
 # Counts do not depend on the machine's load: their valgrind processes run side by side, one per core (at
 # most COLLECTORS: each held 1.2-1.4 GB resident here under valgrind), after the model's timing.
 COLLECTORS = 8
@@ -476,7 +487,9 @@ def _model_seconds(model: ModelPlan, gflop: float, cores: int) -> tuple[float, f
         trained = len([p for p in model.train_paths if counted_path(p, chosen) and training_countable(p)])
         trained = trained if cfg.counts.steps else 0
         at_once = collectors(cores)
-        counts = math.ceil(counted / at_once) * COUNT_S + math.ceil(trained / at_once) * TRAIN_COUNT_S
+        calls = COUNT_WARMUP.max_calls + cfg.counts.calls
+        one = COUNT_S + calls * gflop * COUNT_S_PER_GFLOP.get(cfg.counts.kernels, 0.0)
+        counts = math.ceil(counted / at_once) * one + math.ceil(trained / at_once) * TRAIN_COUNT_S
         expected, most = expected + counts, most + counts
     return expected, most
 

@@ -894,19 +894,20 @@ def _language_section(results: Results) -> str:
             + md_table(["model", "path", "scenario", "predicted", "measured [95% CI]", "within"], rows)
         )
     if lm.count_costs:
+        ref = next(iter(lm.count_costs.values())).reference
         rows = [
             [path, _estimate(c.fixed, 1e-3), _estimate(c.per_op, 1.0, 0), f"{c.residual:.2%}", str(len(c.points))]
             for path, c in lm.count_costs.items()
         ]
         out.append(
             f"\n### The call taken apart in instructions\n\nThe same decomposition on callgrind's counts (each "
-            f"path's instructions per call beyond {lm.reference}'s = fixed + per operator × the top-level operators; "
+            f"path's instructions per call beyond {ref}'s = fixed + per operator × the top-level operators; "
             "one count per graph, deterministic, so the interval is the line's, Student's t on its residuals over "
             "the graphs).\n\n"
             + md_table(
                 [
                     "path",
-                    f"fixed beyond {lm.reference}, k instructions",
+                    f"fixed beyond {ref}, k instructions",
                     "per operator called",
                     "fit's error",
                     "graphs",
@@ -1168,6 +1169,14 @@ def _loadgen_summaries(results: Results, out: Path) -> list[Path]:
     return written
 
 
+# What the kernels counted are (Counts.kernels, --count-kernels), as the report says it.
+_KERNELS = {
+    "avx2": "valgrind presents a CPU without AVX-512 or AMX, so the kernels counted are the AVX2 ones",
+    "avx": "The kernels counted are oneDNN's AVX and MKL's SSE4.2 ones (--count-kernels avx: valgrind emulates "
+    "AVX2's FMA slowly; --count-kernels avx2 counts those)",
+}
+
+
 def _counts_section(entry: ModelResults) -> str:
     """Instructions per call (and per training step) under callgrind, by layer, and what each language adds
     to the same engine."""
@@ -1181,9 +1190,8 @@ def _counts_section(entry: ModelResults) -> str:
             f"counted by {c0.valgrind or 'valgrind'} with collection on around those calls alone (after warm-up), "
             "one valgrind process per path: deterministic, whatever the machine's load. The split is by where the "
             "instructions ran (callgrind's per-function output: each function's shared object and name); it sums "
-            "to the total. valgrind presents a CPU without AVX-512 or AMX, so the kernels counted are the AVX2 "
-            "ones: the framework's and the language's counts do not depend on that, the kernels' do. ns per "
-            "instruction: the path's timed batch-1 p50 over its count.\n\n"
+            f"to the total. {_KERNELS[c0.kernels]}: the framework's and the language's counts do not depend on "
+            "that, the kernels' do. ns per instruction: the path's timed batch-1 p50 over its count.\n\n"
             + _counts_tables(entry, entry.counts, "call", LATENCY)
         )
     if entry.training_counts:

@@ -548,6 +548,7 @@ class Counts:
     by_function: dict[str, float] = field(default_factory=dict)
     valgrind: str = ""  # valgrind's version
     seconds: float = 0.0  # the collection's wall time (under valgrind)
+    kernels: str = "avx2"  # the kernels' instruction set (--count-kernels; runs before it had the option: avx2)
 
 
 @dataclass
