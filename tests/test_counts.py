@@ -59,6 +59,7 @@ def test_the_split_accounts_for_the_whole_count(three):
         assert parts == pytest.approx(c.instructions, rel=0.01), path
         assert [lay.name for lay in c.layers] == list(K.LAYERS)
         assert c.calls == 3 and c.valgrind.startswith("valgrind") and c.by_function
+        assert c.kernels == "avx" and c.hash_seed == "0"  # the defaults, recorded with the count
 
 
 @needs_valgrind

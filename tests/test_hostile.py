@@ -434,10 +434,13 @@ def test_a_full_disk_during_convert_leaves_nothing(tiny, tmp_path):
 # ------------------------------------------------------------------------------ the rough edges
 
 
-def test_resx_cpp_is_on_the_path():
+def test_resx_cpp_is_on_the_path_and_starts_without_importing_torch():
     exe = shutil.which("resx-cpp", path=os.path.dirname(sys.executable))
     assert exe is not None
     assert json.loads(subprocess.run([exe, "env", "--json"], capture_output=True, text=True, check=True).stdout)
+    # The command finds the executable and becomes it; only the extension needs torch, on first use.
+    probe = "import sys, resx.cpp; resx.cpp.executable(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import torch  # noqa: F401  (loads LibTorch before the extension that links it)
-
-from resx import _cpp
 from resx.errors import CppRuntimeError, ResxError
 
-__all__ = ["CppRuntimeError", "_cpp", "executable", "executable_env", "run_executable"]
+__all__ = ["CppRuntimeError", "executable", "executable_env", "run_executable"]
+
+
+def __getattr__(name: str):
+    """resx.cpp._cpp, the extension, imported on first use after torch (whose LibTorch it links): the
+    `resx-cpp` command starts without importing torch (3 s here)."""
+    if name == "_cpp":
+        import torch  # noqa: F401
+
+        from resx import _cpp
+
+        return _cpp
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def executable() -> Path:
     """Path of resx-cpp: built and installed next to the extension, editable install or not."""
-    path = Path(_cpp.__file__).with_name("resx-cpp")
+    spec = importlib.util.find_spec("resx._cpp")
+    if spec is None or spec.origin is None:
+        raise ResxError("resx's C++ extension is not installed: reinstall resx (make install)")
+    path = Path(spec.origin).with_name("resx-cpp")
     if not path.exists():
-        raise ResxError(f"resx-cpp not found next to {_cpp.__file__}: reinstall resx (make install)")
+        raise ResxError(f"resx-cpp not found next to {spec.origin}: reinstall resx (make install)")
     return path
 
 

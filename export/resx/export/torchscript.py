@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import resx
 from resx.data import AUGMENT, IMAGE_SHAPE
@@ -128,7 +127,10 @@ def flops_per_image(model: nn.Module, shape: tuple[int, ...] = IMAGE_SHAPE) -> d
 
 def _count_flops(model: nn.Module, x: torch.Tensor) -> dict[str, int | None]:
     # A copy: a training step would move the caller's BN running stats. Two images: BN in training mode
-    # needs more than one value per channel.
+    # needs more than one value per channel. Imported here: it imports triton, which a worker that only
+    # runs a model does not need (0.1-0.2 s of every start).
+    from torch.utils.flop_counter import FlopCounterMode
+
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as forward:
         model(x)

@@ -4,7 +4,7 @@ worker runs under callgrind with instrumentation and collection off (--instr-ats
 client requests (C++: callgrind.h, compiled into the extension and resx-cpp; Python: torch's own
 torch._C._valgrind_toggle, what Timer.collect_callgrind uses, with resx._valgrind for the instrumentation).
 One valgrind process per path and graph; batch 1, one intra-op thread (callgrind serialises threads), the
-same input, weights and number of calls for every path.
+same input, weights and number of calls for every path, and Python's string hashing fixed (COUNT_ENV).
 
 callgrind's per-function output (callgrind_annotate), whose names carry their shared object, gives where
 the instructions go, by layer of the stack (LAYERS), by shared object and by function. valgrind presents a
@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from resx.bench.plan import (
+    COUNT_ENV,
     COUNT_WARMUP,
     KERNEL_ISA,
     VALGRIND_INSTALL,
@@ -137,6 +138,7 @@ def split(
         version,
         seconds,
         kernels,
+        COUNT_ENV["PYTHONHASHSEED"],
     )
 
 
@@ -216,7 +218,7 @@ def count_training(model: ModelPlan, work: Path, notify: Notify, warn: Notify) -
             began = time.monotonic()
             proc = subprocess.run(
                 [*_wrapper(out), *runs[p.label]],
-                env=os.environ | KERNEL_ISA[cfg.counts.kernels] | {COUNT_STEPS: f"{WARM_STEPS},{n}"},
+                env=os.environ | COUNT_ENV | KERNEL_ISA[cfg.counts.kernels] | {COUNT_STEPS: f"{WARM_STEPS},{n}"},
                 capture_output=True,
                 text=True,
             )
@@ -280,7 +282,7 @@ def count_paths(model: ModelPlan, prepared: Prepared, notify: Notify, warn: Noti
         def make(wrapper):
             file = prepared.file(p.engine, p.dtype)
             timeout = max(cfg.rounds.start_timeout, START_TIMEOUT)
-            env = p.env | KERNEL_ISA[cfg.counts.kernels]
+            env = p.env | COUNT_ENV | KERNEL_ISA[cfg.counts.kernels]
             return make_runner(p.runtime, file, options, p.label, env, timeout, wrapper)
 
         with tempfile.TemporaryDirectory(prefix="resx-callgrind-") as work:

@@ -29,6 +29,11 @@ VALGRIND_INSTALL = "install valgrind (Debian and Ubuntu: apt-get install valgrin
 # --count-kernels: the environment of a worker under callgrind, by the kernels' instruction set. valgrind
 # emulates the AVX2 kernels' FMA slowly (ResNet18 at width 64: 40 s a call there, 0.4 s with these).
 KERNEL_ISA = {"avx": {"DNNL_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, "avx2": {}}
+# Every worker under callgrind: Python's string hashing fixed (it is random per process), so that the
+# interpreter's dict probes are the same in every graph and rerun. Random, py-eager's interpreter count of
+# one graph moved by 1.7% between processes and off the map's line by 56k; fixed, two runs were equal to
+# the instruction and the line's per-operator interval ±0.7% (benchmarks/README.md).
+COUNT_ENV = {"PYTHONHASHSEED": "0"}
 AGAIN = "+again"  # the baseline's second path (resx.bench.analysis.noise_path): the run's noise floor
 
 

@@ -1177,6 +1177,15 @@ _KERNELS = {
 }
 
 
+def _hash_seed(c: Counts) -> str:
+    if not c.hash_seed:
+        return ""
+    return (
+        f" Python's string hashing fixed (PYTHONHASHSEED={c.hash_seed}): random, the interpreter's count of a call "
+        "moves by 1-2% between processes."
+    )
+
+
 def _counts_section(entry: ModelResults) -> str:
     """Instructions per call (and per training step) under callgrind, by layer, and what each language adds
     to the same engine."""
@@ -1191,8 +1200,8 @@ def _counts_section(entry: ModelResults) -> str:
             "one valgrind process per path: deterministic, whatever the machine's load. The split is by where the "
             "instructions ran (callgrind's per-function output: each function's shared object and name); it sums "
             f"to the total. {_KERNELS[c0.kernels]}: the framework's and the language's counts do not depend on "
-            "that, the kernels' do. ns per instruction: the path's timed batch-1 p50 over its count.\n\n"
-            + _counts_tables(entry, entry.counts, "call", LATENCY)
+            f"that, the kernels' do.{_hash_seed(c0)} ns per instruction: the path's timed batch-1 p50 over its "
+            "count.\n\n" + _counts_tables(entry, entry.counts, "call", LATENCY)
         )
     if entry.training_counts:
         c0 = next(iter(entry.training_counts.values()))

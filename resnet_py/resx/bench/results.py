@@ -549,6 +549,7 @@ class Counts:
     valgrind: str = ""  # valgrind's version
     seconds: float = 0.0  # the collection's wall time (under valgrind)
     kernels: str = "avx2"  # the kernels' instruction set (--count-kernels; runs before it had the option: avx2)
+    hash_seed: str = ""  # PYTHONHASHSEED of the counted process ("": random, as runs before it was fixed)
 
 
 @dataclass
