@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import make_cifar, run_resx
+from conftest import invoke, make_cifar
 
 from resx import _cpp
 from resx import data as D
@@ -164,13 +164,13 @@ def test_bad_pickled_and_directories(tmp_path):
 
 
 def test_cli_data_check(cifar_dir, tmp_path):
-    proc = run_resx("data", "check", str(cifar_dir))
+    proc = invoke("data", "check", str(cifar_dir))
     assert proc.returncode == 1 and "train split has 200 images, expected 50000" in proc.stderr
     broken = make_cifar(tmp_path / "broken")
     (broken / D.BINARY_DIR / "data_batch_2.bin").write_bytes(b"\1" * 3000)
-    proc = run_resx("data", "check", str(broken / D.BINARY_DIR))
+    proc = invoke("data", "check", str(broken / D.BINARY_DIR))
     assert proc.returncode == 1 and "data_batch_2.bin: size 3000" in proc.stderr
-    proc = run_resx("data", "check", str(tmp_path / "nowhere"))
+    proc = invoke("data", "check", str(tmp_path / "nowhere"))
     assert proc.returncode == 1 and "no such directory" in proc.stderr
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_cifar, run_resx
+from conftest import invoke, make_cifar, run_resx
 from test_train import assert_same_training
 
 from resx import data as D
@@ -283,7 +283,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(data, tmp_path):
     assert "stopped by SIGINT" in err and err.count("error:") == 1
     status = RunDir(run).status()
     assert status.state == "interrupted" and status.epochs_done >= 1
-    refused = run_resx("train", "--resume", str(run), "--nproc-per-node", "3")
+    refused = invoke("train", "--resume", str(run), "--nproc-per-node", "3")
     assert refused.returncode == 1
     assert "trains on 2 process(es), not 3; resume it with --nproc-per-node (x --nnodes) 2" in refused.stderr
 
@@ -299,7 +299,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(data, tmp_path):
     ],
 )
 def test_bad_launches_are_refused_before_any_process_starts(data, tmp_path, extra, message):
-    proc = run_resx("train", "-o", str(tmp_path / "r"), "--data", str(data), *extra)
+    proc = invoke("train", "-o", str(tmp_path / "r"), "--data", str(data), *extra)
     assert proc.returncode == 1 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "r").exists()
 

@@ -3,7 +3,7 @@
 import json
 
 import torch
-from conftest import run_resx
+from conftest import invoke, run_resx
 
 from resx import _cpp, cpp
 from resx import env as envinfo
@@ -51,6 +51,6 @@ def test_executable_rejects_unknown_argument():
 
 
 def test_help_and_version():
-    assert run_resx("--help").returncode == 0
+    assert invoke("--help").returncode == 0
     out = run_resx("--version", check=True).stdout
     assert out.startswith("resx ")

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import make_cifar, run_resx
+from conftest import invoke, make_cifar
 
 from resx import _cpp, cpp
 from resx import train as T
@@ -142,9 +142,9 @@ def test_cpp_trains_evaluates_and_resumes_with_no_torchscript_file(tmp_path, run
 
 def test_weights_export_inspect_in_both_languages_and_cli(tmp_path):
     out = tmp_path / "r.pth"
-    proc = run_resx("export", "resnet18", "--width", "8", "-o", str(out), check=True)
-    assert "weights" in proc.stdout and read_weights(out)[1]["format"] == "resx-weights/1"
-    assert run_resx("inspect", str(out), check=True).returncode == 0
+    proc = invoke("export", "resnet18", "--width", "8", "-o", str(out))
+    assert proc.returncode == 0 and "weights" in proc.stdout and read_weights(out)[1]["format"] == "resx-weights/1"
+    assert invoke("inspect", str(out)).returncode == 0
     exe = subprocess.run([str(cpp.executable()), "inspect", str(out)], capture_output=True, text=True)
     assert exe.returncode == 0 and "state_fingerprint" in exe.stdout, exe.stderr
     # Tensors that do not fit: refused by name and shape, before anything is copied.

@@ -15,6 +15,7 @@ from resx.bench import analysis
 from resx.bench import language as L
 from resx.bench.config import WarmupRule
 from resx.bench.results import (
+    Counts,
     Estimate,
     LanguageMap,
     Measurement,
@@ -183,11 +184,11 @@ def test_map_options_are_refused_in_one_line():
     with pytest.raises(BenchError, match="drop --no-inference"):
         bench_plan(paths=paths, map={"enabled": True}, inference={"enabled": False})
     plan = bench_plan("language")
-    assert plan.threads == 1 and len(plan.sweep) == 4 and plan.models[0].profile_calls == 10
-    counts = plan.config.counts  # the preset counts instructions too: each language's eager call, the reference's
-    assert counts.enabled and counts.runtimes == ("py-eager", "cpp-eager", "exe-script") and counts.steps == 0
+    assert plan.threads == 1 and len(plan.sweep) == 5 and plan.models[0].profile_calls == 10
+    counts = plan.config.counts  # the preset counts instructions too: the eager call in each language
+    assert counts.enabled and counts.runtimes == ("py-eager", "cpp-eager") and counts.steps == 0
     assert all(p.model.config.counts == counts for p in plan.sweep)
-    assert [p.label for p in plan.sweep if not p.fitted] == ["2-2-2-2/w8"]
+    assert [p.label for p in plan.sweep if not p.fitted] == ["2-3-4-2/w8"]
     point = plan.sweep[-2].model  # 3,4,6,3 is resnet34's own: named so, not overridden
     assert point.source.name == "resnet34" and point.label == "3-4-6-3/w16" and point.config.model.layers is None
     assert [s.key for s in point.scenarios if s.kind != "concurrency"] == ["latency"]
@@ -258,6 +259,22 @@ def test_the_map_from_synthetic_graphs_recovers_costs_and_predicts_held_out_ones
     assert {p.model for p in latency} == {"460/w8", "resnet18"}
     assert all(abs(p.predicted / p.measured - 1) < 0.02 for p in latency), latency  # intervals of 0.2% noise: tiny
     assert lm.crossovers["exe-script"]["2"] == pytest.approx(50e-6 + 460e-6, rel=0.05)
+    assert decode(LanguageMap, json.loads(json.dumps(encode(lm)))) == lm
+
+
+def test_the_crossover_in_instructions_is_where_the_saved_count_is_the_share_asked():
+    """On counts: py-eager adds 200k + 40k per operator beyond cpp-eager (the counts' reference); at the
+    model's operators, cpp-eager's count below which py-eager / cpp-eager >= 1.1 is what it saves over 0.1."""
+    sweep = {}
+    for ops in (280.0, 460.0, 820.0):
+        entry = synthetic_entry(f"{ops:.0f}/w4", ops, 2e-4, {"py-eager": 1e-4, "exe-script": 0.0})
+        entry.counts = {"cpp-eager": Counts(3, 1e7), "py-eager": Counts(3, 1e7 + 2e5 + 4e4 * ops)}
+        sweep[entry.name] = entry
+    lm = L.analyse(sweep, list(sweep), {}, 2)
+    assert set(lm.count_costs) == {"py-eager"} and lm.count_costs["py-eager"].reference == "cpp-eager"
+    saved = 2e5 + 4e4 * lm.reference_ops
+    assert lm.count_crossovers["cpp-eager"]["1.1"] == pytest.approx(saved / 0.1)
+    assert lm.count_crossovers["cpp-eager"]["2"] == pytest.approx(saved)
     assert decode(LanguageMap, json.loads(json.dumps(encode(lm)))) == lm
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import make_cifar, run_resx
+from conftest import invoke, make_cifar
 
 from resx import cpp
 from resx import train as T
@@ -269,17 +269,8 @@ def test_cross_evaluation_agrees(tiny, tmp_path, reference):
     assert py["test_loss"] == cpp["test_loss"] and py["test_top_1"] == cpp["test_top_1"] and py["images"] == 16
     assert RunDir(reference).read_epochs()[-1].test_loss == py["test_loss"]
     out = json.loads(
-        run_resx(
-            "eval",
-            str(reference / "final.pt"),
-            "--runtime",
-            "cpp",
-            "--data",
-            str(tiny),
-            "--batch-size",
-            "8",
-            "--json",
-            check=True,
+        invoke(
+            "eval", str(reference / "final.pt"), "--runtime", "cpp", "--data", str(tiny), "--batch-size", "8", "--json"
         ).stdout
     )
     assert out["test_loss"] == py["test_loss"]

@@ -279,7 +279,13 @@ def analyse(
     train = _training(sweep, profiles, base)
     all_ops = {g: p[base].top_ops for g, p in profiles.items() if base in p}
     fitted = {g: sweep[g] for g in fit_points}
-    count_costs = fit_counts(fitted, ops, count_reference(fitted, reference))
+    count_ref = count_reference(fitted, reference)
+    count_costs = fit_counts(fitted, ops, count_ref)
+    count_crossovers = {
+        p: {f"{f:g}": crossover(count_costs, p, base, own.top_ops, f) for f in SHARES}
+        for p in [*count_costs, count_ref]
+        if p != base and count_costs
+    }
     count_predictions = predict_counts([*((g, sweep[g]) for g in held), *models.items()], all_ops, count_costs)
     # The most overhead-bound graph: the least time inside operators per operator.
     bound = min((g for g in sweep if base in profiles[g]), key=lambda g: time_per_op(profiles[g][base]))
@@ -301,6 +307,7 @@ def analyse(
         *train,
         count_costs,
         count_predictions,
+        count_crossovers,
     )
 
 

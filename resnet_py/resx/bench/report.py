@@ -915,6 +915,19 @@ def _language_section(results: Results) -> str:
                 rows,
             )
         )
+        if lm.count_crossovers:
+            rows = []
+            for path, by in lm.count_crossovers.items():
+                saved = extra(lm.count_costs, base, lm.reference_ops) - extra(lm.count_costs, path, lm.reference_ops)
+                cells = [path, f"{saved:,.0f}"]
+                cells += ["never" if by.get(f"{f:g}") is None else f"{by[f'{f:g}'] / 1e6:,.1f}" for f in SHARES]
+                rows.append(cells)
+            out.append(
+                f"\nThe crossover in instructions: at this model's {lm.reference_ops:.0f} top-level operators per "
+                f"call, what each path saves per call against {base}, and its own count per call below which "
+                f"that is ≥10% and ≥2× fewer instructions ({base} / path ≥ 1.1 and ≥ 2).\n\n"
+                + md_table(["path", "saves per call, instructions", "≥10% below (M)", "≥2× below (M)"], rows)
+            )
         if lm.count_predictions:
             rows = [
                 [p.model, p.path, f"{p.predicted:,.0f}", f"{p.measured:,.0f}", f"{p.predicted / p.measured - 1:+.2%}"]

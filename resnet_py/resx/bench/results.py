@@ -484,6 +484,7 @@ class LanguageMap:
     train_split: dict[str, dict[str, float]] = field(default_factory=dict)
     count_costs: dict[str, CallCost] = field(default_factory=dict)  # instructions beyond the reference's
     count_predictions: list[Prediction] = field(default_factory=list)  # held-out graphs' counts, predicted
+    count_crossovers: dict[str, dict[str, float | None]] = field(default_factory=dict)  # as crossovers, in instructions
 
 
 # ------------------------------------------------------------------------------------------- a model, a run
