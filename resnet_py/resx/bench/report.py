@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -810,12 +811,7 @@ def _language_section(results: Results) -> str:
         "\n### The sweep: batch-1 p50 (ms)\n\n"
         + md_table(["graph", "GFLOP", "operators (top)", *paths, f"{ref} / {base}"], grid)
     )
-    rows = []
-    for path, by in lm.crossovers.items():
-        saved = extra(lm.costs, base, lm.reference_ops) - extra(lm.costs, path, lm.reference_ops)
-        cells = [path, _us(saved)]
-        cells += ["never" if by.get(f"{f:g}") is None else f"{by[f'{f:g}'] * 1e3:.3f}" for f in SHARES]
-        rows.append(cells)
+    rows = _crossover_rows(lm.crossovers, lm.costs, base, lm.reference_ops, _us, lambda v: f"{v * 1e3:.3f}")
     out.append(
         f"\n### The crossover\n\nAt this model's {lm.reference_ops:.0f} top-level operators per call, what each "
         f"path saves per call against {base}, and its own batch-1 latency below which that is ≥10% and ≥2× "
@@ -916,12 +912,14 @@ def _language_section(results: Results) -> str:
             )
         )
         if lm.count_crossovers:
-            rows = []
-            for path, by in lm.count_crossovers.items():
-                saved = extra(lm.count_costs, base, lm.reference_ops) - extra(lm.count_costs, path, lm.reference_ops)
-                cells = [path, f"{saved:,.0f}"]
-                cells += ["never" if by.get(f"{f:g}") is None else f"{by[f'{f:g}'] / 1e6:,.1f}" for f in SHARES]
-                rows.append(cells)
+            rows = _crossover_rows(
+                lm.count_crossovers,
+                lm.count_costs,
+                base,
+                lm.reference_ops,
+                "{:,.0f}".format,
+                lambda v: f"{v / 1e6:,.1f}",
+            )
             out.append(
                 f"\nThe crossover in instructions: at this model's {lm.reference_ops:.0f} top-level operators per "
                 f"call, what each path saves per call against {base}, and its own count per call below which "
@@ -1180,6 +1178,16 @@ def _loadgen_summaries(results: Results, out: Path) -> list[Path]:
                 atomic_write(file, t.summary.encode())
                 written.append(file)
     return written
+
+
+def _crossover_rows(crossovers: dict, costs: dict, base: str, ops: float, saved: Callable, below: Callable) -> list:
+    """The crossover table's rows, in time or in instructions: each path, what it saves per call against
+    the baseline at `ops` operators, and its own figure below which that is each share of SHARES."""
+    rows = []
+    for path, by in crossovers.items():
+        cells = [path, saved(extra(costs, base, ops) - extra(costs, path, ops))]
+        rows.append(cells + ["never" if by.get(f"{f:g}") is None else below(by[f"{f:g}"]) for f in SHARES])
+    return rows
 
 
 # What the kernels counted are (Counts.kernels, --count-kernels), as the report says it.
