@@ -65,7 +65,6 @@ def runs(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp-runs")
     for runtime in ("py", "cpp"):
         train(root / runtime, data, "--nproc-per-node", "2", runtime=runtime)
-    train(root / "cpp-scripted", data, "--nproc-per-node", "2", "--module", "scripted", runtime="cpp")
     return root
 
 
@@ -93,18 +92,22 @@ def test_shards_are_the_same_in_both_languages_and_cover_the_epoch(data):
     assert sum(b.labels.numel() for loader in seen for b in loader.batches()) == 41  # evaluated once each
 
 
-@pytest.mark.parametrize("cpp", ["cpp", "cpp-scripted"])
-def test_py_and_cpp_ddp_train_bit_identically(runs, cpp):
-    """DDP's Reducer over the C++ frontend module's parameters (the default) and over the TorchScript
-    file's, against py-DDP: bit-identical."""
-    assert_same_training(runs / "py", runs / cpp)
-    wp, wc = world(runs / "py"), world(runs / cpp)
+def assert_same_worlds(py: Path, cpp: Path, steps: int) -> None:
+    """Both runs' world: 2 gloo ranks, each timed and its all-reduce measured, in the same buckets."""
+    wp, wc = world(py), world(cpp)
     for w in (wp, wc):
         assert w["size"] == 2 and w["backend"] == "gloo" and [r["rank"] for r in w["ranks"]] == [0, 1]
         for r in w["ranks"]:
-            assert r["steps"] == 6 and r["step_s"] > 0 and r["allreduce_s"] >= r["allreduce_overlap_s"] > 0
+            assert r["steps"] == steps and r["step_s"] > 0 and r["allreduce_s"] >= r["allreduce_overlap_s"] > 0
             assert 0 <= r["allreduce_share"] < 1
     assert wp["bucket_sizes"] == wc["bucket_sizes"]  # the same buckets, from DDP's own assignment
+
+
+def test_py_and_cpp_ddp_train_bit_identically(runs):
+    """DDP's Reducer over the C++ frontend module's parameters against py-DDP: bit-identical. Over a
+    TorchScript file's parameters: test_sources (a torchvision model, which C++ trains scripted)."""
+    assert_same_training(runs / "py", runs / "cpp")
+    assert_same_worlds(runs / "py", runs / "cpp", steps=6)
     steps = RunDir(runs / "py").read_steps()
     assert [s.batch_size for s in steps] == [16, 16, 10] * 2  # the global batch: both ranks' images
     assert RunDir(runs / "py").read_config()["world_size"] == 2
@@ -221,7 +224,7 @@ def start(run: Path, data: Path, runtime: str) -> subprocess.Popen:
         runtime,
         *ARGS,
         "--epochs",
-        "30",
+        "8",  # enough that the stop lands mid-run; each one more costs the resume below an epoch
         "--batch-size",
         "4",
         "--nproc-per-node",
