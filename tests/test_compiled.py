@@ -36,7 +36,7 @@ SMALL = ModelConfig("resnet18", width=8, layers=[1, 1, 1, 1])  # every kind of l
 @pytest.fixture(scope="session")
 def files(tmp_path_factory):
     """A TorchScript export, a weights export, an ExecuTorch program and three packages: fp32 with 1 thread
-    compiled in, bf16 with dynamic threads, and bf16 of other weights (seed 1)."""
+    compiled in, bf16 with dynamic threads (exported by `resx export`), and bf16 of other weights (seed 1)."""
     d = tmp_path_factory.mktemp("compiled")
     paths = {
         "pt": d / "m.pt",
@@ -50,7 +50,10 @@ def files(tmp_path_factory):
     export_weights(SMALL, paths["pth"])
     export_executorch(SMALL, paths["pte"])
     export_aoti(SMALL, paths["fp32"], settings=CompileSettings(threads=1))
-    export_aoti(SMALL, paths["bf16"], settings=CompileSettings(dtype="bf16"))
+    # bf16 through the command line, as a user exports it (test_cli_exports_a_package_... reads its answer)
+    layers = ",".join(map(str, SMALL.layers))
+    args = ["export", "resnet18", "--width", str(SMALL.width), "--layers", layers, "--dtype", "bf16"]
+    paths["cli"] = CliRunner().invoke(app, [*args, "-o", str(paths["bf16"])])
     export_aoti(SMALL, paths["seed1"], seed=1, settings=CompileSettings(dtype="bf16"))
     return paths, manifest
 
@@ -332,13 +335,12 @@ def test_torch_compile_training_stays_within_a_stated_tolerance_of_eager(tiny, t
         train(tiny, tmp_path / "bad", "cpp", compile=True)
 
 
-def test_cli_exports_a_package_and_refuses_a_bad_format(tmp_path):
+def test_cli_exports_a_package_and_refuses_a_bad_format(files, tmp_path):
     runner = CliRunner()
-    out = tmp_path / "m.pt2"
-    args = ["--width", "2", "--layers", "1,1,1,1", "-o", str(out), "--dtype", "bf16"]
-    result = runner.invoke(app, ["export", "resnet18", *args])
+    paths, _ = files
+    out, result = tmp_path / "m.pt2", paths["cli"]  # the session's bf16 package, exported by the command line
     assert result.exit_code == 0 and "AOTInductor for cpu bf16" in result.stdout, result.stderr
-    assert read_manifest(out)["compile"]["dtype"] == "bf16"
+    assert read_manifest(paths["bf16"])["compile"]["dtype"] == "bf16"
     assert "--format" in one_error(runner.invoke(app, ["export", "resnet18", "-o", str(out), "--format", "onnx"]))
     assert "resx writes .pt (torchscript), .pt2 (aoti)" in one_error(
         runner.invoke(app, ["export", "resnet18", "-o", str(tmp_path / "model.onnx")])
