@@ -2,6 +2,7 @@
 the exact mirror of py-eager. Same state_dict, bit-identical outputs, in bench as cpp-eager and exe-eager,
 and training, evaluation and inference from weights alone, with no TorchScript."""
 
+import contextlib
 import json
 import subprocess
 import zipfile
@@ -68,22 +69,24 @@ def files(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(("dtype", "channels_last"), [("fp32", False), ("fp32", True), ("bf16", False)])
-def test_cpp_eager_and_exe_eager_give_py_eager_s_outputs_bit_for_bit(files, threads, dtype, channels_last):
+def test_cpp_eager_and_exe_eager_give_py_eager_s_outputs_bit_for_bit(files, dtype, channels_last):
     """In bench, each in a process of its own: the gate's outputs equal to py-eager's to the last bit
-    (equal threads; at bf16 both run under the dispatcher's autocast)."""
+    (equal threads, 1 then 2 in the same processes; at bf16 both run under the dispatcher's autocast)."""
     options = EngineOptions(dtype=dtype, channels_last=channels_last)
-    ids = {}
-    for name in ("py-eager", "cpp-eager", "exe-eager"):
-        with make_runner(name, files["pth"], options) as r:
-            r.set_threads(threads)
-            ids[name] = r.identity(0)
-    assert ids["cpp-eager"].output == ids["py-eager"].output
-    assert ids["exe-eager"].output == ids["py-eager"].output
-    assert {i.state for i in ids.values()} == {files["manifest"]["state_fingerprint"]}
-    assert {i.weights_hash for i in ids.values()} == {files["manifest"]["weights_hash"]}
-    assert ids["cpp-eager"].fingerprint == "" and ids["py-eager"].fingerprint == files["manifest"]["fingerprint"]
+    names = ("py-eager", "cpp-eager", "exe-eager")
+    with contextlib.ExitStack() as stack:
+        runners = {name: stack.enter_context(make_runner(name, files["pth"], options)) for name in names}
+        for threads in (1, 2):
+            ids = {}
+            for name, r in runners.items():
+                assert r.set_threads(threads) == threads
+                ids[name] = r.identity(0)
+            assert ids["cpp-eager"].output == ids["py-eager"].output, threads
+            assert ids["exe-eager"].output == ids["py-eager"].output, threads
+            assert {i.state for i in ids.values()} == {files["manifest"]["state_fingerprint"]}
+            assert {i.weights_hash for i in ids.values()} == {files["manifest"]["weights_hash"]}
+            assert ids["cpp-eager"].fingerprint == "" and ids["py-eager"].fingerprint == files["manifest"]["fingerprint"]
 
 
 def test_the_gate_proves_the_cpp_module_by_its_state_weights_and_outputs(files):

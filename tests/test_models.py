@@ -54,22 +54,25 @@ def test_flops_match_the_published_figures(tmp_path):
 
 def test_fingerprint_ignores_weights_and_tells_architectures_apart(tmp_path):
     fp = lambda config, seed=0: export(config, tmp_path / "m.pt", seed=seed)["fingerprint"]
-    base = fp(ModelConfig("resnet18"))
-    assert fp(ModelConfig("resnet18")) == base  # re-export
-    assert fp(ModelConfig("resnet18"), seed=1) == base  # other weights
+    narrow = {"width": 8}  # the architecture's every layer, quick to export
+    base = fp(ModelConfig("resnet18", **narrow))
+    assert fp(ModelConfig("resnet18", **narrow)) == base  # re-export
+    assert fp(ModelConfig("resnet18", **narrow), seed=1) == base  # other weights
     others = [
-        ModelConfig("resnet34"),
-        ModelConfig("resnet18", stem="imagenet"),
-        ModelConfig("resnet18", num_classes=100),
+        ModelConfig("resnet34", **narrow),
+        ModelConfig("resnet18", stem="imagenet", **narrow),
+        ModelConfig("resnet18", num_classes=100, **narrow),
+        ModelConfig("resnet18", width=16),
     ]
     fps = {base} | {fp(c) for c in others}
-    assert len(fps) == 4
+    assert len(fps) == 5
 
 
 def test_weights_hash_follows_the_seed(tmp_path):
-    a = export(ModelConfig("resnet18"), tmp_path / "a.pt", seed=0)["weights_hash"]
-    b = export(ModelConfig("resnet18"), tmp_path / "b.pt", seed=1)["weights_hash"]
-    c = export(ModelConfig("resnet18"), tmp_path / "c.pt", seed=0)["weights_hash"]
+    config = ModelConfig("resnet18", width=8)
+    a = export(config, tmp_path / "a.pt", seed=0)["weights_hash"]
+    b = export(config, tmp_path / "b.pt", seed=1)["weights_hash"]
+    c = export(config, tmp_path / "c.pt", seed=0)["weights_hash"]
     assert a == c != b
 
 
