@@ -207,9 +207,12 @@ def test_torchrun_by_hand_trains_like_the_launcher(runs, data, tmp_path):
     assert_same_training(runs / "py", run)
 
 
-def test_one_process_is_todays_run(data, tmp_path):
-    train(tmp_path / "flag", data, "--nproc-per-node", "1", "--epochs", "1")
-    train(tmp_path / "plain", data, "--epochs", "1")
+def test_one_process_is_todays_run(data, tmp_path, restore_threads):
+    """In this process (no launcher starts for one process): the flag changes nothing."""
+    for name, extra in (("flag", ["--nproc-per-node", "1"]), ("plain", [])):
+        args = ["-o", str(tmp_path / name), "--data", str(data), *ARGS, *extra, "--epochs", "1"]
+        proc = invoke("train", *args)
+        assert proc.returncode == 0, proc.stderr
     assert_same_training(tmp_path / "flag", tmp_path / "plain")
     assert world(tmp_path / "flag") == {"size": 1, "backend": None, "bucket_sizes": None, "ranks": []}
 
