@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 
 namespace resx {
@@ -83,7 +84,10 @@ int serve_worker(const std::string& program, const std::function<Opened(const pr
     }
     write_line(out, answer.dump());
   }
-  return 0;
+  // Straight out, as the Python worker: freeing the model and LibTorch's statics takes 0.2 s of every
+  // stop, and nothing the worker holds needs it (valgrind writes its counts on any exit).
+  std::fflush(nullptr);
+  std::_Exit(0);
 }
 
 }  // namespace resx

@@ -63,8 +63,9 @@ class Answers {
 };
 
 // Serves the protocol until quit or the end of the requests: `open` makes the worker (an exception is one
-// line back, exit 1), Ready answers it, then each request gets its answer or {"error": one line}. The exit
-// status; `program` names the command in its own errors.
+// line back, exit 1), Ready answers it, then each request gets its answer or {"error": one line}; at the end
+// the process exits 0 at once, without teardown. The exit status where it returns; `program` names the
+// command in its own errors.
 int serve_worker(const std::string& program, const std::function<Opened(const protocol::Open&)>& open);
 
 }  // namespace resx

@@ -86,7 +86,9 @@ def test_cpp_eager_and_exe_eager_give_py_eager_s_outputs_bit_for_bit(files, dtyp
             assert ids["exe-eager"].output == ids["py-eager"].output, threads
             assert {i.state for i in ids.values()} == {files["manifest"]["state_fingerprint"]}
             assert {i.weights_hash for i in ids.values()} == {files["manifest"]["weights_hash"]}
-            assert ids["cpp-eager"].fingerprint == "" and ids["py-eager"].fingerprint == files["manifest"]["fingerprint"]
+            assert (
+                ids["cpp-eager"].fingerprint == "" and ids["py-eager"].fingerprint == files["manifest"]["fingerprint"]
+            )
 
 
 def test_the_gate_proves_the_cpp_module_by_its_state_weights_and_outputs(files):
