@@ -19,13 +19,12 @@
 #include "json.h"
 #include "model.h"
 #include "resnet.h"
+#include "timing.h"
 
 namespace resx {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 void check_options(const EngineOptions& o) {
   if (o.engine != "eager" && o.engine != "script" && o.engine != "frozen" && o.engine != "aoti") {

@@ -14,6 +14,7 @@
 #include "env.h"
 #include "files.h"
 #include "resnet.h"
+#include "timing.h"
 
 namespace resx {
 namespace fs = std::filesystem;
@@ -22,8 +23,6 @@ namespace F = torch::nn::functional;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 at::Tensor to_device(const at::Tensor& x, const at::Device& device, bool channels_last) {
   auto y = x.to(device, /*non_blocking=*/true);  // the loader pins batches for a GPU
